@@ -1,0 +1,41 @@
+# Causeway. `make test` is what CI runs (see .ci/run); `make run` is the local mesh.
+GO        ?= go
+BIN       := bin/causeway
+FUZZTIME  ?= 10s
+export GOFLAGS := -buildvcs=false
+
+.PHONY: build test test-short race vet lint fmt fuzz bench run generate tools clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/causeway
+
+## test: vet, gofmt check, the whole suite under -race, then a short fuzz pass.
+test: lint
+	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) fuzz
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	@bad=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+## fuzz: every Fuzz* target for FUZZTIME (corpora in testdata/fuzz are run by `go test` too).
+fuzz:
+	@./scripts/fuzz.sh $(FUZZTIME)
+
+bench: build
+	./bench/run.sh
+
+run: build
+	$(BIN) up -f examples/bookstore
+
+clean:
+	rm -rf bin
