@@ -1,0 +1,301 @@
+package balance
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoEndpoints is returned by Pick when the upstream has no endpoints.
+var ErrNoEndpoints = errors.New("balance: no endpoints")
+
+// Defaults for a zero Options field.
+const (
+	DefaultDecay               = 10 * time.Second // Linkerd's default peak-EWMA decay
+	DefaultRTT                 = 30 * time.Millisecond
+	DefaultInflightPenalty     = 1.0
+	DefaultConsecutiveFailures = 5 // Envoy's consecutive_5xx default
+	DefaultBaseEjectionTime    = 30 * time.Second
+	DefaultMaxEjectionTime     = 300 * time.Second
+	DefaultMaxEjectionPercent  = 50
+)
+
+// Options tune a Balancer. A zero field takes the default named beside it.
+type Options struct {
+	// Decay is the time constant of the peak-EWMA: a sample's weight falls to
+	// 1/e after Decay, and an idle endpoint's cost falls to 1/e of its value
+	// after Decay without samples. Default DefaultDecay.
+	Decay time.Duration
+	// DefaultRTT is the latency assumed for an endpoint with no samples yet.
+	// Non-zero so that a new endpoint is not flooded before it has answered.
+	DefaultRTT time.Duration
+	// InflightPenalty k scales the in-flight multiplier: cost = ewma *
+	// (1 + k*inflight). 1 is the classic peak-EWMA formula; negative disables
+	// the penalty. Default DefaultInflightPenalty.
+	InflightPenalty float64
+	// ConsecutiveFailures ejects an endpoint after this many failed requests
+	// in a row. Negative disables ejection. Default 5.
+	ConsecutiveFailures int
+	// BaseEjectionTime is the first ejection's length; each further ejection
+	// of the same endpoint doubles it. Default 30s.
+	BaseEjectionTime time.Duration
+	// MaxEjectionTime caps the doubling. Default 300s.
+	MaxEjectionTime time.Duration
+	// MaxEjectionPercent bounds the share of endpoints ejected at once; at
+	// least one endpoint may always be ejected (as in Envoy), because with
+	// few endpoints a percentage rounds down to zero. Default 50.
+	MaxEjectionPercent int
+	// Now is the clock; nil means time.Now. Tests may also use testing/synctest
+	// with the default clock.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Decay <= 0 {
+		o.Decay = DefaultDecay
+	}
+	if o.DefaultRTT <= 0 {
+		o.DefaultRTT = DefaultRTT
+	}
+	if o.InflightPenalty == 0 {
+		o.InflightPenalty = DefaultInflightPenalty
+	} else if o.InflightPenalty < 0 {
+		o.InflightPenalty = 0
+	}
+	if o.ConsecutiveFailures == 0 {
+		o.ConsecutiveFailures = DefaultConsecutiveFailures
+	}
+	if o.BaseEjectionTime <= 0 {
+		o.BaseEjectionTime = DefaultBaseEjectionTime
+	}
+	if o.MaxEjectionTime <= 0 {
+		o.MaxEjectionTime = DefaultMaxEjectionTime
+	}
+	if o.MaxEjectionTime < o.BaseEjectionTime {
+		o.MaxEjectionTime = o.BaseEjectionTime
+	}
+	if o.MaxEjectionPercent <= 0 {
+		o.MaxEjectionPercent = DefaultMaxEjectionPercent
+	}
+	if o.MaxEjectionPercent > 100 {
+		o.MaxEjectionPercent = 100
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Balancer chooses endpoints for one upstream. It is safe for concurrent use.
+type Balancer struct {
+	opts  Options
+	epoch time.Time // origin of the int64 nanosecond clock used internally
+	decay float64   // opts.Decay in nanoseconds
+
+	// set is the current endpoint list; it is replaced, never mutated.
+	set atomic.Pointer[[]*endpoint]
+	// ejected counts ejected (or probing) endpoints of the current set. Pick
+	// reads it to skip all ejection logic in the common case of zero.
+	ejected atomic.Int32
+
+	// mu serialises Update and ejection transitions so that ejected stays
+	// equal to the number of ejected endpoints in set.
+	mu sync.Mutex
+
+	pool sync.Pool // *Pick, so that Pick+Done allocate nothing
+}
+
+// New returns a Balancer with no endpoints.
+func New(opts Options) *Balancer {
+	opts = opts.withDefaults()
+	b := &Balancer{opts: opts, epoch: opts.Now(), decay: float64(opts.Decay)}
+	empty := []*endpoint{}
+	b.set.Store(&empty)
+	b.pool.New = func() any { return &Pick{} }
+	return b
+}
+
+// now returns nanoseconds since b.epoch; monotonic when Now is time.Now.
+func (b *Balancer) now() int64 { return int64(b.opts.Now().Sub(b.epoch)) }
+
+// Update replaces the endpoint list. Endpoints present before and after keep
+// their latency estimate, in-flight count and ejection state; new ones start
+// from DefaultRTT. Duplicate addresses are merged. Requests already picked on
+// a removed endpoint complete normally; their Done only updates that
+// endpoint's (now unreachable) statistics.
+func (b *Balancer) Update(endpoints []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.set.Load()
+	byAddr := make(map[string]*endpoint, len(old))
+	for _, e := range old {
+		byAddr[e.addr] = e
+	}
+	next := make([]*endpoint, 0, len(endpoints))
+	seen := make(map[string]bool, len(endpoints))
+	var ejected int32
+	for _, addr := range endpoints {
+		if seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		e := byAddr[addr]
+		if e == nil {
+			e = &endpoint{addr: addr}
+			e.ewmaBits.Store(math.Float64bits(float64(b.opts.DefaultRTT)))
+			e.stamp.Store(b.now())
+		}
+		if e.state.Load() != stateHealthy {
+			ejected++
+		}
+		next = append(next, e)
+	}
+	for _, e := range old {
+		if !seen[e.addr] {
+			e.removed.Store(true)
+		}
+	}
+	b.set.Store(&next)
+	b.ejected.Store(ejected)
+}
+
+// Pick chooses an endpoint for one request. The caller must call Done on the
+// result exactly once and must not use it afterwards (Picks are recycled).
+func (b *Balancer) Pick() (*Pick, error) {
+	eps := *b.set.Load()
+	n := len(eps)
+	if n == 0 {
+		return nil, ErrNoEndpoints
+	}
+	var e *endpoint
+	probe := false
+	switch {
+	case n == 1:
+		e = eps[0]
+	case b.ejected.Load() == 0:
+		now := b.now()
+		e = b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now)
+	default:
+		e, probe = b.pickWithEjections(eps)
+	}
+	e.inflight.Add(1)
+	p := b.pool.Get().(*Pick)
+	p.Addr, p.ep, p.b, p.probe = e.addr, e, b, probe
+	return p, nil
+}
+
+// p2c compares endpoints i and j' (j' = j, shifted past i so the two differ).
+func (b *Balancer) p2c(eps []*endpoint, i, j int, now int64) *endpoint {
+	if j >= i {
+		j++
+	}
+	a, c := eps[i], eps[j]
+	if b.cost(c, now) < b.cost(a, now) {
+		return c
+	}
+	return a
+}
+
+// pickWithEjections is the slow path, taken only while some endpoint is
+// ejected: hand out a due probe first, otherwise run P2C among healthy
+// endpoints, otherwise (all ejected) P2C among all of them: panic mode.
+func (b *Balancer) pickWithEjections(eps []*endpoint) (*endpoint, bool) {
+	now := b.now()
+	for _, e := range eps {
+		if e.state.Load() != stateHealthy && now >= e.until.Load() && b.claimProbe(e, now) {
+			return e, true
+		}
+	}
+	n := len(eps)
+	// Walk from two random offsets to the next healthy endpoint. Endpoints
+	// just after an ejected run are slightly favoured; acceptable for the
+	// short time an ejection lasts, and it keeps the path allocation-free.
+	a := nextHealthy(eps, rand.IntN(n))
+	if a < 0 {
+		return b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now), false // panic mode
+	}
+	c := nextHealthy(eps, rand.IntN(n))
+	if c == a {
+		c = nextHealthy(eps, (a+1)%n)
+	}
+	if c < 0 || c == a || b.cost(eps[a], now) <= b.cost(eps[c], now) {
+		return eps[a], false
+	}
+	return eps[c], false
+}
+
+func nextHealthy(eps []*endpoint, start int) int {
+	for k := range eps {
+		i := (start + k) % len(eps)
+		if eps[i].state.Load() == stateHealthy {
+			return i
+		}
+	}
+	return -1
+}
+
+// claimProbe lets exactly one request probe a due endpoint. The probe holds a
+// lease of BaseEjectionTime: if its Done never comes (a hung request), a new
+// probe may be sent when the lease ends rather than the endpoint staying
+// ejected forever.
+func (b *Balancer) claimProbe(e *endpoint, now int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e.state.Load() == stateHealthy || now < e.until.Load() {
+		return false
+	}
+	e.state.Store(stateProbing)
+	e.until.Store(now + int64(b.opts.BaseEjectionTime))
+	return true
+}
+
+// cost is the peak-EWMA load of e at time now.
+func (b *Balancer) cost(e *endpoint, now int64) float64 {
+	ewma := math.Float64frombits(e.ewmaBits.Load())
+	if dt := now - e.stamp.Load(); dt > 0 {
+		ewma *= math.Exp(-float64(dt) / b.decay)
+	}
+	return (ewma + 1) * (1 + b.opts.InflightPenalty*float64(e.inflight.Load()))
+}
+
+// Stats describes one endpoint, for metrics and /config.
+type Stats struct {
+	Addr                string
+	EWMA                time.Duration // decayed to now
+	Inflight            int64
+	ConsecutiveFailures int32
+	Ejected             bool // ejected or being probed
+	EjectedUntil        time.Time
+	Ejections           int32 // consecutive ejections, the exponent of the backoff
+}
+
+// Stats returns a snapshot of every endpoint, in Update order.
+func (b *Balancer) Stats() []Stats {
+	eps := *b.set.Load()
+	now := b.now()
+	out := make([]Stats, len(eps))
+	for i, e := range eps {
+		ewma := math.Float64frombits(e.ewmaBits.Load())
+		if dt := now - e.stamp.Load(); dt > 0 {
+			ewma *= math.Exp(-float64(dt) / b.decay)
+		}
+		s := Stats{
+			Addr:                e.addr,
+			EWMA:                time.Duration(ewma),
+			Inflight:            e.inflight.Load(),
+			ConsecutiveFailures: e.failures.Load(),
+			Ejected:             e.state.Load() != stateHealthy,
+		}
+		if s.Ejected {
+			s.EjectedUntil = b.epoch.Add(time.Duration(e.until.Load()))
+		}
+		b.mu.Lock()
+		s.Ejections = e.ejections
+		b.mu.Unlock()
+		out[i] = s
+	}
+	return out
+}

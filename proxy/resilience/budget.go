@@ -1,0 +1,144 @@
+package resilience
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// RetryBudgetOptions size a RetryBudget. Zero fields take the defaults named.
+type RetryBudgetOptions struct {
+	// Ratio of retries to original requests within the window, e.g. 0.2 lets
+	// one retry per five requests. Default 0.2. Negative means no ratio part.
+	Ratio float64
+	// MinPerSecond is a floor of retries per second that is always allowed,
+	// so that a low-traffic upstream can still retry. Default 10. Negative
+	// means no floor.
+	MinPerSecond int
+	// TTL is the window: deposits and withdrawals older than TTL no longer
+	// count. Default 10s.
+	TTL time.Duration
+	// Now is the clock; nil means time.Now (testing/synctest fakes it).
+	Now func() time.Time
+}
+
+// budgetBuckets is the window's resolution: deposits expire in steps of
+// TTL/budgetBuckets.
+const budgetBuckets = 10
+
+// RetryBudget bounds retries to a share of live traffic, as Finagle's
+// RetryBudget and Linkerd's retry budgets do:
+//
+//	retries allowed in any TTL window = MinPerSecond*TTL/1s + Ratio*deposits in the window
+//
+// Why a budget rather than a retry count per request: under an outage a
+// per-request count multiplies load by (1+count) exactly when the upstream
+// can least afford it; a budget caps the extra load at Ratio, while the floor
+// keeps retries useful for upstreams that see only a few requests. Why a
+// sliding window of buckets rather than a token bucket: deposits must expire
+// (a burst of traffic an hour ago must not fund a retry storm now), and
+// buckets expire them in fixed memory with one counter pair per bucket.
+//
+// The hot path (Deposit on every request) takes one uncontended-in-practice
+// mutex; the counters of a window cannot be rotated atomically without one.
+type RetryBudget struct {
+	ratio   float64
+	floor   float64 // MinPerSecond * TTL seconds
+	width   int64   // bucket width in nanoseconds
+	now     func() time.Time
+	epoch   time.Time
+	mu      sync.Mutex
+	buckets [budgetBuckets]budgetBucket
+}
+
+type budgetBucket struct {
+	index                 int64 // which width-long slot of time this bucket holds
+	deposits, withdrawals int64
+}
+
+// NewRetryBudget returns an empty budget; only the floor is available at first.
+func NewRetryBudget(o RetryBudgetOptions) *RetryBudget {
+	if o.Ratio == 0 {
+		o.Ratio = 0.2
+	} else if o.Ratio < 0 {
+		o.Ratio = 0
+	}
+	if o.MinPerSecond == 0 {
+		o.MinPerSecond = 10
+	} else if o.MinPerSecond < 0 {
+		o.MinPerSecond = 0
+	}
+	if o.TTL <= 0 {
+		o.TTL = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &RetryBudget{
+		ratio: o.Ratio,
+		floor: float64(o.MinPerSecond) * o.TTL.Seconds(),
+		width: max(int64(o.TTL)/budgetBuckets, 1),
+		now:   o.Now,
+		epoch: o.Now(),
+	}
+	for i := range b.buckets {
+		b.buckets[i].index = -1
+	}
+	return b
+}
+
+// current returns the bucket for now, clearing it if it held an older slot.
+// b.mu must be held.
+func (b *RetryBudget) current() (*budgetBucket, int64) {
+	idx := int64(b.now().Sub(b.epoch)) / b.width
+	bk := &b.buckets[idx%budgetBuckets]
+	if bk.index != idx {
+		*bk = budgetBucket{index: idx}
+	}
+	return bk, idx
+}
+
+// Deposit records one original (not retried) request.
+func (b *RetryBudget) Deposit() {
+	b.mu.Lock()
+	bk, _ := b.current()
+	bk.deposits++
+	b.mu.Unlock()
+}
+
+// Withdraw asks for one retry. It returns false, and records nothing, when
+// the budget is exhausted; the caller then returns the failed response.
+func (b *RetryBudget) Withdraw() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bk, idx := b.current()
+	if b.availableLocked(idx) <= 0 {
+		return false
+	}
+	bk.withdrawals++
+	return true
+}
+
+// Available returns how many retries Withdraw would grant now (for metrics).
+func (b *RetryBudget) Available() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, idx := b.current()
+	return max(b.availableLocked(idx), 0)
+}
+
+// availableLocked is the allowance of the window ending in slot idx minus the
+// retries already taken in it. b.mu must be held.
+func (b *RetryBudget) availableLocked(idx int64) int64 {
+	var deposits, withdrawals int64
+	for i := range b.buckets {
+		o := &b.buckets[i]
+		if o.index > idx-budgetBuckets && o.index <= idx {
+			deposits += o.deposits
+			withdrawals += o.withdrawals
+		}
+	}
+	// Floor to whole retries so the count at which Withdraw starts failing
+	// is exact; the epsilon absorbs float error in Ratio*deposits.
+	return int64(math.Floor(b.floor+b.ratio*float64(deposits)+1e-9)) - withdrawals
+}
