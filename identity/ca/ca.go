@@ -1,0 +1,372 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Defaults, chosen to match what a SPIRE operator would expect.
+const (
+	DefaultSVIDTTL     = 24 * time.Hour
+	DefaultJWTTTL      = 5 * time.Minute
+	DefaultCATTL       = 365 * 24 * time.Hour
+	DefaultOverlap     = 48 * time.Hour
+	DefaultRefreshHint = 5 * time.Minute
+	// MinSVIDTTL keeps renewal at half-life meaningful; tests use seconds.
+	MinSVIDTTL = time.Second
+	// backdate absorbs clock skew between the CA and verifiers, as SPIRE does.
+	backdate = 10 * time.Second
+)
+
+// Options configures New. Zero values take the defaults above.
+type Options struct {
+	TrustDomain spiffeid.TrustDomain
+	Store       Store
+	KeyType     KeyType
+	SVIDTTL     time.Duration // default X.509-SVID lifetime
+	JWTTTL      time.Duration // default JWT-SVID lifetime
+	CATTL       time.Duration // lifetime of each root and intermediate
+	// Overlap is how long a rotated-out authority stays trusted. It should be
+	// at least SVIDTTL so no SVID outlives the trust in its issuer.
+	Overlap     time.Duration
+	RefreshHint time.Duration // published in the bundle
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// CA is a trust domain's certificate authority. It is safe for concurrent use.
+// It implements x509bundle.Source, jwtbundle.Source and spiffebundle.Source for
+// its own trust domain.
+type CA struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	auths   []*authority // newest first; auths[0] signs
+	seq     uint64
+	updated chan struct{} // closed and replaced on every change
+}
+
+// New loads the CA's state from opts.Store, or creates and saves a fresh root
+// and intermediate when the store is empty.
+func New(ctx context.Context, opts Options) (*CA, error) {
+	if opts.TrustDomain.IsZero() {
+		return nil, errors.New("CA: trust domain is empty")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("CA: no store")
+	}
+	setDefaults(&opts)
+	if opts.SVIDTTL < MinSVIDTTL {
+		return nil, fmt.Errorf("CA %s: SVID TTL %s is below the minimum %s", opts.TrustDomain, opts.SVIDTTL, MinSVIDTTL)
+	}
+	if opts.CATTL <= opts.SVIDTTL {
+		return nil, fmt.Errorf("CA %s: CA TTL %s must exceed SVID TTL %s", opts.TrustDomain, opts.CATTL, opts.SVIDTTL)
+	}
+	c := &CA{opts: opts, log: opts.Logger.With("trustDomain", opts.TrustDomain.Name()), updated: make(chan struct{})}
+	st, err := opts.Store.Load(ctx)
+	switch {
+	case errors.Is(err, ErrNoState):
+		a, err := newAuthority(opts.TrustDomain, opts.KeyType, opts.Now(), opts.CATTL)
+		if err != nil {
+			return nil, err
+		}
+		c.auths, c.seq = []*authority{a}, 1
+		if err := c.saveLocked(ctx); err != nil {
+			return nil, err
+		}
+		c.log.Info("created CA", "root", a.root.SerialNumber.Text(16), "notAfter", a.root.NotAfter)
+	case err != nil:
+		return nil, err
+	default:
+		if st.TrustDomain != opts.TrustDomain.Name() {
+			return nil, fmt.Errorf("CA store: trustDomain %q does not match configured %q", st.TrustDomain, opts.TrustDomain.Name())
+		}
+		if len(st.Authorities) == 0 {
+			return nil, fmt.Errorf("CA store: authorities: empty")
+		}
+		for i, as := range st.Authorities {
+			a, err := parseAuthority(as)
+			if err != nil {
+				return nil, fmt.Errorf("CA store: authorities[%d]: %w", i, err)
+			}
+			c.auths = append(c.auths, a)
+		}
+		c.seq = st.Sequence
+	}
+	return c, nil
+}
+
+func setDefaults(o *Options) {
+	if o.SVIDTTL == 0 {
+		o.SVIDTTL = DefaultSVIDTTL
+	}
+	if o.JWTTTL == 0 {
+		o.JWTTTL = DefaultJWTTTL
+	}
+	if o.CATTL == 0 {
+		o.CATTL = DefaultCATTL
+	}
+	if o.Overlap == 0 {
+		o.Overlap = DefaultOverlap
+	}
+	if o.RefreshHint == 0 {
+		o.RefreshHint = DefaultRefreshHint
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// TrustDomain returns the CA's trust domain.
+func (c *CA) TrustDomain() spiffeid.TrustDomain { return c.opts.TrustDomain }
+
+// SVIDTTL returns the default X.509-SVID lifetime.
+func (c *CA) SVIDTTL() time.Duration { return c.opts.SVIDTTL }
+
+// Now returns the CA's clock, so callers scheduling renewals agree with it.
+func (c *CA) Now() time.Time { return c.opts.Now() }
+
+// Updated returns a channel closed at the next change of the trusted set
+// (rotation or retirement). Take it before reading the bundle so no change is missed.
+func (c *CA) Updated() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.updated
+}
+
+// ActiveID names the signing authority; it changes on rotation, which tells
+// SVID caches to reissue.
+func (c *CA) ActiveID() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.auths[0].inter.SerialNumber.Text(16)
+}
+
+// IssueX509SVID makes a fresh key and an X.509-SVID for id, chained leaf then
+// intermediate. ttl <= 0 means the CA's default; the lifetime is capped at the
+// intermediate's expiry.
+func (c *CA) IssueX509SVID(id spiffeid.ID, ttl time.Duration) (*x509svid.SVID, error) {
+	if err := c.checkMember(id); err != nil {
+		return nil, err
+	}
+	if ttl <= 0 {
+		ttl = c.opts.SVIDTTL
+	}
+	key, err := c.opts.KeyType.generate()
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	a := c.auths[0]
+	c.mu.RUnlock()
+	now := c.opts.Now()
+	notAfter := now.Add(ttl)
+	if notAfter.After(a.inter.NotAfter) {
+		notAfter = a.inter.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{Organization: []string{organization}},
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     notAfter,
+		// X509-SVID §4.3: leaves must have digitalSignature and must not have
+		// keyCertSign/cRLSign; keyEncipherment only means something for RSA
+		// key transport, and these keys are ECDSA.
+		KeyUsage: x509.KeyUsageDigitalSignature,
+		// X509-SVID §4.4: when EKU is present both serverAuth and clientAuth are set.
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{id.URL()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.inter, key.Public(), a.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("sign X.509-SVID for %s: %w", id, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf, a.inter}, PrivateKey: key}, nil
+}
+
+func (c *CA) checkMember(id spiffeid.ID) error {
+	if id.IsZero() {
+		return errors.New("SVID: SPIFFE ID is empty")
+	}
+	if !id.MemberOf(c.opts.TrustDomain) {
+		return fmt.Errorf("SVID %s: not a member of trust domain %s", id, c.opts.TrustDomain)
+	}
+	if id.Path() == "" {
+		return fmt.Errorf("SVID %s: a workload ID needs a path (X509-SVID §3.1)", id)
+	}
+	return nil
+}
+
+// Bundle returns the trust domain's bundle: every root still trusted, every
+// JWT key still trusted, the refresh hint and the sequence number.
+func (c *CA) Bundle() *spiffebundle.Bundle {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b := spiffebundle.New(c.opts.TrustDomain)
+	for _, a := range c.auths {
+		b.AddX509Authority(a.root)
+		// Keys IDs are unique per authority, so this cannot fail.
+		_ = b.AddJWTAuthority(a.jwtKID, a.jwtKey.Public())
+	}
+	b.SetRefreshHint(c.opts.RefreshHint)
+	b.SetSequenceNumber(c.seq)
+	return b
+}
+
+// GetBundleForTrustDomain implements spiffebundle.Source.
+func (c *CA) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebundle.Bundle, error) {
+	if td != c.opts.TrustDomain {
+		return nil, fmt.Errorf("CA %s: no bundle for trust domain %q", c.opts.TrustDomain, td)
+	}
+	return c.Bundle(), nil
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (c *CA) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	b, err := c.GetBundleForTrustDomain(td)
+	if err != nil {
+		return nil, err
+	}
+	return b.X509Bundle(), nil
+}
+
+// GetJWTBundleForTrustDomain implements jwtbundle.Source.
+func (c *CA) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	b, err := c.GetBundleForTrustDomain(td)
+	if err != nil {
+		return nil, err
+	}
+	return b.JWTBundle(), nil
+}
+
+// Rotate makes a new root, intermediate and JWT key and starts signing with
+// them. The previous authorities stay trusted until now+Overlap, so SVIDs
+// already handed out keep verifying while workloads are pushed new ones.
+func (c *CA) Rotate(ctx context.Context) error {
+	a, err := newAuthority(c.opts.TrustDomain, c.opts.KeyType, c.opts.Now(), c.opts.CATTL)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	retire := c.opts.Now().Add(c.opts.Overlap)
+	for _, old := range c.auths {
+		if old.retireAt.IsZero() || old.retireAt.After(retire) {
+			old.retireAt = retire
+		}
+	}
+	c.auths = append([]*authority{a}, c.auths...)
+	if err := c.changedLocked(ctx); err != nil {
+		return err
+	}
+	c.log.Info("rotated CA", "root", a.root.SerialNumber.Text(16), "previousTrustedUntil", retire)
+	return nil
+}
+
+// Maintain drops authorities whose overlap has ended and rotates when the
+// active root comes within Overlap+SVIDTTL of expiry. It returns when it next
+// needs to run. Run calls it on a timer; it is exported for callers with their
+// own scheduling (and for tests with a fake clock).
+func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
+	now := c.opts.Now()
+	c.mu.RLock()
+	rotateAt := c.auths[0].root.NotAfter.Add(-(c.opts.Overlap + c.opts.SVIDTTL))
+	c.mu.RUnlock()
+	if !now.Before(rotateAt) {
+		if err := c.Rotate(ctx); err != nil {
+			return now.Add(time.Minute), err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := []*authority{c.auths[0]}
+	for _, a := range c.auths[1:] {
+		if now.Before(a.retireAt) && now.Before(a.root.NotAfter) {
+			kept = append(kept, a)
+		} else {
+			c.log.Info("retired CA", "root", a.root.SerialNumber.Text(16))
+		}
+	}
+	if len(kept) != len(c.auths) {
+		c.auths = kept
+		if err := c.changedLocked(ctx); err != nil {
+			return now.Add(time.Minute), err
+		}
+	}
+	next := c.auths[0].root.NotAfter.Add(-(c.opts.Overlap + c.opts.SVIDTTL))
+	for _, a := range c.auths[1:] {
+		if a.retireAt.Before(next) {
+			next = a.retireAt
+		}
+	}
+	return next, nil
+}
+
+// Run calls Maintain whenever it is due, until ctx ends. The caller owns the
+// goroutine.
+func (c *CA) Run(ctx context.Context) error {
+	for {
+		next, err := c.Maintain(ctx)
+		if err != nil {
+			c.log.Error("CA maintenance failed", "err", err)
+		}
+		t := time.NewTimer(max(time.Until(next), time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// changedLocked bumps the sequence number, persists and wakes watchers.
+// Persisting first means a restart never publishes an older sequence number.
+func (c *CA) changedLocked(ctx context.Context) error {
+	c.seq++
+	if err := c.saveLocked(ctx); err != nil {
+		return err
+	}
+	close(c.updated)
+	c.updated = make(chan struct{})
+	return nil
+}
+
+func (c *CA) saveLocked(ctx context.Context) error {
+	st := &State{TrustDomain: c.opts.TrustDomain.Name(), Sequence: c.seq}
+	for _, a := range c.auths {
+		as, err := a.state()
+		if err != nil {
+			return err
+		}
+		st.Authorities = append(st.Authorities, as)
+	}
+	return c.opts.Store.Save(ctx, st)
+}

@@ -1,0 +1,119 @@
+package ca
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ErrNoState is returned by Store.Load when nothing has been saved yet; New
+// then creates a fresh trust domain.
+var ErrNoState = errors.New("no CA state stored")
+
+// Store persists the CA's State. The directory store is used in local mode;
+// a Kubernetes Secret store (cluster mode) implements the same two calls.
+// Save must be atomic: a reader never sees half of a state.
+type Store interface {
+	Load(ctx context.Context) (*State, error)
+	Save(ctx context.Context, s *State) error
+}
+
+// State is everything the CA needs to restart with the same trust domain:
+// every authority still trusted and the bundle sequence number. Keys are PKCS#8
+// PEM, certificates PEM; nothing here is safe to publish.
+type State struct {
+	TrustDomain string `json:"trustDomain"`
+	// Sequence is the bundle sequence number; it grows on every change of the
+	// trusted set (SPIFFE Trust Domain and Bundle §4.1.2).
+	Sequence uint64 `json:"sequence"`
+	// Authorities, newest first. Authorities[0] signs; the rest are only
+	// trusted until their RetireAt.
+	Authorities []AuthorityState `json:"authorities"`
+}
+
+// AuthorityState is one root + intermediate + JWT key generation.
+type AuthorityState struct {
+	RootCert         string    `json:"rootCert"`
+	RootKey          string    `json:"rootKey"`
+	IntermediateCert string    `json:"intermediateCert"`
+	IntermediateKey  string    `json:"intermediateKey"`
+	JWTKey           string    `json:"jwtKey"`
+	JWTKeyID         string    `json:"jwtKeyID"`
+	CreatedAt        time.Time `json:"createdAt"`
+	// RetireAt is zero for the active authority. After a rotation the old
+	// authority stays in the bundle until RetireAt so that SVIDs it signed keep
+	// verifying while workloads pick up new ones.
+	RetireAt time.Time `json:"retireAt,omitzero"`
+}
+
+// DirStore keeps the state in <Dir>/ca.json, mode 0600, in a 0700 directory.
+type DirStore struct {
+	Dir string
+}
+
+const stateFile = "ca.json"
+
+// Path returns the file DirStore reads and writes.
+func (d DirStore) Path() string { return filepath.Join(d.Dir, stateFile) }
+
+// Load reads the state; it refuses a file readable by group or others, since
+// it holds private keys.
+func (d DirStore) Load(_ context.Context) (*State, error) {
+	p := d.Path()
+	fi, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoState
+	}
+	if err != nil {
+		return nil, fmt.Errorf("CA store %s: %w", p, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("CA store %s: mode %#o lets others read private keys; want 0600", p, perm)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("CA store %s: %w", p, err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("CA store %s: %w", p, err)
+	}
+	return &s, nil
+}
+
+// Save writes the state to a temporary file created 0600 and renames it into
+// place, so a crash leaves either the old or the new state.
+func (d DirStore) Save(_ context.Context, s *State) error {
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return fmt.Errorf("CA store %s: %w", d.Dir, err)
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("CA store %s: %w", d.Path(), err)
+	}
+	f, err := os.CreateTemp(d.Dir, ".ca-*.json") // CreateTemp uses mode 0600
+	if err != nil {
+		return fmt.Errorf("CA store %s: %w", d.Dir, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("CA store %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("CA store %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("CA store %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, d.Path()); err != nil {
+		return fmt.Errorf("CA store %s: %w", d.Path(), err)
+	}
+	return nil
+}
