@@ -39,6 +39,7 @@ func newRootCmd() *cobra.Command {
 	// Add one line per command; keep the list visible here (STYLE.md).
 	root.AddCommand(
 		newVersionCmd(),
+		newDemoAppCmd(),
 	)
 	return root
 }
