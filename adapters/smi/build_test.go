@@ -35,7 +35,7 @@ func TestSplitThroughBuild(t *testing.T) {
 			name:     "90/10",
 			yaml:     head + "spec:\n  service: web\n  backends:\n  - {service: web-a, weight: 90}\n  - {service: web-b, weight: 10}",
 			svcs:     web,
-			backends: []spec.Backend{{k("web-a"), 90000}, {k("web-b"), 10000}},
+			backends: []spec.Backend{be(k("web-a"), 90000), be(k("web-b"), 10000)},
 		},
 		{
 			name: "quantity 500m",
@@ -48,7 +48,7 @@ spec:
   - {service: web-a, weight: 500m}
   - {service: web-b, weight: 500m}`,
 			svcs:     web,
-			backends: []spec.Backend{{k("web-a"), 500}, {k("web-b"), 500}},
+			backends: []spec.Backend{be(k("web-a"), 500), be(k("web-b"), 500)},
 		},
 		{
 			name:  "negative weight is one error, from Build, with the SMI field",
@@ -56,7 +56,7 @@ spec:
 			svcs:  web,
 			diags: []diag{e("spec.backends[0].weight", "must be >= 0, got -0.5")},
 			// The snapshot keeps the good backend; the error stops publication.
-			backends: []spec.Backend{{k("web-b"), 1000}},
+			backends: []spec.Backend{be(k("web-b"), 1000)},
 		},
 		{
 			name:  "all-zero weights",
@@ -68,7 +68,7 @@ spec:
 			name:     "split listing its own root",
 			yaml:     head + "spec:\n  service: web\n  backends:\n  - {service: web, weight: 50}\n  - {service: web-a, weight: 50}",
 			svcs:     web,
-			backends: []spec.Backend{{k("web"), 50000}, {k("web-a"), 50000}},
+			backends: []spec.Backend{be(k("web"), 50000), be(k("web-a"), 50000)},
 			diags:    []diag{w("spec.backends[0].service", "backend is the root service itself")},
 		},
 		{
@@ -77,7 +77,7 @@ spec:
 				"apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: inner, namespace: shop}\nspec:\n  service: web-a\n  backends:\n  - {service: web-b, weight: 1}",
 			svcs:     web,
 			diags:    []diag{w("spec.backends[0].service", "backend shop/web-a is itself split")},
-			backends: []spec.Backend{{k("web-a"), 1000}},
+			backends: []spec.Backend{be(k("web-a"), 1000)},
 		},
 		{
 			name:  "backend lacking a root port is dropped",
@@ -85,14 +85,14 @@ spec:
 			svcs:  append(services("shop", []int32{80}, "web", "web-a"), services("shop", []int32{8080}, "other")...),
 			diags: []diag{w("spec.backends[1].service", "lacks root service port(s) [80]; backend dropped")},
 			// The one good backend remains.
-			backends: []spec.Backend{{k("web-a"), 1000}},
+			backends: []spec.Backend{be(k("web-a"), 1000)},
 		},
 		{
 			name:     "duplicate names",
 			yaml:     head + "spec:\n  service: web\n  backends:\n  - {service: web-a, weight: 1}\n---\n" + head + "spec:\n  service: web-c\n  backends:\n  - {service: web-b, weight: 1}",
 			svcs:     web,
 			diags:    []diag{e("metadata.name", "duplicate TrafficSplit shop/s")},
-			backends: []spec.Backend{{k("web-a"), 1000}}, // the first one wins
+			backends: []spec.Backend{be(k("web-a"), 1000)}, // the first one wins
 		},
 		{
 			name:  "missing services and route group: warnings",
@@ -112,7 +112,7 @@ spec:
 			yaml: "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: s, namespace: shop}\nspec:\n  service: web\n  matches: [{kind: HTTPRouteGroup, name: ff}]\n  backends:\n  - {service: web-a, weight: 1}\n---\n" +
 				"apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: ff, namespace: shop}\nspec:\n  matches:\n  - name: firefox\n    headers: [{user-agent: '.*Firefox.*'}]",
 			svcs:     web,
-			backends: []spec.Backend{{k("web-a"), 1000}},
+			backends: []spec.Backend{be(k("web-a"), 1000)},
 			matches:  []spec.RouteRef{{Kind: spec.RouteHTTP, Key: k("ff")}},
 		},
 	}

@@ -113,3 +113,5 @@ func services(ns string, ports []int32, names ...string) []spec.Service {
 	}
 	return out
 }
+
+func be(k spec.Key, weight int64) spec.Backend { return spec.Backend{Service: k, Weight: weight} }

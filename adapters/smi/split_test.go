@@ -31,7 +31,7 @@ spec:
   - {service: web-b, weight: 1}
   - {service: web-c, weight: "1.5"}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), 500}, {k("shop", "web-b"), 1000}, {k("shop", "web-c"), 1500}},
+			backends: []spec.Backend{be(k("shop", "web-a"), 500), be(k("shop", "web-b"), 1000), be(k("shop", "web-c"), 1500)},
 		},
 		{
 			name: "v1alpha1 negative quantity is passed to Build",
@@ -44,7 +44,7 @@ spec:
   backends:
   - {service: web-a, weight: -500m}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), -500}},
+			backends: []spec.Backend{be(k("shop", "web-a"), -500)},
 		},
 		{
 			name: "v1alpha1 finer than thousandths is rounded with a warning",
@@ -57,7 +57,7 @@ spec:
   backends:
   - {service: web-a, weight: 1500u}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), 2}},
+			backends: []spec.Backend{be(k("shop", "web-a"), 2)},
 			diags:    []diag{w("spec.backends[0].weight", "finer than thousandths; read as 0.002")},
 		},
 		{
@@ -103,7 +103,7 @@ spec:
   backends:
   - {service: web-a.shop, weight: 1}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), 1000}},
+			backends: []spec.Backend{be(k("shop", "web-a"), 1000)},
 		},
 		{
 			name: "service in another namespace is a warning",
@@ -116,7 +116,7 @@ spec:
   backends:
   - {service: web-a, weight: 1}`,
 			root:     k("other", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), 1000}},
+			backends: []spec.Backend{be(k("shop", "web-a"), 1000)},
 			diags:    []diag{w("spec.service", "another namespace")},
 		},
 		{
@@ -148,7 +148,7 @@ spec:
   - {service: web-a, weight: 90}
   - {service: web-b, weight: 10}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-a"), 90000}, {k("shop", "web-b"), 10000}},
+			backends: []spec.Backend{be(k("shop", "web-a"), 90000), be(k("shop", "web-b"), 10000)},
 		},
 		{
 			name: "v1alpha2 wrong types and typos, all at once",
@@ -197,7 +197,7 @@ spec:
   backends:
   - {service: web-v2, weight: 100}`,
 			root:     k("shop", "web"),
-			backends: []spec.Backend{{k("shop", "web-v2"), 100000}},
+			backends: []spec.Backend{be(k("shop", "web-v2"), 100000)},
 			matches:  []spec.RouteRef{{Kind: spec.RouteHTTP, Key: k("shop", "firefox")}, {Kind: spec.RouteHTTP, Key: k("shop", "beta")}},
 		},
 		{
@@ -231,7 +231,7 @@ spec:
   backends:
   - {service: web-v2, weight: 1}`,
 			root:     k("default", "web"),
-			backends: []spec.Backend{{k("default", "web-v2"), 1000}},
+			backends: []spec.Backend{be(k("default", "web-v2"), 1000)},
 		},
 		{
 			name: "unknown version names apiVersion",
