@@ -3,9 +3,9 @@
 //
 // # What enters
 //
-//   - A Bootstrap (LoadBootstrap; `causeway proxy --config FILE`, YAML or
-//     JSON): listen addresses and the policy knobs the model does not carry.
-//     See testdata/bootstrap-example.yaml for a commented sample; in short:
+// A Bootstrap (LoadBootstrap; `causeway proxy --config FILE`, YAML or JSON):
+// listen addresses and the policy knobs the model does not carry. See
+// testdata/bootstrap-example.yaml for a commented sample; in short:
 //
 //	admin: 127.0.0.1:9901          # /ready /live /metrics /config /tap; loopback only
 //	inbound: {listen: 0.0.0.0:4143, appHost: 127.0.0.1}
@@ -21,13 +21,13 @@
 //	services: [{service: shop/books, timeout: 2s, routes: [{match: slow, timeout: 30s}]}]
 //	config: <a spec.NodeConfig>      # or configFile: node.yaml
 //
-//   - NodeConfigs, only through (*Proxy).Apply. The bootstrap's config is the
-//     first; the control plane's stream will call Apply for every later one.
-//     Apply prepares a spec.Table, binds any listener the new config needs and
-//     then swaps one atomic pointer to an immutable routing state. A config
-//     that fails either step is refused with the reason and the old one serves
-//     on. Requests and connections keep the state they started with, so a swap
-//     never drops one in flight.
+// NodeConfigs enter only through (*Proxy).Apply. The bootstrap's config is the
+// first; the control plane's stream will call Apply for every later one. Apply
+// prepares a spec.Table, binds any listener the new config needs and then
+// swaps one atomic pointer to an immutable routing state. A config that fails
+// either step is refused with the reason and the old one serves on. Requests
+// and connections keep the state they started with, so a swap never drops one
+// in flight.
 //
 // Every routing decision is spec.Table.Resolve / RouteHTTP / RouteL4 and every
 // authorization decision is spec.Table.Authorize: the same calls `causeway

@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/causeway-mesh/causeway/proxy/balance"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// preambleLen is the size of the port preamble a meshed hop starts with (see
+// doc.go): "CWY", version 1, port (uint16 BE), 2 reserved bytes.
+const preambleLen = 8
+
+var preambleMagic = [4]byte{'C', 'W', 'Y', 1}
+
+func putPreamble(b []byte, port int32) {
+	copy(b, preambleMagic[:])
+	binary.BigEndian.PutUint16(b[4:], uint16(port))
+	b[6], b[7] = 0, 0
+}
+
+// parsePreamble returns the service port a preamble names.
+func parsePreamble(b []byte) (int32, error) {
+	if len(b) < preambleLen || [4]byte(b[:4]) != preambleMagic {
+		return 0, errors.New("not a Causeway preamble")
+	}
+	port := int32(binary.BigEndian.Uint16(b[4:]))
+	if port == 0 {
+		return 0, errors.New("preamble names port 0")
+	}
+	return port, nil
+}
+
+// readPreamble reads exactly preambleLen bytes, so the connection is not
+// wrapped in a buffer and stays spliceable.
+func readPreamble(c net.Conn, timeout time.Duration) (int32, error) {
+	var b [preambleLen]byte
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return 0, fmt.Errorf("read preamble: %w", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return parsePreamble(b[:])
+}
+
+// clusterKey names one port of one upstream cluster (a service the node may
+// send to). Protocol is part of the key: a port whose protocol changes gets a
+// fresh transport rather than pooled connections speaking the old one.
+type clusterKey struct {
+	Service spec.Key
+	Port    int32
+	Proto   spec.Protocol
+}
+
+func (k clusterKey) String() string {
+	return k.Service.String() + ":" + strconv.Itoa(int(k.Port))
+}
+
+// clusterPort is the long-lived state of sending to one cluster port:
+// pooled connections, the endpoint balancer and the circuit breaker. It
+// outlives configs (a config swap every 100 ms must not reset EWMA latencies,
+// open circuits or idle connections); Apply updates its endpoints in place.
+type clusterPort struct {
+	key       clusterKey
+	name      string // "ns/name:port", the circuit metric label
+	svcName   string // "ns/name", the backend metric label
+	transport *http.Transport
+	lb        *balance.Balancer
+	breaker   circuitBreaker
+	// meshed holds the endpoint addresses that are Causeway sidecars and so
+	// get the preamble. Immutable map behind an atomic pointer.
+	meshed atomic.Pointer[map[string]bool]
+	addrs  []string // last Update, guarded by Proxy.mu
+	dialer *net.Dialer
+}
+
+func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBreaker) *clusterPort {
+	cp := &clusterPort{
+		key:     k,
+		name:    k.String(),
+		svcName: k.Service.String(),
+		lb:      lb,
+		breaker: br,
+		dialer:  &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+	}
+	empty := map[string]bool{}
+	cp.meshed.Store(&empty)
+	if k.Proto.IsHTTP() {
+		cp.transport = newTransport(k.Proto, pol, cp.dial)
+	}
+	return cp
+}
+
+// newTransport makes the connection pool for one cluster port. Idle
+// connections per host are raised far above Go's default of 2, which
+// otherwise makes a busy proxy open and close a connection per request.
+func newTransport(proto spec.Protocol, pol Policy, dial func(context.Context, string, string) (net.Conn, error)) *http.Transport {
+	t := &http.Transport{
+		DialContext:         dial,
+		MaxIdleConns:        0, // no global cap; the per-host cap bounds it
+		MaxIdleConnsPerHost: pol.MaxIdleConnsPerHost,
+		MaxConnsPerHost:     pol.MaxConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		// A proxy must pass Accept-Encoding through, never add its own.
+		DisableCompression: true,
+		WriteBufferSize:    32 << 10,
+		ReadBufferSize:     32 << 10,
+	}
+	var p http.Protocols
+	if proto == spec.ProtocolHTTP {
+		p.SetHTTP1(true)
+	} else {
+		// http2 and grpc ports speak h2c with prior knowledge to the endpoint.
+		p.SetUnencryptedHTTP2(true)
+	}
+	t.Protocols = &p
+	return t
+}
+
+// dial connects to an endpoint and, when it is a sidecar, names the service
+// port in the preamble before any protocol byte.
+func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := cp.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if (*cp.meshed.Load())[addr] {
+		var b [preambleLen]byte
+		putPreamble(b[:], cp.key.Port)
+		if _, err := c.Write(b[:]); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster %s: write preamble to %s: %w", cp.name, addr, err)
+		}
+	}
+	return c, nil
+}
+
+// update gives the cluster port the endpoints of a new config: the ready
+// endpoints that serve this port (ServicePort 0 serves every port).
+func (cp *clusterPort) update(c *spec.Cluster) {
+	var addrs []string
+	meshed := map[string]bool{}
+	if c != nil {
+		for _, e := range c.Endpoints {
+			if !e.Ready || (e.ServicePort != 0 && e.ServicePort != cp.key.Port) {
+				continue
+			}
+			a := net.JoinHostPort(e.Addr, strconv.Itoa(int(e.Port)))
+			addrs = append(addrs, a)
+			if !e.Identity.IsZero() || e.ServicePort == 0 {
+				meshed[a] = true
+			}
+		}
+	}
+	cp.meshed.Store(&meshed)
+	if !stringsEqual(addrs, cp.addrs) || cp.addrs == nil {
+		cp.addrs = addrs
+		if cp.addrs == nil {
+			cp.addrs = []string{}
+		}
+		cp.lb.Update(addrs)
+	}
+}
+
+func (cp *clusterPort) close() {
+	if cp.transport != nil {
+		cp.transport.CloseIdleConnections()
+	}
+}

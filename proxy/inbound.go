@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// preambleTimeout bounds how long a new mesh connection may take to name its
+// port before it is dropped.
+const preambleTimeout = 10 * time.Second
+
+// inboundConn is what the inbound accept path learned about a connection.
+type inboundConn struct {
+	port   int32
+	caller spiffeid.ID // verified peer identity; zero for plaintext
+	xfcc   string      // X-Forwarded-Client-Cert value for the app, when caller is set
+}
+
+type inboundKey struct{}
+
+// startInbound binds the inbound TCP listener and a UDP socket on the same
+// address, and starts their loops.
+func (p *Proxy) startInbound() error {
+	a := p.boot.Inbound.Listen
+	if a == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a)
+	if err != nil {
+		return fmt.Errorf("inbound.listen: %w", err)
+	}
+	p.lns = append(p.lns, ln)
+	// UDP shares the port number the TCP listener got (matters for ":0").
+	ua := ln.Addr().(*net.TCPAddr)
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: ua.IP, Port: ua.Port})
+	if err != nil {
+		return fmt.Errorf("inbound.listen (udp): %w", err)
+	}
+	p.inUDP = uc
+	p.inHS = p.newServer(http.HandlerFunc(p.serveInbound), func(ctx context.Context, c net.Conn) context.Context {
+		if tc, ok := c.(*taggedConn); ok {
+			return context.WithValue(ctx, inboundKey{}, tc.tag.(*inboundConn))
+		}
+		return ctx
+	})
+	p.inCL = newChanListener()
+	p.goServe(p.inHS, p.inCL)
+	p.wg.Add(2)
+	go p.acceptInbound(ln)
+	go func() {
+		defer p.wg.Done()
+		newUDPRelay(p, uc, "inbound", p.inboundUDPTarget).run()
+	}()
+	return nil
+}
+
+// InboundAddr is the inbound listener's address (after Start).
+func (p *Proxy) InboundAddr() net.Addr {
+	if p.inUDP == nil {
+		return nil
+	}
+	a := p.inUDP.LocalAddr().(*net.UDPAddr)
+	return &net.TCPAddr{IP: a.IP, Port: a.Port}
+}
+
+func (p *Proxy) acceptInbound(ln net.Listener) {
+	defer p.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.handleInbound(c)
+		}()
+	}
+}
+
+// handleInbound reads the preamble and hands the connection to the HTTP
+// server or the L4 path of the port it names.
+func (p *Proxy) handleInbound(c net.Conn) {
+	port, err := readPreamble(c, preambleTimeout)
+	if err != nil {
+		c.Close()
+		return
+	}
+	st := p.state.Load()
+	ib := st.inbound[port]
+	if ib == nil {
+		c.Close()
+		return
+	}
+	ic := &inboundConn{port: port}
+	if ib.port.Protocol.IsHTTP() {
+		if !p.inCL.push(&taggedConn{Conn: c, tag: ic}) {
+			c.Close()
+		}
+		return
+	}
+	if ib.port.Protocol != spec.ProtocolTCP {
+		c.Close()
+		return
+	}
+	// Denied TCP is closed before a byte reaches the app: the app is not
+	// even dialled.
+	dec := st.table.Authorize(ic.caller, spec.RouteTCP, port, nil)
+	p.countAuthz(ic.caller, dec)
+	if !dec.Allowed {
+		c.Close()
+		return
+	}
+	app, err := net.DialTimeout("tcp", ib.appAddr, 5*time.Second)
+	if err != nil {
+		c.Close()
+		return
+	}
+	defer c.Close()
+	p.pipe("inbound", ib.name, c, app)
+}
+
+func (p *Proxy) countAuthz(caller spiffeid.ID, dec spec.AccessDecision) {
+	id := "none"
+	if !caller.IsZero() {
+		id = caller.String()
+	}
+	d := "deny"
+	if dec.Allowed {
+		d = "allow"
+	}
+	p.m.authz.WithLabelValues(id, d).Inc()
+}
+
+func (p *Proxy) inboundUDPTarget(first []byte) (udpTarget, int, bool) {
+	port, err := parsePreamble(first)
+	if err != nil {
+		return udpTarget{}, 0, false
+	}
+	st := p.state.Load()
+	ib := st.inbound[port]
+	if ib == nil || ib.port.Protocol != spec.ProtocolUDP {
+		return udpTarget{}, 0, false
+	}
+	dec := st.table.Authorize(spiffeid.ID{}, spec.RouteUDP, port, nil)
+	p.countAuthz(spiffeid.ID{}, dec)
+	if !dec.Allowed {
+		return udpTarget{}, 0, false
+	}
+	return udpTarget{addr: ib.appAddr, service: ib.name}, preambleLen, true
+}
+
+type inboundTargetKey struct{}
+
+func (p *Proxy) newInboundReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Director: func(r *http.Request) {
+			r.URL.Scheme = "http"
+			if _, ok := r.Header["X-Forwarded-For"]; !ok {
+				r.Header["X-Forwarded-For"] = nil
+			}
+		},
+		Transport: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			ib := r.Context().Value(inboundTargetKey{}).(*inboundPort)
+			r.URL.Host = ib.appAddr
+			if ib.port.Protocol == spec.ProtocolHTTP {
+				return p.appH1.RoundTrip(r)
+			}
+			return p.appH2C.RoundTrip(r)
+		}),
+		BufferPool:   p.bufs,
+		ErrorHandler: proxyError,
+		ErrorLog:     p.errLog,
+	}
+}
+
+// xfccHeader carries the verified caller to the app, in Envoy's format.
+const xfccHeader = "X-Forwarded-Client-Cert"
+
+// serveInbound authorizes a mesh request with spec.Table.Authorize and
+// forwards it to the local app.
+func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ic, _ := r.Context().Value(inboundKey{}).(*inboundConn)
+	st := p.state.Load()
+	var ib *inboundPort
+	if ic != nil {
+		ib = st.inbound[ic.port]
+	}
+	if ib == nil {
+		http.Error(w, "causeway: no inbound port", http.StatusServiceUnavailable)
+		return
+	}
+	dec := st.table.Authorize(ic.caller, spec.RouteHTTP, ic.port, &spec.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header})
+	p.countAuthz(ic.caller, dec)
+	route := dec.Match
+	if route == "" {
+		route = "default"
+	}
+	p.m.requests.WithLabelValues("inbound", ib.name, route, "app").Inc()
+	rec := recorderPool.Get().(*recorder)
+	rec.ResponseWriter, rec.status = w, 0
+	// Whatever the caller claims about client certificates is dropped; only
+	// what this proxy verified reaches the app.
+	r.Header.Del(xfccHeader)
+	if !dec.Allowed {
+		http.Error(rec, "causeway: forbidden: "+dec.Reason, http.StatusForbidden)
+	} else {
+		if !ic.caller.IsZero() {
+			r.Header.Set(xfccHeader, ic.xfcc)
+		}
+		p.inRP.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), inboundTargetKey{}, ib)))
+	}
+	status, gs := rec.status, grpcStatus(w.Header())
+	if status == 0 {
+		status = http.StatusSwitchingProtocols
+	}
+	class := classify(status, gs)
+	elapsed := time.Since(start)
+	p.m.responses.WithLabelValues("inbound", ib.name, route, "app", p.m.status(status), gs, class).Inc()
+	p.m.latency.WithLabelValues("inbound", ib.name, "app", class).Observe(elapsed.Seconds())
+	if p.tap.active() {
+		caller := ""
+		if !ic.caller.IsZero() {
+			caller = ic.caller.String()
+		}
+		p.tap.publish(&TapEvent{Time: start, Direction: "inbound", Service: ib.name, Route: route, Backend: "app",
+			Endpoint: ib.appAddr, Caller: caller, Method: r.Method, Authority: r.Host, Path: r.URL.Path,
+			Status: status, GRPCStatus: gs, Classification: class, LatencyMs: float64(elapsed.Microseconds()) / 1000})
+	}
+	rec.ResponseWriter = nil
+	recorderPool.Put(rec)
+}
