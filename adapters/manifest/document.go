@@ -183,7 +183,11 @@ func (p *parser) object(src spec.Source, prefix string, raw []byte, top bool) {
 			return
 		}
 		if err := json.Unmarshal(v, dst); err != nil {
-			p.errorf(src, named(o), prefix+field, "must be a string, found %s", jsonKind(v))
+			hint := ""
+			if jsonKind(v) == "a boolean" {
+				hint = " (YAML reads unquoted y, n, yes, no, on, off as booleans: quote it)"
+			}
+			p.errorf(src, named(o), prefix+field, "must be a string, found %s%s", jsonKind(v), hint)
 			bad = true
 		}
 	}

@@ -1,0 +1,17 @@
+// Package kube turns the Kubernetes core kinds Causeway reads into the
+// canonical model.
+//
+// What enters: adapters.Object values (from adapters/manifest, or later from
+// informers) of kinds Namespace, Service, ServiceAccount, Pod and Endpoints
+// (v1), EndpointSlice (discovery.k8s.io/v1) and Deployment, StatefulSet,
+// DaemonSet, ReplicaSet (apps/v1). Each is decoded strictly into its
+// k8s.io/api type, so unknown or duplicate fields are diagnostics with the
+// field path.
+// What leaves: a spec.Input fragment holding one spec.Service per Service,
+// with its ports (and the protocol each speaks), the SPIFFE identities of the
+// workloads its selector picks, and the endpoints of its EndpointSlices (or
+// Endpoints); plus spec.Diagnostics. Every model object carries a spec.Origin.
+//
+// The translate*.go files are pure functions: no clients, no goroutines, no
+// clock. Watching a cluster is a separate concern that feeds them Objects.
+package kube
