@@ -3,8 +3,8 @@ package kube
 import (
 	"cmp"
 	"errors"
-	"regexp"
 	"fmt"
+	"regexp"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"

@@ -57,9 +57,9 @@ func TestParse(t *testing.T) {
 			objs: []obj{{0, 1, "v1", "Pod", "p", ""}, {1, 4, "v1", "Pod", "q", ""}},
 		},
 		{
-			name: "a syntax error names the absolute line and the other documents survive",
-			data: "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n   bad: indent\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n",
-			objs: []obj{{0, 1, "v1", "Pod", "a", ""}, {2, 11, "v1", "Pod", "c", ""}},
+			name:  "a syntax error names the absolute line and the other documents survive",
+			data:  "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n   bad: indent\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n",
+			objs:  []obj{{0, 1, "v1", "Pod", "a", ""}, {2, 11, "v1", "Pod", "c", ""}},
 			diags: []string{"m.yaml:9: document 1: invalid YAML: mapping values are not allowed in this context"},
 		},
 		{
