@@ -10,6 +10,7 @@ import (
 	accessv1alpha2 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/access/v1alpha2"
 	accessv1alpha3 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/access/v1alpha3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/causeway-mesh/causeway/spec"
 )
@@ -214,6 +215,16 @@ func (d *doc) identities(s subject) []spiffeid.ID {
 	case "ServiceAccount":
 		if s.group != "" {
 			d.errorf(s.field+".group", "ServiceAccount is in the core group, not %q", s.group)
+			return nil
+		}
+		// Checked as Kubernetes would, so that a name the API server refuses
+		// is not turned into an identity nobody can hold.
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			d.errorf(s.field+".namespace", "namespace %q: %s", ns, strings.Join(errs, "; "))
+			return nil
+		}
+		if errs := validation.IsDNS1123Subdomain(s.name); len(errs) > 0 {
+			d.errorf(s.field+".name", "service account name %q: %s", s.name, strings.Join(errs, "; "))
 			return nil
 		}
 		id, err := spec.Identity(d.t.opts.TrustDomain, ns, s.name)
