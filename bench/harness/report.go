@@ -1,0 +1,229 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Targets of issue 3 for Causeway one hop.
+const (
+	TargetRPSRatio = 0.7        // × the best peer's HTTP/1.1 max rps, one core
+	TargetIdleRSS  = 15_000_000 // bytes (15 MB, decimal: the stricter reading)
+)
+
+// Environment describes where the figures were taken, for the report head.
+type Environment struct {
+	Date, Machine, Commit, LoadAvg string
+	Tools                          []string // "haproxy 2.6.12", ...
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func pct(cpu, wall time.Duration) string {
+	if wall <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*cpu.Seconds()/wall.Seconds())
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// best is the peers' best figure for a load: the highest rate and the lowest
+// latencies (each from whichever peer had it).
+type best struct {
+	rate     float64
+	p50, p99 time.Duration
+	rateBy   string
+}
+
+func bestPeer(results []Result, load string) best {
+	var b best
+	for _, r := range results {
+		if r.Load != load || r.NA != "" || !IsPeer(r.System) {
+			continue
+		}
+		if r.Rate > b.rate {
+			b.rate, b.rateBy = r.Rate, r.System
+		}
+		if r.P50 > 0 && (b.p50 == 0 || r.P50 < b.p50) {
+			b.p50 = r.P50
+		}
+		if r.P99 > 0 && (b.p99 == 0 || r.P99 < b.p99) {
+			b.p99 = r.P99
+		}
+	}
+	return b
+}
+
+// Ratio is v / base, or 0 when either is missing.
+func Ratio(v, base float64) float64 {
+	if v <= 0 || base <= 0 {
+		return 0
+	}
+	return v / base
+}
+
+func loadTitle(p Plan, load string) string {
+	switch load {
+	case LoadH1Max:
+		return fmt.Sprintf("HTTP/1.1 max rps — wrk -t1 -c%d -d%ss --latency", p.Conns, seconds(p.Duration))
+	case LoadH1Fixed:
+		return fmt.Sprintf("HTTP/1.1 fixed rate — %d req/s over %d connections for %ss, open loop (latency from each request's due time)", p.Rate, p.RateConns, seconds(p.Duration))
+	case LoadH2:
+		return fmt.Sprintf("HTTP/2 (h2c) — h2load -t1 -c%d -m%d -D %s", p.H2Clients, p.H2Streams, seconds(p.Duration))
+	case LoadTCP:
+		return fmt.Sprintf("TCP bulk — %d MiB on one connection, median of %d", p.BulkBytes>>20, max(1, p.BulkReps))
+	}
+	return load
+}
+
+// Render writes the report as Markdown: one table per load, idle memory,
+// whether the issue's targets were met, warnings about saturation, and the
+// profile summary.
+func Render(w io.Writer, rep *Report, env Environment) {
+	p := rep.Plan
+	fmt.Fprintf(w, "# Causeway benchmark\n\n")
+	fmt.Fprintf(w, "- date: %s\n- machine: %s\n- commit: %s\n- load average at start: %s\n", env.Date, env.Machine, env.Commit, env.LoadAvg)
+	if len(env.Tools) > 0 {
+		fmt.Fprintf(w, "- tools: %s\n", strings.Join(env.Tools, ", "))
+	}
+	fmt.Fprintf(w, "- pinning: systems under test on CPU %s, load generators and the upstream on CPU %s (taskset)\n", p.ProxyCores, p.LoadCores)
+	fmt.Fprintf(w, "- upstream: one Go server (HTTP/1.1 + h2c) answering a %d-byte body; the same for every system\n", len(Body))
+	fmt.Fprintf(w, "- ratio columns: value ÷ the best of HAProxy and NGINX (rate: higher is better; latency: lower is better)\n")
+	fmt.Fprintf(w, "- proxy core / load core: CPU time ÷ wall time of the system / of the generator + upstream\n\n")
+
+	var warnings []string
+	for _, load := range p.Loads {
+		b := bestPeer(rep.Results, load)
+		fmt.Fprintf(w, "## %s\n\n", loadTitle(p, load))
+		if load == LoadTCP {
+			fmt.Fprintf(w, "| system | MB/s | proxy CPU s | proxy core | load core | peak RSS | MB/s ÷ best peer |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		} else {
+			fmt.Fprintf(w, "| system | req/s | p50 | p99 | errors | proxy CPU s | proxy core | load core | peak RSS | rps ÷ best peer | p50 ÷ best | p99 ÷ best |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		}
+		for _, sys := range p.Systems {
+			r, ok := find(rep.Results, load, sys)
+			if !ok {
+				why := rep.Skipped[sys]
+				if why == "" {
+					why = "not run"
+				}
+				r = Result{System: sys, NA: why}
+			}
+			if r.NA != "" {
+				cols := 11
+				if load == LoadTCP {
+					cols = 6
+				}
+				fmt.Fprintf(w, "| %s | n/a: %s%s |\n", sys, escape(r.NA), strings.Repeat(" | ", cols-1))
+				continue
+			}
+			proxyCPU, proxyCore, peak := fmt.Sprintf("%.2f", r.ProxyCPU.Seconds()), pct(r.ProxyCPU, r.Wall), mb(r.PeakRSS)
+			if sys == SysNone {
+				proxyCPU, proxyCore, peak = "-", "-", "-"
+			}
+			loadCore := pct(r.LoadCPU, r.Wall)
+			if load == LoadTCP {
+				fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s |\n", sys, r.Rate, proxyCPU, proxyCore, loadCore, peak, ratio(Ratio(r.Rate, b.rate)))
+			} else {
+				fmt.Fprintf(w, "| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", sys, r.Rate, ms(r.P50), ms(r.P99), r.Errors,
+					proxyCPU, proxyCore, loadCore, peak, ratio(Ratio(r.Rate, b.rate)),
+					ratio(Ratio(float64(r.P50), float64(b.p50))), ratio(Ratio(float64(r.P99), float64(b.p99))))
+			}
+			warnings = append(warnings, saturation(r)...)
+		}
+		fmt.Fprintln(w)
+	}
+
+	fmt.Fprintf(w, "## Idle memory (RSS a second after start, all of the system's processes)\n\n| system | idle RSS |\n|---|---:|\n")
+	for _, sys := range p.Systems {
+		if v, ok := rep.IdleRSS[sys]; ok {
+			fmt.Fprintf(w, "| %s | %s |\n", sys, mb(v))
+		}
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "## Targets (issue 3)\n\n")
+	for _, line := range Targets(rep) {
+		fmt.Fprintf(w, "- %s\n", line)
+	}
+	fmt.Fprintln(w)
+	if len(warnings) > 0 {
+		fmt.Fprintf(w, "## Caveats\n\n")
+		for _, line := range warnings {
+			fmt.Fprintf(w, "- %s\n", line)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(rep.Profile) > 0 {
+		fmt.Fprintf(w, "## CPU profile: causeway-1hop under the HTTP/1.1 max-rps load\n\n```\n%s\n```\n", strings.Join(rep.Profile, "\n"))
+	}
+}
+
+// Targets says, line by line, whether Causeway one hop met issue 3's
+// targets. It reports; it never fails the run.
+func Targets(rep *Report) []string {
+	var out []string
+	b := bestPeer(rep.Results, LoadH1Max)
+	r, ok := find(rep.Results, LoadH1Max, SysCauseway1)
+	switch {
+	case !ok || r.NA != "":
+		out = append(out, fmt.Sprintf("HTTP/1.1 max rps ≥ %.2f× best peer: not measured", TargetRPSRatio))
+	case b.rate == 0:
+		out = append(out, fmt.Sprintf("HTTP/1.1 max rps ≥ %.2f× best peer: no peer measured", TargetRPSRatio))
+	default:
+		v := Ratio(r.Rate, b.rate)
+		out = append(out, fmt.Sprintf("HTTP/1.1 max rps ≥ %.2f× best peer (%s, %.0f req/s): %.2f× (%.0f req/s) — %s", TargetRPSRatio, b.rateBy, b.rate, v, r.Rate, metStr(v >= TargetRPSRatio)))
+	}
+	if v, ok := rep.IdleRSS[SysCauseway1]; ok {
+		out = append(out, fmt.Sprintf("idle RSS ≤ %s: %s — %s", mb(TargetIdleRSS), mb(v), metStr(v <= TargetIdleRSS)))
+	} else {
+		out = append(out, fmt.Sprintf("idle RSS ≤ %s: not measured", mb(TargetIdleRSS)))
+	}
+	return out
+}
+
+func metStr(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// saturation flags figures bounded by something other than the proxy: a
+// busy load core caps every system alike and squeezes the ratios towards 1.
+func saturation(r Result) []string {
+	var out []string
+	if r.Wall > 0 && r.LoadCPU.Seconds()/r.Wall.Seconds() >= 0.9 && r.Load != LoadH1Fixed {
+		out = append(out, fmt.Sprintf("%s %s: the load core was %s busy; the system may be faster than shown", r.System, r.Load, pct(r.LoadCPU, r.Wall)))
+	}
+	if r.Errors > 0 {
+		out = append(out, fmt.Sprintf("%s %s: %d errors", r.System, r.Load, r.Errors))
+	}
+	return out
+}
+
+func find(results []Result, load, sys string) (Result, bool) {
+	for _, r := range results {
+		if r.Load == load && r.System == sys {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+func escape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }

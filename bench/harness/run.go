@@ -1,0 +1,357 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Load names, in report order.
+const (
+	LoadH1Max   = "h1-max"
+	LoadH1Fixed = "h1-fixed"
+	LoadH2      = "h2"
+	LoadTCP     = "tcp"
+)
+
+// AllLoads is every load in report order.
+var AllLoads = []string{LoadH1Max, LoadH1Fixed, LoadH2, LoadTCP}
+
+// Plan is one benchmark run.
+type Plan struct {
+	Systems, Loads  []string
+	Duration        time.Duration // per load and system
+	Conns           int           // wrk connections (HTTP/1.1 max rps)
+	Rate, RateConns int           // fixed-rate requests/s and connections
+	H2Clients       int           // h2load -c
+	H2Streams       int           // h2load -m (concurrent streams per connection)
+	BulkBytes       int64         // bytes per TCP transfer
+	BulkReps        int           // transfers per system; the median is reported
+	ProxyCores      string        // taskset CPU list for the systems under test
+	LoadCores       string        // taskset CPU list for generators and upstream
+	Causeway        string        // path of the causeway binary
+	Self            string        // path of the harness binary (runs the upstream)
+	Dir             string        // scratch directory for configs, logs, profiles
+	ProfileOut      string        // where to save a CPU profile of causeway-1hop under h1-max; "" = none
+	Progress        io.Writer
+}
+
+// Result is one load on one system.
+type Result struct {
+	Load, System string
+	NA           string  // why there is no figure; empty when measured
+	Rate         float64 // requests/s, or MB/s for LoadTCP
+	P50, P99     time.Duration
+	Requests     int64
+	Errors       int64
+	ProxyCPU     time.Duration // CPU time of the system's processes during the load
+	LoadCPU      time.Duration // CPU time of the generator and the upstream
+	Wall         time.Duration
+	PeakRSS      int64 // VmHWM during the load, summed over the system's processes
+}
+
+// Report is what Run measured.
+type Report struct {
+	Plan    Plan
+	Started time.Time
+	Results []Result
+	IdleRSS map[string]int64  // system -> bytes
+	Skipped map[string]string // system -> why it did not run
+	Profile []string          // pprof -top lines for causeway-1hop, or why not
+}
+
+func (p Plan) logf(format string, args ...any) {
+	if p.Progress != nil {
+		fmt.Fprintf(p.Progress, "bench: "+format+"\n", args...)
+	}
+}
+
+// Run starts the upstream, then each system in turn, runs every load on it
+// and stops it before the next, so systems never compete with each other.
+func Run(ctx context.Context, p Plan) (*Report, error) {
+	rep := &Report{Plan: p, Started: time.Now().UTC(), IdleRSS: map[string]int64{}, Skipped: map[string]string{}}
+	ports, err := FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	up := Ports{UpHTTP: ports[0], UpTCP: ports[1]}
+	upstream, err := StartPinned(p.Dir, "upstream", p.LoadCores, p.Self, "upstream",
+		"--http", fmt.Sprintf("127.0.0.1:%d", up.UpHTTP), "--tcp", fmt.Sprintf("127.0.0.1:%d", up.UpTCP))
+	if err != nil {
+		return nil, err
+	}
+	defer upstream.Stop(5 * time.Second)
+	if err := WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/", up.UpHTTP), 15*time.Second, upstream); err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+
+	for _, name := range p.Systems {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		p.logf("%s: starting", name)
+		sys, err := StartSystem(ctx, name, p.Dir, p.ProxyCores, p.Causeway, up, max(p.Conns, p.RateConns, p.H2Clients))
+		if err != nil {
+			p.logf("%s: skipped: %v", name, err)
+			rep.Skipped[name] = firstLine(err.Error())
+			continue
+		}
+		if name != SysNone {
+			rep.IdleRSS[name] = sys.IdleRSS
+			p.logf("%s: up, idle RSS %s", name, mb(sys.IdleRSS))
+		}
+		for _, load := range p.Loads {
+			res := runLoad(ctx, p, rep, sys, upstream, load)
+			if res.NA != "" {
+				p.logf("%s %s: n/a: %s", name, load, res.NA)
+			} else {
+				p.logf("%s %s: %.0f %s, p50 %v, p99 %v, errors %d", name, load, res.Rate, unit(load), res.P50, res.P99, res.Errors)
+			}
+			rep.Results = append(rep.Results, res)
+		}
+		sys.Stop()
+	}
+	return rep, ctx.Err()
+}
+
+func unit(load string) string {
+	if load == LoadTCP {
+		return "MB/s"
+	}
+	return "req/s"
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// runLoad measures one load on one system: the system's CPU and peak memory
+// and the load side's CPU around the load alone.
+func runLoad(ctx context.Context, p Plan, rep *Report, sys *Running, upstream *Child, load string) Result {
+	res := Result{Load: load, System: sys.Name}
+	if load == LoadTCP && sys.TCP == "" {
+		res.NA = sys.TCPNA
+		return res
+	}
+	// Warm-up: fill the systems' connection pools; not measured.
+	if err := warmUp(ctx, p, sys, load); err != nil {
+		res.NA = "warm-up failed: " + firstLine(err.Error())
+		return res
+	}
+	pids := sys.PIDs()
+	for _, pid := range pids {
+		_ = ResetPeak(pid)
+	}
+	before, err1 := Sample(pids)
+	upBefore, err2 := CPUTime(upstream.PID())
+	selfBefore, err3 := CPUTime(os.Getpid())
+	if err := errors.Join(err1, err2, err3); err != nil {
+		res.NA = "reading /proc: " + err.Error()
+		return res
+	}
+
+	var stopProfile func() []string
+	if p.ProfileOut != "" && sys.Name == SysCauseway1 && load == LoadH1Max {
+		stopProfile = startProfile(ctx, p, sys)
+	}
+	start := time.Now()
+	var gen time.Duration // CPU of a generator run as a child process
+	var err error
+	switch load {
+	case LoadH1Max:
+		gen, err = runWrk(ctx, p, sys, &res)
+	case LoadH1Fixed:
+		err = runFixed(ctx, p, sys, &res)
+	case LoadH2:
+		gen, err = runH2load(ctx, p, sys, &res)
+	case LoadTCP:
+		err = runBulk(p, sys, &res)
+	default:
+		err = fmt.Errorf("unknown load %q (want one of %v)", load, AllLoads)
+	}
+	res.Wall = time.Since(start)
+	if stopProfile != nil {
+		rep.Profile = stopProfile()
+	}
+	if err != nil {
+		res.NA = firstLine(err.Error())
+		return res
+	}
+	after, err1 := Sample(pids)
+	upAfter, err2 := CPUTime(upstream.PID())
+	selfAfter, err3 := CPUTime(os.Getpid())
+	if err := errors.Join(err1, err2, err3); err != nil {
+		res.NA = "reading /proc: " + err.Error()
+		return res
+	}
+	res.ProxyCPU = after.CPU - before.CPU
+	res.PeakRSS = after.Peak
+	res.LoadCPU = gen + (upAfter - upBefore) + (selfAfter - selfBefore)
+	return res
+}
+
+func warmUp(ctx context.Context, p Plan, sys *Running, load string) error {
+	switch load {
+	case LoadH1Max, LoadH1Fixed:
+		_, err := pinnedOutput(ctx, p.LoadCores, "wrk", "-t1", fmt.Sprintf("-c%d", p.Conns), "-d1s", "http://"+sys.H1+"/")
+		return err
+	case LoadH2:
+		_, err := pinnedOutput(ctx, p.LoadCores, "h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams), "-n", "2000", "http://"+sys.H2+"/")
+		return err
+	case LoadTCP:
+		_, err := Bulk(sys.TCP, 16<<20, time.Minute)
+		return err
+	}
+	return nil
+}
+
+// pinnedCmd runs a load tool pinned to cores and returns its stdout and
+// its CPU time (from the kernel's rusage of the exited child).
+func pinnedCmd(ctx context.Context, cores string, argv ...string) (string, time.Duration, error) {
+	if cores != "" {
+		argv = append([]string{"taskset", "-c", cores}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		return stdout.String(), cpu, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, firstLine(stderr.String()+stdout.String()))
+	}
+	return stdout.String(), cpu, nil
+}
+
+func pinnedOutput(ctx context.Context, cores string, argv ...string) (string, error) {
+	out, _, err := pinnedCmd(ctx, cores, argv...)
+	return out, err
+}
+
+func seconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+}
+
+func runWrk(ctx context.Context, p Plan, sys *Running, res *Result) (time.Duration, error) {
+	out, cpu, err := pinnedCmd(ctx, p.LoadCores, "wrk", "-t1", fmt.Sprintf("-c%d", p.Conns), "-d"+seconds(p.Duration)+"s", "--latency", "http://"+sys.H1+"/")
+	if err != nil {
+		return cpu, err
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, sys.Name, "wrk.txt"), []byte(out), 0o644); err != nil {
+		return cpu, err
+	}
+	r, err := ParseWrk(out)
+	if err != nil {
+		return cpu, err
+	}
+	res.Rate, res.P50, res.P99, res.Requests, res.Errors = r.RPS, r.P50, r.P99, r.Requests, r.Errors
+	return cpu, nil
+}
+
+func runFixed(ctx context.Context, p Plan, sys *Running, res *Result) error {
+	r, err := FixedRate(ctx, "http://"+sys.H1+"/", p.Rate, p.Duration, p.RateConns)
+	if err != nil {
+		return err
+	}
+	res.Requests = int64(len(r.Latencies)) - int64(r.Errors)
+	res.Errors = int64(r.Errors)
+	res.Rate = float64(res.Requests) / r.Elapsed.Seconds()
+	res.P50, res.P99 = Percentile(r.Latencies, 0.50), Percentile(r.Latencies, 0.99)
+	return nil
+}
+
+func runH2load(ctx context.Context, p Plan, sys *Running, res *Result) (time.Duration, error) {
+	logPath := filepath.Join(p.Dir, sys.Name, "h2load.log")
+	out, cpu, err := pinnedCmd(ctx, p.LoadCores, "h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams),
+		"-D", seconds(p.Duration), "--log-file="+logPath, "http://"+sys.H2+"/")
+	if err != nil {
+		return cpu, err
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, sys.Name, "h2load.txt"), []byte(out), 0o644); err != nil {
+		return cpu, err
+	}
+	r, err := ParseH2load(out)
+	if err != nil {
+		return cpu, err
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return cpu, err
+	}
+	defer f.Close()
+	lat, _, err := ParseH2loadLog(f)
+	if err != nil {
+		return cpu, err
+	}
+	res.Rate, res.Requests, res.Errors = r.RPS, r.Requests, r.Errors
+	res.P50, res.P99 = Percentile(lat, 0.50), Percentile(lat, 0.99)
+	return cpu, nil
+}
+
+func runBulk(p Plan, sys *Running, res *Result) error {
+	var rates []float64
+	for range max(1, p.BulkReps) {
+		r, err := Bulk(sys.TCP, p.BulkBytes, 5*time.Minute)
+		if err != nil {
+			return err
+		}
+		rates = append(rates, r.MBps())
+		res.Requests++
+	}
+	slices.Sort(rates)
+	res.Rate = rates[len(rates)/2]
+	return nil
+}
+
+// startProfile asks Causeway's admin server for a CPU profile covering most
+// of the load; the returned func waits for it and summarizes the top 10.
+func startProfile(ctx context.Context, p Plan, sys *Running) func() []string {
+	secs := max(1, int(p.Duration/time.Second)-1)
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.Admin, secs)
+	type answer struct {
+		body []byte
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			ch <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		ch <- answer{b, err}
+	}()
+	return func() []string {
+		a := <-ch
+		if a.err != nil {
+			return []string{"no CPU profile: " + firstLine(a.err.Error()) + " (the admin server has no /debug/pprof)"}
+		}
+		if err := os.WriteFile(p.ProfileOut, a.body, 0o644); err != nil {
+			return []string{"no CPU profile: " + err.Error()}
+		}
+		out, err := pinnedOutput(ctx, "", "go", "tool", "pprof", "-top", "-nodecount=10", p.Causeway, p.ProfileOut)
+		if err != nil {
+			return []string{"profile saved to " + p.ProfileOut + "; pprof failed: " + firstLine(err.Error())}
+		}
+		return append([]string{"profile: " + p.ProfileOut}, strings.Split(strings.TrimRight(out, "\n"), "\n")...)
+	}
+}
