@@ -31,8 +31,18 @@ fmt:
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 
+## bench: side-by-side figures (no proxy, Causeway 1 and 2 hops, HAProxy, NGINX); see bench/README.md.
 bench: build
 	./bench/run.sh
+
+## bench-quick: the same with 2 s loads and smaller transfers, as a smoke run.
+.PHONY: bench-quick
+bench-quick: build
+	BENCH_DURATION=2s BENCH_ARGS="--bulk-mib 256 --bulk-reps 1 $(BENCH_ARGS)" ./bench/run.sh
+
+## generate: regenerate api/**/*.pb.go with pinned protoc plugins (scripts/protoc.sh).
+generate:
+	./scripts/protoc.sh
 
 run: build
 	$(BIN) up -f examples/bookstore
