@@ -131,13 +131,15 @@ func (d *doc) serviceKey(field, s string) spec.Key {
 		d.errorf(field, "service name %q: %s", k.Name, strings.Join(errs, "; "))
 		return spec.Key{}
 	}
+	if k.Namespace == d.o.Namespace {
+		// The object's own namespace is the reader's to check, not ours.
+		return k
+	}
 	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
 		d.errorf(field, "namespace %q: %s", k.Namespace, strings.Join(errs, "; "))
 		return spec.Key{}
 	}
-	if k.Namespace != d.o.Namespace {
-		d.warnf(field, "service %s is in another namespace than the TrafficSplit (%s); SMI expects both in one namespace", k, d.o.Namespace)
-	}
+	d.warnf(field, "service %s is in another namespace than the TrafficSplit (%s); SMI expects both in one namespace", k, d.o.Namespace)
 	return k
 }
 
