@@ -224,6 +224,11 @@ func TestRouteErrorsOnce(t *testing.T) {
 			diags: []diag{e("spec.matches[0].methods[0]", `unknown HTTP method "FETCH"`)},
 		},
 		{
+			name:  "duplicate route names, across versions, are Build's",
+			yaml:  "apiVersion: specs.smi-spec.io/v1alpha3\nkind: HTTPRouteGroup\nmetadata: {name: r, namespace: shop}\nspec:\n  matches: [{name: a}]\n---\napiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: r, namespace: shop}\nspec:\n  matches: [{name: b}]",
+			diags: []diag{e("metadata.name", "duplicate http route shop/r")},
+		},
+		{
 			name:  "duplicate match names are Build's, with the same path",
 			yaml:  "apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: r, namespace: shop}\nspec:\n  matches:\n  - {name: a}\n  - {name: a}",
 			diags: []diag{e("spec.matches[1].name", `duplicate match name "a"`)},
