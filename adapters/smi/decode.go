@@ -312,9 +312,3 @@ func lookup(tree map[string]any, keys ...string) (any, bool) {
 	}
 	return cur, true
 }
-
-// object returns tree[key] as an object, or nil.
-func object(tree map[string]any, key string) map[string]any {
-	m, _ := tree[key].(map[string]any)
-	return m
-}

@@ -172,3 +172,79 @@ func TestNotJSON(t *testing.T) {
 		})
 	}
 }
+
+// walkerProbe has a field of every kind the walker handles, including an
+// embedded struct flattened as encoding/json does.
+type walkerProbe struct {
+	walkerInline `json:",inline"`
+	B            bool              `json:"b"`
+	U            uint8             `json:"u"`
+	I            int16             `json:"i"`
+	F            float64           `json:"f"`
+	Raw          []byte            `json:"raw"`
+	Any          any               `json:"any"`
+	M            map[string]string `json:"m"`
+	P            *int              `json:"p"`
+	Skipped      string            `json:"-"`
+}
+
+type walkerInline struct {
+	Inner string `json:"inner"`
+}
+
+func TestDecodeStrictKinds(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		json string
+		want []problem
+	}{
+		{name: "all good", json: `{"inner":"x","b":true,"u":200,"i":-3,"f":1.5,"raw":"aGk=","any":[1,{"a":null}],"m":{"k":"v"},"p":null}`},
+		{
+			name: "every kind wrong",
+			json: `{"inner":1,"b":"yes","u":-1,"i":40000,"f":"1","raw":[1],"m":{"k":2},"p":"x","Skipped":"s"}`,
+			want: []problem{
+				{field: "Skipped", unknown: true},
+				{field: "b", msg: `wrong type: got string "yes", want boolean`},
+				{field: "f", msg: `wrong type: got string "1", want number`},
+				{field: "i", msg: "wrong type: got number 40000, want integer that fits in 16 bits"},
+				{field: "inner", msg: "wrong type: got number 1, want string"},
+				{field: "m.k", msg: "wrong type: got number 2, want string"},
+				{field: "p", msg: `wrong type: got string "x", want integer`},
+				{field: "raw", msg: "wrong type: got list, want base64 string"},
+				{field: "u", msg: "wrong type: got number -1, want unsigned integer"},
+			},
+		},
+		{
+			name: "long values are clipped in messages",
+			json: `{"b":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","m":[]}`,
+			want: []problem{
+				{field: "b", msg: `wrong type: got string "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...", want boolean`},
+				{field: "m", msg: "wrong type: got list, want object"},
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tree, err := parseTree([]byte(tc.json))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out walkerProbe
+			got := decodeStrict(tree, &out)
+			if len(got) != len(tc.want) {
+				t.Fatalf("problems = %+v, want %+v", got, tc.want)
+			}
+			for i, w := range tc.want {
+				g := got[i]
+				if g.field != w.field || g.unknown != w.unknown || (w.msg != "" && g.msg != w.msg) {
+					t.Errorf("problem %d = %+v, want %+v", i, g, w)
+				}
+			}
+			if len(tc.want) == 0 && (out.Inner != "x" || !out.B || out.U != 200 || out.I != -3 || out.F != 1.5 || string(out.Raw) != "hi" || out.M["k"] != "v") {
+				t.Errorf("decoded %+v", out)
+			}
+		})
+	}
+}
