@@ -108,7 +108,9 @@ func ParseH2load(out string) (LoadResult, error) {
 		n[i], _ = strconv.ParseInt(s, 10, 64)
 	}
 	// total, started, done, succeeded, failed, errored, timeout
-	r.Requests = n[3]
+	// req/s is done / duration (the 502 sample in testdata shows it with 0
+	// succeeded), so Requests is done and Errors says how many of them failed.
+	r.Requests = n[2]
 	// failed already holds errored (network) and timeout (a subset of
 	// errored) and non-2xx/3xx answers; a 3xx counts as success in h2load
 	// but the upstream never sends one, so it is an error here.

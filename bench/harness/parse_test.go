@@ -76,12 +76,12 @@ func TestParseH2load(t *testing.T) {
 		wantErr string
 	}{
 		{name: "timed run", file: "h2load-nginx.txt", want: LoadResult{Requests: 22382, RPS: 11191}},
-		{name: "5xx answers are errors, counted once", file: "h2load-nginx-502.txt", want: LoadResult{Requests: 0, RPS: 23769.91, Errors: 200}},
+		{name: "5xx answers are errors, counted once", file: "h2load-nginx-502.txt", want: LoadResult{Requests: 200, RPS: 23769.91, Errors: 200}},
 		{name: "3xx is success to h2load but an error here",
 			text: "finished in 1.00s, 10.00 req/s, 1KB/s\nrequests: 10 total, 10 started, 10 done, 10 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 8 2xx, 2 3xx, 0 4xx, 0 5xx\n",
 			want: LoadResult{Requests: 10, RPS: 10, Errors: 2}},
 		{name: "network errors", text: "finished in 1.00s, 5.00 req/s, 1KB/s\nrequests: 10 total, 10 started, 10 done, 5 succeeded, 5 failed, 5 errored, 1 timeout\n",
-			want: LoadResult{Requests: 5, RPS: 5, Errors: 5}},
+			want: LoadResult{Requests: 10, RPS: 5, Errors: 5}},
 		{name: "no summary", text: "starting benchmark...\n", wantErr: "finished in"},
 		{name: "no requests line", text: "finished in 1.00s, 5.00 req/s, 1KB/s\n", wantErr: "requests:"},
 	}

@@ -57,7 +57,19 @@ type Result struct {
 	ProxyCPU     time.Duration // CPU time of the system's processes during the load
 	LoadCPU      time.Duration // CPU time of the generator and the upstream
 	Wall         time.Duration
-	PeakRSS      int64 // VmHWM during the load, summed over the system's processes
+	PeakRSS      int64   // VmHWM during the load, summed over the system's processes
+	Work         float64 // successful requests, or MB (10^6 bytes) moved for LoadTCP
+}
+
+// PerCPUSecond is work done per CPU second of the system under test. On a
+// shared machine a proxy rarely gets its whole core, and the share it gets
+// depends on its thread count as much as on its speed; work per CPU second
+// does not, and on a dedicated core (proxy core ~100%) it is the max rate.
+func (r Result) PerCPUSecond() float64 {
+	if r.ProxyCPU <= 0 || r.Work <= 0 {
+		return 0
+	}
+	return r.Work / r.ProxyCPU.Seconds()
 }
 
 // Report is what Run measured.
@@ -257,8 +269,21 @@ func runWrk(ctx context.Context, p Plan, sys *Running, res *Result) (time.Durati
 	if err != nil {
 		return cpu, err
 	}
-	res.Rate, res.P50, res.P99, res.Requests, res.Errors = r.RPS, r.P50, r.P99, r.Requests, r.Errors
+	res.Rate, res.P50, res.P99, res.Requests, res.Errors = okRate(r), r.P50, r.P99, r.Requests, r.Errors
+	res.Work = float64(max(0, r.Requests-r.Errors))
 	return cpu, nil
+}
+
+// okRate is the rate of successful answers: a proxy that answers 503 fast
+// must not look fast. wrk counts non-2xx answers in its requests; h2load
+// counts only succeeded ones but may report failed ones beside them.
+func okRate(r LoadResult) float64 {
+	total := r.Requests
+	if total <= 0 {
+		return 0
+	}
+	ok := max(0, total-r.Errors)
+	return r.RPS * float64(ok) / float64(total)
 }
 
 func runFixed(ctx context.Context, p Plan, sys *Running, res *Result) error {
@@ -269,6 +294,7 @@ func runFixed(ctx context.Context, p Plan, sys *Running, res *Result) error {
 	res.Requests = int64(len(r.Latencies)) - int64(r.Errors)
 	res.Errors = int64(r.Errors)
 	res.Rate = float64(res.Requests) / r.Elapsed.Seconds()
+	res.Work = float64(res.Requests)
 	res.P50, res.P99 = Percentile(r.Latencies, 0.50), Percentile(r.Latencies, 0.99)
 	return nil
 }
@@ -296,7 +322,8 @@ func runH2load(ctx context.Context, p Plan, sys *Running, res *Result) (time.Dur
 	if err != nil {
 		return cpu, err
 	}
-	res.Rate, res.Requests, res.Errors = r.RPS, r.Requests, r.Errors
+	res.Rate, res.Requests, res.Errors = okRate(r), r.Requests, r.Errors
+	res.Work = float64(max(0, r.Requests-r.Errors))
 	res.P50, res.P99 = Percentile(lat, 0.50), Percentile(lat, 0.99)
 	return cpu, nil
 }
@@ -310,6 +337,7 @@ func runBulk(p Plan, sys *Running, res *Result) error {
 		}
 		rates = append(rates, r.MBps())
 		res.Requests++
+		res.Work += float64(r.Bytes) / 1e6
 	}
 	slices.Sort(rates)
 	res.Rate = rates[len(rates)/2]
