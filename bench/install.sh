@@ -36,9 +36,14 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "bench/install.sh: installing ${missing[*]}"
 echo "bench/install.sh: apt-get update"
-$SUDO apt-get update -qq
+if ! $SUDO apt-get update -qq >"$log" 2>&1; then
+	cat "$log" >&2
+	exit 1
+fi
 # Debian's nginx packages start the daemon on :80 after install; the bench
 # never uses that instance, so keep it from starting (policy-rc.d 101).
 policy=/usr/sbin/policy-rc.d
@@ -51,8 +56,9 @@ fi
 rc=0
 for p in "${missing[@]}"; do
 	echo "bench/install.sh: apt-get install $p"
-	if ! $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null; then
-		echo "bench/install.sh: could not install $p" >&2
+	if ! $SUDO apt-get install -y -qq --no-install-recommends "$p" >"$log" 2>&1; then
+		echo "bench/install.sh: could not install $p:" >&2
+		tail -5 "$log" >&2
 		# stream is optional; the rest are required.
 		[ "$p" = libnginx-mod-stream ] || rc=1
 	fi

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -342,44 +341,4 @@ func runBulk(p Plan, sys *Running, res *Result) error {
 	slices.Sort(rates)
 	res.Rate = rates[len(rates)/2]
 	return nil
-}
-
-// startProfile asks Causeway's admin server for a CPU profile covering most
-// of the load; the returned func waits for it and summarizes the top 10.
-func startProfile(ctx context.Context, p Plan, sys *Running) func() []string {
-	secs := max(1, int(p.Duration/time.Second)-1)
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.Admin, secs)
-	type answer struct {
-		body []byte
-		err  error
-	}
-	ch := make(chan answer, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			ch <- answer{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s answered %s", url, resp.Status)
-		}
-		ch <- answer{b, err}
-	}()
-	return func() []string {
-		a := <-ch
-		if a.err != nil {
-			return []string{"no CPU profile: " + firstLine(a.err.Error()) + " (the admin server has no /debug/pprof)"}
-		}
-		if err := os.WriteFile(p.ProfileOut, a.body, 0o644); err != nil {
-			return []string{"no CPU profile: " + err.Error()}
-		}
-		out, err := pinnedOutput(ctx, "", "go", "tool", "pprof", "-top", "-nodecount=10", p.Causeway, p.ProfileOut)
-		if err != nil {
-			return []string{"profile saved to " + p.ProfileOut + "; pprof failed: " + firstLine(err.Error())}
-		}
-		return append([]string{"profile: " + p.ProfileOut}, strings.Split(strings.TrimRight(out, "\n"), "\n")...)
-	}
 }
