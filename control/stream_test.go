@@ -1,0 +1,275 @@
+package control_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/causeway-mesh/causeway/control"
+	. "github.com/causeway-mesh/causeway/control/controltest"
+	"github.com/causeway-mesh/causeway/proxy/configsource"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// proxy is a configsource client with a recording Apply, standing in for
+// a real proxy: what matters here is what reaches Apply.
+type proxy struct {
+	client *configsource.Client
+	mu     sync.Mutex
+	got    []string // versions offered to Apply, in order
+	refuse func(*spec.NodeConfig) error
+}
+
+func (p *proxy) apply(cfg *spec.NodeConfig) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.got = append(p.got, cfg.Version)
+	if p.refuse != nil {
+		return p.refuse(cfg)
+	}
+	return nil
+}
+
+func (p *proxy) offered() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.got)
+}
+
+// connect runs a client for node against addr until the test ends.
+func connect(t *testing.T, addr string, node spec.Node, refuse func(*spec.NodeConfig) error) *proxy {
+	t.Helper()
+	p := &proxy{refuse: refuse}
+	c, err := configsource.New(configsource.Options{Addr: addr, Node: node, Apply: p.apply, Logger: Quiet,
+		Backoff: configsource.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.client = c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+// synced waits until node ACKed the config compiled for it from snap.
+func synced(t *testing.T, srv *control.Server, node spec.Node, snap *spec.Snapshot) string {
+	t.Helper()
+	want := spec.Compile(snap, node).Version
+	WaitFor(t, srv, node.ID+" ACKs "+want, func() bool {
+		p, ok := srv.Proxy(node.ID)
+		return ok && p.Connected && p.LastAckedVersion == want && p.SnapshotVersion == snap.Version
+	})
+	return want
+}
+
+func TestConnectAckAndPushOnlyToChangedNodes(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	v1 := Snapshot(t, Mesh(Web))
+	srv.Publish(v1, nil)
+	web := connect(t, addr, WebNode, nil)
+	api := connect(t, addr, APINode, nil)
+	webV1 := synced(t, srv, WebNode, v1)
+	apiV1 := synced(t, srv, APINode, v1)
+
+	// Another caller for api: only api's compiled config changes.
+	v2 := Snapshot(t, Mesh(Web, DB))
+	if !srv.Publish(v2, nil) {
+		t.Fatal("Publish refused a valid snapshot")
+	}
+	apiV2 := synced(t, srv, APINode, v2)
+	synced(t, srv, WebNode, v2) // web's stream has compiled v2, and skipped it
+
+	cases := []struct {
+		name       string
+		node       spec.Node
+		p          *proxy
+		wantOffers []string
+	}{
+		{"web sees no push", WebNode, web, []string{webV1}},
+		{"api gets the new policy", APINode, api, []string{apiV1, apiV2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.p.offered(); !slices.Equal(got, tc.wantOffers) {
+				t.Errorf("Apply saw %v, want %v", got, tc.wantOffers)
+			}
+			st, _ := srv.Proxy(tc.node.ID)
+			if st.Pushes != len(tc.wantOffers) {
+				t.Errorf("sync state counts %d pushes, want %d", st.Pushes, len(tc.wantOffers))
+			}
+			if !st.InSync() || st.LastNackReason != "" {
+				t.Errorf("sync state %+v: want in sync with no NACK", st)
+			}
+			if st.LastSentNonce == "" || st.ConnectedSince.IsZero() {
+				t.Errorf("sync state %+v lacks nonce or connected-since", st)
+			}
+			if got := tc.p.client.Status().Version; got != tc.wantOffers[len(tc.wantOffers)-1] {
+				t.Errorf("client runs %q, want %q", got, tc.wantOffers[len(tc.wantOffers)-1])
+			}
+		})
+	}
+}
+
+func TestNackKeepsPreviousVersion(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	v1 := Snapshot(t, Mesh(Web))
+	srv.Publish(v1, nil)
+	refusal := errors.New("inbound policy shop/api-callers: 2 sources is more than this proxy allows")
+	api := connect(t, addr, APINode, func(cfg *spec.NodeConfig) error {
+		if len(cfg.Inbound.Policies) > 0 && len(cfg.Inbound.Policies[0].Sources) > 1 {
+			return refusal
+		}
+		return nil
+	})
+	good := synced(t, srv, APINode, v1)
+
+	v2 := Snapshot(t, Mesh(Web, DB))
+	srv.Publish(v2, nil)
+	bad := spec.Compile(v2, APINode).Version
+	WaitFor(t, srv, "api NACKs "+bad, func() bool {
+		p, _ := srv.Proxy(APINode.ID)
+		return p.LastNackVersion == bad
+	})
+	st, _ := srv.Proxy(APINode.ID)
+	checks := []struct {
+		name      string
+		got, want string
+	}{
+		{"acked version stays", st.LastAckedVersion, good},
+		{"nack reason", st.LastNackReason, refusal.Error()},
+		{"last sent", st.LastSentVersion, bad},
+		{"client keeps running", api.client.Status().Version, good},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("got %q, want %q", c.got, c.want)
+			}
+		})
+	}
+	if st.InSync() {
+		t.Error("a proxy that NACKed the last version reports in sync")
+	}
+
+	// A fix upstream (back to one caller) is a new version: it is sent and
+	// ACKed, and the NACK stays on record.
+	v3 := Snapshot(t, Mesh(DB))
+	srv.Publish(v3, nil)
+	synced(t, srv, APINode, v3)
+	if st, _ := srv.Proxy(APINode.ID); st.LastNackVersion != bad {
+		t.Errorf("the NACK record was lost: %+v", st)
+	}
+}
+
+func TestInvalidSnapshotReachesNoOne(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	v1 := Snapshot(t, Mesh(Web))
+	srv.Publish(v1, nil)
+	web := connect(t, addr, WebNode, nil)
+	api := connect(t, addr, APINode, nil)
+	synced(t, srv, WebNode, v1)
+	synced(t, srv, APINode, v1)
+
+	in := Mesh(Web, DB)
+	in.Services[0].Ports[0].Port = 0 // out of range: an error diagnostic
+	bad, diags := spec.Build(in, spec.BuildOptions{})
+	if !diags.HasErrors() {
+		t.Fatal("test input should not build cleanly")
+	}
+	if srv.Publish(bad, diags) {
+		t.Fatal("Publish accepted a snapshot with errors")
+	}
+	st := srv.Status()
+	if !st.Rejected || st.Version != v1.Version || len(st.Diagnostics.Errors()) == 0 {
+		t.Fatalf("status after a bad update = %+v; want rejected, still serving %s, with the errors", st, v1.Version)
+	}
+	if srv.Snapshot() != v1 {
+		t.Fatal("the bad snapshot replaced the last good one")
+	}
+	// A good update afterwards is the next thing each proxy sees: nothing
+	// from the bad one was queued.
+	v3 := Snapshot(t, Mesh(DB))
+	srv.Publish(v3, nil)
+	synced(t, srv, APINode, v3)
+	synced(t, srv, WebNode, v3)
+	for _, tc := range []struct {
+		name string
+		p    *proxy
+		want int
+	}{{"web", web, 1}, {"api", api, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.p.offered(); len(got) != tc.want {
+				t.Errorf("Apply saw %v, want %d configs", got, tc.want)
+			}
+		})
+	}
+	if srv.Status().Rejected {
+		t.Error("status still rejected after a good update")
+	}
+}
+
+func TestClientKeepsConfigAndResyncsAfterRestart(t *testing.T) {
+	cases := []struct {
+		name string
+		// next is the mesh the restarted control plane serves.
+		next      spec.Input
+		wantPush  bool
+		wantTotal int
+	}{
+		{"same config: no push, proxy reported in sync", Mesh(Web), false, 1},
+		{"new config: pushed and acked", Mesh(Web, DB), true, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv1, addr := Start(t, "", control.Options{})
+			v1 := Snapshot(t, Mesh(Web))
+			srv1.Publish(v1, nil)
+			api := connect(t, addr, APINode, nil)
+			first := synced(t, srv1, APINode, v1)
+
+			Stop(t, srv1)
+			Eventually(t, "client notices the control plane is gone", func() bool {
+				s := api.client.Status()
+				return !s.Connected && s.Reconnects > 0
+			})
+			if got := api.client.Status().Version; got != first {
+				t.Fatalf("while away the client runs %q, want the last good %q", got, first)
+			}
+
+			srv2, _ := Start(t, addr, control.Options{})
+			next := Snapshot(t, tc.next)
+			srv2.Publish(next, nil)
+			want := synced(t, srv2, APINode, next)
+			st, _ := srv2.Proxy(APINode.ID)
+			if pushed := st.Pushes > 0; pushed != tc.wantPush {
+				t.Errorf("pushes after reconnect = %d, want push=%v", st.Pushes, tc.wantPush)
+			}
+			if got := api.offered(); len(got) != tc.wantTotal || got[len(got)-1] != want {
+				t.Errorf("Apply saw %v, want %d configs ending in %s", got, tc.wantTotal, want)
+			}
+		})
+	}
+}
+
+func TestStopEndsStreamsPromptly(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	v1 := Snapshot(t, Mesh(Web))
+	srv.Publish(v1, nil)
+	connect(t, addr, WebNode, nil)
+	synced(t, srv, WebNode, v1)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Stop(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("Stop needed the hard stop after %v: a stream did not end", time.Since(start))
+	}
+	if st, _ := srv.Proxy(WebNode.ID); st.Connected {
+		t.Error("proxy still connected after Stop")
+	}
+}
