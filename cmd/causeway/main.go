@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newDemoAppCmd(),
 		newProxyCmd(),
+		newIdentityCmd(),
 	)
 	return root
 }

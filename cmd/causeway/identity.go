@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/causeway-mesh/causeway/identity/attest"
+	"github.com/causeway-mesh/causeway/identity/bundle"
+	"github.com/causeway-mesh/causeway/identity/ca"
+	"github.com/causeway-mesh/causeway/identity/workloadapi"
+)
+
+// caFlags are shared by every subcommand that opens the CA.
+type caFlags struct {
+	dir         string
+	trustDomain string
+	svidTTL     time.Duration
+	overlap     time.Duration
+}
+
+func (f *caFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dir, "ca-dir", "causeway-ca", "directory holding the CA state (ca.json, mode 0600)")
+	cmd.Flags().StringVar(&f.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
+	cmd.Flags().DurationVar(&f.svidTTL, "svid-ttl", ca.DefaultSVIDTTL, "X.509-SVID lifetime (renewed at half-life)")
+	cmd.Flags().DurationVar(&f.overlap, "rotation-overlap", ca.DefaultOverlap, "how long a rotated-out root stays trusted")
+}
+
+func (f *caFlags) open(ctx context.Context, log *slog.Logger) (*ca.CA, error) {
+	td, err := spiffeid.TrustDomainFromString(f.trustDomain)
+	if err != nil {
+		return nil, usageErr("--trust-domain %q: %v", f.trustDomain, err)
+	}
+	c, err := ca.New(ctx, ca.Options{TrustDomain: td, Store: ca.DirStore{Dir: f.dir},
+		SVIDTTL: f.svidTTL, Overlap: f.overlap, Logger: log})
+	if err != nil {
+		return nil, &exitError{code: 1, err: err}
+	}
+	return c, nil
+}
+
+func newIdentityCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "identity",
+		Short: "SPIFFE CA and Workload API for local use",
+	}
+	caCmd := &cobra.Command{Use: "ca", Short: "Create, show or rotate the trust domain's CA"}
+	caCmd.AddCommand(newIdentityCAInitCmd(), newIdentityCAShowCmd(), newIdentityCARotateCmd())
+	cmd.AddCommand(caCmd, newIdentityServeCmd())
+	return cmd
+}
+
+func newIdentityCAInitCmd() *cobra.Command {
+	var f caFlags
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the CA (or load the existing one) and print its bundle's sequence number",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.open(cmd.Context(), slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			if err != nil {
+				return err
+			}
+			seq, _ := c.Bundle().SequenceNumber()
+			fmt.Fprintf(cmd.OutOrStdout(), "CA for %s in %s (bundle sequence %d)\n", c.TrustDomain(), ca.DirStore{Dir: f.dir}.Path(), seq)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newIdentityCAShowCmd() *cobra.Command {
+	var f caFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Print the trust bundle (-o pem: root certificates; -o spiffe: SPIFFE bundle JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "pem" && format != "spiffe" {
+				return usageErr("-o %q: want pem or spiffe", format)
+			}
+			c, err := f.open(cmd.Context(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				return err
+			}
+			b := c.Bundle()
+			if format == "spiffe" {
+				out, err := b.Marshal()
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(out))
+				return nil
+			}
+			for _, cert := range b.X509Authorities() {
+				if err := pem.Encode(cmd.OutOrStdout(), &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVarP(&format, "output", "o", "pem", "pem or spiffe")
+	return cmd
+}
+
+func newIdentityCARotateCmd() *cobra.Command {
+	var f caFlags
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Start signing with a new root; the old one stays trusted for --rotation-overlap",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.open(cmd.Context(), slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			if err != nil {
+				return err
+			}
+			if err := c.Rotate(cmd.Context()); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newIdentityServeCmd() *cobra.Command {
+	var f caFlags
+	var socket, tableFile, bundleAddr string
+	var entries []string
+	cmd := &cobra.Command{
+		Use:   "serve --socket PATH (--entry uid:N=ns/sa ... | --table FILE)",
+		Short: "Serve the SPIFFE Workload API (and optionally the bundle endpoint) from the local CA",
+		Long: `Serve the SPIFFE Workload API on a unix socket. Callers are identified by
+their peer credentials and mapped to spiffe://<trust-domain>/ns/<ns>/sa/<sa> by
+--entry flags (uid:N=ns/sa, gid:N=ns/sa, exe:/path=ns/sa) or a --table file
+(YAML: entries: [{selector, namespace, serviceAccount}]); the first match wins
+and unknown callers are refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if socket == "" {
+				return usageErr("identity serve: --socket is required")
+			}
+			var table []attest.Entry
+			for _, s := range entries {
+				e, err := attest.ParseEntry(s)
+				if err != nil {
+					return usageErr("--entry: %v", err)
+				}
+				table = append(table, e)
+			}
+			if tableFile != "" {
+				data, err := os.ReadFile(tableFile)
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				fromFile, err := attest.ParseTableConfig(data)
+				if err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("%s: %w", tableFile, err)}
+				}
+				table = append(table, fromFile...)
+			}
+			if len(table) == 0 {
+				return usageErr("identity serve: no --entry or --table: every caller would be refused")
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := f.open(ctx, log)
+			if err != nil {
+				return err
+			}
+			return serveIdentity(ctx, log, c, table, socket, bundleAddr)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&socket, "socket", "", "unix socket path for the Workload API")
+	cmd.Flags().StringArrayVar(&entries, "entry", nil, "attestation entry selector=namespace/serviceAccount (repeatable)")
+	cmd.Flags().StringVar(&tableFile, "table", "", "attestation table file (YAML or JSON)")
+	cmd.Flags().StringVar(&bundleAddr, "bundle-addr", "", "if set, serve the SPIFFE bundle endpoint (https_spiffe) on this TCP address")
+	return cmd
+}
+
+// serveIdentity runs the CA maintenance loop, the Workload API and the
+// optional bundle endpoint until ctx ends or one of them fails.
+func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, table []attest.Entry, socket, bundleAddr string) error {
+	tab, err := attest.NewTable(c.TrustDomain(), table)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	srv, err := workloadapi.New(workloadapi.Config{CA: c, Attestor: tab, Logger: log})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	l, err := workloadapi.Listen(socket)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	errc := make(chan error, 3)
+	go func() { errc <- c.Run(ctx) }()
+	go func() { errc <- srv.Serve(l) }()
+	var ep *bundle.Endpoint
+	if bundleAddr != "" {
+		svid, err := c.NewSVIDSource(bundle.ServerID(c.TrustDomain()), 0)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		if ep, err = bundle.NewEndpoint(c.TrustDomain(), c, svid, log); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		bl, err := net.Listen("tcp", bundleAddr)
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("--bundle-addr: %w", err)}
+		}
+		go func() { errc <- ep.Serve(bl) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	srv.Stop()
+	if ep != nil {
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ep.Shutdown(shutdown)
+	}
+	os.Remove(socket)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return &exitError{code: 1, err: err}
+	}
+	return nil
+}
