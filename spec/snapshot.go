@@ -81,11 +81,11 @@ type builder struct {
 }
 
 func (b *builder) errorf(o Origin, field, format string, args ...any) {
-	b.diags.Errorf(o.Source, o.Object, joinField(o.Path, field), format, args...)
+	b.diags.Errorf(o.Source, o.Object, o.Field(field), format, args...)
 }
 
 func (b *builder) warnf(o Origin, field, format string, args ...any) {
-	b.diags.Warnf(o.Source, o.Object, joinField(o.Path, field), format, args...)
+	b.diags.Warnf(o.Source, o.Object, o.Field(field), format, args...)
 }
 
 // missingf reports a reference to an object that is not among the inputs.
@@ -122,18 +122,13 @@ func validKey(k Key) error {
 
 func (b *builder) services(in []Service) []Service {
 	out := make([]Service, 0, len(in))
-	seen := map[Key]Origin{}
+	in = dedupe(b, "Service", in, func(s *Service) string { return s.Key.String() }, func(s *Service) Origin { return s.Origin })
 	for _, svc := range in {
 		o := svc.Origin
 		if err := validKey(svc.Key); err != nil {
 			b.errorf(o, "metadata", "%v", err)
 			continue
 		}
-		if prev, dup := seen[svc.Key]; dup {
-			b.errorf(o, "metadata.name", "duplicate Service %s (also in %s)", svc.Key, prev.Source.File)
-			continue
-		}
-		seen[svc.Key] = o
 		svc.Ports = slices.Clone(svc.Ports)
 		ports := map[int32]bool{}
 		for i, p := range svc.Ports {
@@ -179,19 +174,13 @@ var httpMethods = map[string]bool{
 
 func (b *builder) routes(in []Route) []Route {
 	out := make([]Route, 0, len(in))
-	seen := map[routeID]bool{}
+	in = dedupe(b, "route", in, func(r *Route) string { return string(r.Kind) + " " + r.Key.String() }, func(r *Route) Origin { return r.Origin })
 	for _, r := range in {
 		o := r.Origin
 		if err := validKey(r.Key); err != nil {
 			b.errorf(o, "metadata", "%v", err)
 			continue
 		}
-		id := routeID{r.Kind, r.Key}
-		if seen[id] {
-			b.errorf(o, "metadata.name", "duplicate %s route %s", r.Kind, r.Key)
-			continue
-		}
-		seen[id] = true
 		switch r.Kind {
 		case RouteHTTP, RouteTCP, RouteUDP:
 		default:
@@ -259,11 +248,6 @@ func regexErr(err error) string {
 	return err.Error()
 }
 
-type routeID struct {
-	kind RouteKind
-	key  Key
-}
-
 // resolveRef checks a RouteRef against the snapshot's routes. It returns false
 // when the ref must be dropped.
 func (b *builder) resolveRef(s *Snapshot, o Origin, field string, ref *RouteRef) bool {
@@ -293,18 +277,13 @@ func (b *builder) resolveRef(s *Snapshot, o Origin, field string, ref *RouteRef)
 
 func (b *builder) splits(in []Split, s *Snapshot) []Split {
 	out := make([]Split, 0, len(in))
-	seen := map[Key]bool{}
+	in = dedupe(b, "TrafficSplit", in, func(s *Split) string { return s.Key.String() }, func(s *Split) Origin { return s.Origin })
 	for _, sp := range in {
 		o := sp.Origin
 		if err := validKey(sp.Key); err != nil {
 			b.errorf(o, "metadata", "%v", err)
 			continue
 		}
-		if seen[sp.Key] {
-			b.errorf(o, "metadata.name", "duplicate TrafficSplit %s", sp.Key)
-			continue
-		}
-		seen[sp.Key] = true
 		root := s.Service(sp.Root)
 		if root == nil {
 			b.missingf(o, "spec.service", "root service %s not found", sp.Root)
@@ -386,6 +365,61 @@ func (b *builder) splits(in []Split, s *Snapshot) []Split {
 	return out
 }
 
+// dedupe keeps one object per key: the one from the latest source (file, then
+// document, then line), which is what `kubectl apply -f DIR` leaves in a
+// cluster when two files define the same object. Each object it drops is
+// reported where it was written: a warning when a later source overrides it,
+// an error when Strict is set or when the two cannot be told apart by source
+// (then the content decides, so the result never depends on input order).
+func dedupe[T any](b *builder, kind string, in []T, key func(*T) string, origin func(*T) Origin) []T {
+	type entry struct {
+		key, hash string
+		src       Source
+		i         int
+	}
+	entries := make([]entry, len(in))
+	dups := false
+	seen := make(map[string]bool, len(in))
+	for i := range in {
+		k := key(&in[i])
+		dups = dups || seen[k]
+		seen[k] = true
+		entries[i] = entry{key: k, src: origin(&in[i]).Source, i: i}
+	}
+	if !dups {
+		return in
+	}
+	for i := range entries {
+		entries[i].hash = contentHash(in[entries[i].i])
+	}
+	slices.SortStableFunc(entries, func(a, c entry) int {
+		return cmp.Or(strings.Compare(a.key, c.key), strings.Compare(a.src.File, c.src.File),
+			cmp.Compare(a.src.Document, c.src.Document), cmp.Compare(a.src.Line, c.src.Line), strings.Compare(a.hash, c.hash))
+	})
+	out := make([]T, 0, len(seen))
+	for i, e := range entries {
+		if i+1 < len(entries) && entries[i+1].key == e.key {
+			next := entries[i+1]
+			o := origin(&in[e.i])
+			where := next.src.File
+			if where == "" {
+				where = "another input"
+			}
+			if next.src.Document != e.src.Document || next.src.File != e.src.File {
+				where += fmt.Sprintf(" (document %d)", next.src.Document)
+			}
+			if b.opts.Strict || next.src == e.src {
+				b.errorf(o, "metadata.name", "duplicate %s %s: also defined in %s", kind, e.key, where)
+			} else {
+				b.warnf(o, "metadata.name", "duplicate %s %s: overridden by %s, as kubectl apply would", kind, e.key, where)
+			}
+			continue
+		}
+		out = append(out, in[e.i])
+	}
+	return out
+}
+
 func missingPorts(root, backend *Service) []int32 {
 	var missing []int32
 	for _, p := range root.Ports {
@@ -398,18 +432,13 @@ func missingPorts(root, backend *Service) []int32 {
 
 func (b *builder) policies(in []AccessPolicy, s *Snapshot) []AccessPolicy {
 	out := make([]AccessPolicy, 0, len(in))
-	seen := map[Key]bool{}
+	in = dedupe(b, "TrafficTarget", in, func(p *AccessPolicy) string { return p.Key.String() }, func(p *AccessPolicy) Origin { return p.Origin })
 	for _, p := range in {
 		o := p.Origin
 		if err := validKey(p.Key); err != nil {
 			b.errorf(o, "metadata", "%v", err)
 			continue
 		}
-		if seen[p.Key] {
-			b.errorf(o, "metadata.name", "duplicate TrafficTarget %s", p.Key)
-			continue
-		}
-		seen[p.Key] = true
 		if p.Destination.IsZero() {
 			b.errorf(o, "spec.destination", "destination identity is empty")
 			continue

@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -340,5 +341,53 @@ func TestTableAuthorize(t *testing.T) {
 	perm := Table(in, spec.Node{ID: "v1", Identity: ID("bookstore", "bookstore-v1")})
 	if d := perm.Authorize(thief, spec.RouteHTTP, 14001, &spec.Request{Method: "DELETE", Path: "/"}); !d.Allowed {
 		t.Errorf("permissive mode denied: %+v", d)
+	}
+}
+
+func TestDuplicatesLaterSourceWins(t *testing.T) {
+	t.Parallel()
+	target := func(file string, doc int, source string) spec.AccessPolicy {
+		return spec.AccessPolicy{
+			Key: K("bookwarehouse/access"), Destination: ID("bookwarehouse", "bookwarehouse"),
+			Sources: []spiffeid.ID{ID("bookstore", source)},
+			Rules:   []spec.AccessRule{{Route: spec.RouteRef{Kind: spec.RouteTCP, Key: K("db/mysql")}}},
+			Origin: spec.Origin{Source: spec.Source{File: file, Document: doc},
+				Object: spec.Object{Kind: "TrafficTarget", Namespace: "bookwarehouse", Name: "access"}},
+		}
+	}
+	base := bookstore()
+	a, b := target("a.yaml", 3, "bookstore-v1"), target("b.yaml", 0, "bookstore")
+	for _, order := range [][]spec.AccessPolicy{{a, b}, {b, a}} {
+		in := base
+		in.Policies = order
+		s, diags := spec.Build(in, spec.BuildOptions{})
+		if diags.HasErrors() {
+			t.Fatalf("duplicate across files is an error: %v", diags)
+		}
+		if len(s.Policies) != 1 || s.Policies[0].Sources[0] != ID("bookstore", "bookstore") {
+			t.Fatalf("kept %+v, want the one from b.yaml", s.Policies)
+		}
+		want := "a.yaml: TrafficTarget bookwarehouse/access: metadata.name: warning: duplicate TrafficTarget bookwarehouse/access: overridden by b.yaml (document 0)"
+		if !strings.Contains(fmt.Sprint(diags), want) {
+			t.Errorf("diagnostics %v\nwant %q", diags, want)
+		}
+		if _, strict := spec.Build(in, spec.BuildOptions{Strict: true}); !strict.HasErrors() {
+			t.Error("duplicate is not an error with Strict")
+		}
+	}
+}
+
+func TestOriginAliases(t *testing.T) {
+	t.Parallel()
+	o := spec.Origin{Path: "spec.rules[2]", Aliases: map[string]string{"spec.rules": "specs", "spec": "top"}}
+	if got := o.Field("matches[0]"); got != "specs[2].matches[0]" {
+		t.Errorf("Field = %q", got)
+	}
+	o.Path = ""
+	if got := o.Field("spec.sources"); got != "top.sources" {
+		t.Errorf("Field = %q", got)
+	}
+	if got := o.Field("specx"); got != "specx" {
+		t.Errorf("Field = %q (prefix must end at a separator)", got)
 	}
 }

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -239,4 +240,24 @@ type Origin struct {
 	// Path is the field path of the model object inside the input object,
 	// e.g. "spec.backends[1]"; "" for the object itself.
 	Path string
+	// Aliases rename field-path prefixes in diagnostics for inputs whose
+	// fields are not where the model's names suggest (SMI TrafficTarget
+	// v1alpha1 keeps "specs" and "sources" at the top level): "spec.rules" ->
+	// "specs". The longest matching prefix wins.
+	Aliases map[string]string
+}
+
+// Field renders a field path of the model object as the input spells it.
+func (o Origin) Field(field string) string {
+	full := joinField(o.Path, field)
+	best := ""
+	for from := range o.Aliases {
+		if len(from) > len(best) && (full == from || strings.HasPrefix(full, from+".") || strings.HasPrefix(full, from+"[")) {
+			best = from
+		}
+	}
+	if best == "" {
+		return full
+	}
+	return o.Aliases[best] + full[len(best):]
 }
