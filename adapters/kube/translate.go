@@ -99,22 +99,22 @@ type translator struct {
 
 type nsName struct{ ns, name string }
 
-// meta is what every decoded object shares: where it came from and its
+// objMeta is what every decoded object shares: where it came from and its
 // namespace after defaulting.
-type meta struct {
+type objMeta struct {
 	src spec.Source
 	obj spec.Object
 }
 
-func (m meta) origin(path string) spec.Origin {
+func (m objMeta) origin(path string) spec.Origin {
 	return spec.Origin{Source: m.src, Object: m.obj, Path: path}
 }
 
-func (t *translator) errorf(m meta, field, format string, args ...any) {
+func (t *translator) errorf(m objMeta, field, format string, args ...any) {
 	t.diags.Errorf(m.src, m.obj, field, format, args...)
 }
 
-func (t *translator) warnf(m meta, field, format string, args ...any) {
+func (t *translator) warnf(m objMeta, field, format string, args ...any) {
 	t.diags.Warnf(m.src, m.obj, field, format, args...)
 }
 
@@ -131,7 +131,7 @@ func (t *translator) index(objs []adapters.Object) {
 		if !ok {
 			continue
 		}
-		m := meta{src: o.Source, obj: o.SpecObject()}
+		m := objMeta{src: o.Source, obj: o.SpecObject()}
 		if k.namespaced {
 			m.obj.Namespace = cmp.Or(o.Namespace, t.opts.DefaultNamespace)
 		}
@@ -148,7 +148,7 @@ func (t *translator) index(objs []adapters.Object) {
 
 // checkMeta checks the name and namespace as the API server would, since
 // both end up in DNS names and SPIFFE IDs.
-func (t *translator) checkMeta(m meta, k kind) bool {
+func (t *translator) checkMeta(m objMeta, k kind) bool {
 	ok := true
 	if m.obj.Name == "" {
 		t.errorf(m, "metadata.name", "required")
@@ -172,7 +172,7 @@ func (t *translator) checkMeta(m meta, k kind) bool {
 	return ok
 }
 
-func (t *translator) decodeKind(m meta, k kind, raw []byte) {
+func (t *translator) decodeKind(m objMeta, k kind, raw []byte) {
 	switch k.kind {
 	case "Namespace":
 		// Read to check it; the model has no namespace object.
@@ -184,12 +184,12 @@ func (t *translator) decodeKind(m meta, k kind, raw []byte) {
 	case "Service":
 		var v corev1.Service
 		if decode(t, m, raw, &v) {
-			t.services = append(t.services, service{meta: m, v: &v})
+			t.services = append(t.services, service{objMeta: m, v: &v})
 		}
 	case "Pod":
 		var v corev1.Pod
 		if decode(t, m, raw, &v) {
-			w := workload{meta: m, labels: v.Labels, pod: &v.Spec, path: "spec"}
+			w := workload{objMeta: m, labels: v.Labels, pod: &v.Spec, path: "spec"}
 			t.workloads = append(t.workloads, w)
 			t.pods[nsName{m.obj.Namespace, m.obj.Name}] = w
 		}
@@ -220,24 +220,23 @@ func (t *translator) decodeKind(m meta, k kind, raw []byte) {
 		}
 	case "Endpoints":
 		var v corev1.Endpoints //nolint:staticcheck // still served; read when no EndpointSlice is given
-		k := nsName{m.obj.Namespace, m.obj.Name}
-		if prev, dup := t.endpoints[k]; dup {
-			t.errorf(m, "metadata.name", "duplicate Endpoints %s/%s (also in %s)", k.ns, k.name, prev.src.File)
-		} else if decode(t, m, raw, &v) {
-			t.endpoints[k] = endpoints{meta: m, v: &v}
+		// A later document of the same name replaces an earlier one,
+		// as with kubectl apply (see adapters/pipeline).
+		if decode(t, m, raw, &v) {
+			t.endpoints[nsName{m.obj.Namespace, m.obj.Name}] = endpoints{objMeta: m, v: &v}
 		}
 	}
 }
 
-func (t *translator) addTemplate(m meta, tpl *corev1.PodTemplateSpec) {
-	t.workloads = append(t.workloads, workload{meta: m, labels: tpl.Labels, pod: &tpl.Spec, path: "spec.template.spec"})
+func (t *translator) addTemplate(m objMeta, tpl *corev1.PodTemplateSpec) {
+	t.workloads = append(t.workloads, workload{objMeta: m, labels: tpl.Labels, pod: &tpl.Spec, path: "spec.template.spec"})
 }
 
 // decode unmarshals raw into v the way the API server's strict field
 // validation does (sigs.k8s.io/json): case-sensitive keys, and every unknown
 // or duplicate field reported with its path, not just the first. A type
 // error stops decoding; unknown fields do not, but make the object invalid.
-func decode(t *translator, m meta, raw []byte, v any) bool {
+func decode(t *translator, m objMeta, raw []byte, v any) bool {
 	strict, err := kjson.UnmarshalStrict(raw, v)
 	if err != nil {
 		field, msg := typeError(err)

@@ -11,23 +11,23 @@ import (
 )
 
 type slice struct {
-	meta
+	objMeta
 	v *discoveryv1.EndpointSlice
 }
 
 type endpoints struct {
-	meta
+	objMeta
 	v *corev1.Endpoints //nolint:staticcheck // see decodeKind
 }
 
-func (t *translator) addSlice(m meta, v *discoveryv1.EndpointSlice) {
+func (t *translator) addSlice(m objMeta, v *discoveryv1.EndpointSlice) {
 	name := v.Labels[discoveryv1.LabelServiceName]
 	if name == "" {
 		t.warnf(m, "metadata.labels", "no %s label: the EndpointSlice belongs to no Service and is not used", discoveryv1.LabelServiceName)
 		return
 	}
 	k := nsName{m.obj.Namespace, name}
-	t.slices[k] = append(t.slices[k], slice{meta: m, v: v})
+	t.slices[k] = append(t.slices[k], slice{objMeta: m, v: v})
 }
 
 // serviceEndpoints gathers the endpoints of a Service. EndpointSlices win
@@ -61,12 +61,12 @@ func (t *translator) sliceEndpoints(es slice, byName map[string]int32) []spec.En
 			name = *p.Name
 		}
 		if p.Port == nil {
-			t.warnf(es.meta, field+".port", "no port number; port left out")
+			t.warnf(es.objMeta, field+".port", "no port number; port left out")
 			continue
 		}
 		svcPort, ok := byName[name]
 		if !ok {
-			t.warnf(es.meta, field+".name", "no port named %q in Service %s/%s; port left out", name, es.obj.Namespace, es.v.Labels[discoveryv1.LabelServiceName])
+			t.warnf(es.objMeta, field+".name", "no port named %q in Service %s/%s; port left out", name, es.obj.Namespace, es.v.Labels[discoveryv1.LabelServiceName])
 			continue
 		}
 		for _, e := range es.v.Endpoints {
@@ -92,7 +92,7 @@ func (t *translator) legacyEndpoints(ep endpoints, byName map[string]int32) []sp
 		for j, p := range ss.Ports {
 			svcPort, ok := byName[p.Name]
 			if !ok {
-				t.warnf(ep.meta, fmt.Sprintf("subsets[%d].ports[%d].name", i, j), "no port named %q in Service %s/%s; port left out", p.Name, ep.obj.Namespace, ep.obj.Name)
+				t.warnf(ep.objMeta, fmt.Sprintf("subsets[%d].ports[%d].name", i, j), "no port named %q in Service %s/%s; port left out", p.Name, ep.obj.Namespace, ep.obj.Name)
 				continue
 			}
 			add := func(addrs []corev1.EndpointAddress, ready bool) {
@@ -139,13 +139,13 @@ func (t *translator) orphanEndpoints() {
 	for k, sl := range t.slices {
 		if !have[k] {
 			for _, es := range sl {
-				t.warnf(es.meta, "metadata.labels", "Service %s/%s is not among the inputs; endpoints not used", k.ns, k.name)
+				t.warnf(es.objMeta, "metadata.labels", "Service %s/%s is not among the inputs; endpoints not used", k.ns, k.name)
 			}
 		}
 	}
 	for k, ep := range t.endpoints {
 		if !have[k] {
-			t.warnf(ep.meta, "metadata.name", "Service %s/%s is not among the inputs; endpoints not used", k.ns, k.name)
+			t.warnf(ep.objMeta, "metadata.name", "Service %s/%s is not among the inputs; endpoints not used", k.ns, k.name)
 		}
 	}
 }

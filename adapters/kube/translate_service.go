@@ -14,14 +14,14 @@ import (
 )
 
 type service struct {
-	meta
+	objMeta
 	v *corev1.Service
 }
 
 // workload is anything that runs pods: a Pod, or the pod template of a
 // Deployment, StatefulSet, DaemonSet or ReplicaSet.
 type workload struct {
-	meta
+	objMeta
 	labels map[string]string
 	pod    *corev1.PodSpec
 	path   string // field path of the PodSpec in the object
@@ -45,7 +45,7 @@ func (t *translator) identity(w workload) (spiffeid.ID, bool) {
 	sa, field := w.serviceAccount()
 	id, err := spec.Identity(t.opts.TrustDomain, w.obj.Namespace, sa)
 	if err != nil {
-		t.errorf(w.meta, field, "no SPIFFE identity for service account %q: %v", sa, err)
+		t.errorf(w.objMeta, field, "no SPIFFE identity for service account %q: %v", sa, err)
 		return spiffeid.ID{}, false
 	}
 	return id, true
@@ -70,7 +70,7 @@ func (t *translator) selected(s *service) []workload {
 
 func (t *translator) service(s *service) (spec.Service, bool) {
 	if s.v.Spec.Type == corev1.ServiceTypeExternalName {
-		t.warnf(s.meta, "spec.type", "ExternalName Service (%s) has no workloads to mesh; left out", s.v.Spec.ExternalName)
+		t.warnf(s.objMeta, "spec.type", "ExternalName Service (%s) has no workloads to mesh; left out", s.v.Spec.ExternalName)
 		return spec.Service{}, false
 	}
 	out := spec.Service{
@@ -80,7 +80,7 @@ func (t *translator) service(s *service) (spec.Service, bool) {
 	workloads := t.selected(s)
 	for i, p := range s.v.Spec.Ports {
 		field := fmt.Sprintf("spec.ports[%d]", i)
-		proto, ok := t.protocol(s.meta, field, p)
+		proto, ok := t.protocol(s.objMeta, field, p)
 		if !ok {
 			continue
 		}
@@ -113,7 +113,7 @@ func (t *translator) service(s *service) (spec.Service, bool) {
 //  4. otherwise tcp.
 //
 // A "udp" name or appProtocol on a TCP port is a warning and stays tcp.
-func (t *translator) protocol(m meta, field string, p corev1.ServicePort) (spec.Protocol, bool) {
+func (t *translator) protocol(m objMeta, field string, p corev1.ServicePort) (spec.Protocol, bool) {
 	switch p.Protocol {
 	case corev1.ProtocolUDP:
 		return spec.ProtocolUDP, true

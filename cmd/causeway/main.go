@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,8 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newDemoAppCmd(),
 		newProxyCmd(),
+		newValidateCmd(),
+		newTranslateCmd(),
 		newIdentityCmd(),
 	)
 	return root
@@ -51,8 +54,17 @@ func main() {
 }
 
 func run(args []string) int {
+	return runIO(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runIO is run with explicit standard streams, so tests can call commands
+// in-process and read what they print.
+func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return 0
@@ -60,11 +72,11 @@ func run(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "causeway:", ee.err)
+			fmt.Fprintln(stderr, "causeway:", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "causeway:", err)
+	fmt.Fprintln(stderr, "causeway:", err)
 	// cobra reports unknown commands and flags as plain errors: usage.
 	return 2
 }
