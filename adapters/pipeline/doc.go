@@ -8,8 +8,9 @@
 //     whose Handles accepts it (kube core kinds, then SMI); an Object no
 //     translator takes is returned as ignored, never dropped in silence;
 //  3. the fragments are merged into one spec.Input;
-//  4. Load calls spec.Build, which validates, resolves references and orders
-//     everything into a deterministic Snapshot.
+//  4. Load calls spec.Build, which validates, resolves references, keeps the
+//     last of two documents defining one object (as kubectl apply does) and
+//     orders everything into a deterministic Snapshot.
 //
 // What enters: Objects (or paths). What leaves: spec.Input or *spec.Snapshot,
 // every diagnostic sorted, and the ignored Objects. Everything here is a pure

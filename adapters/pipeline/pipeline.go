@@ -103,7 +103,6 @@ func TranslateWith(ts []Translator, objs []adapters.Object, opts Options) (spec.
 		diags = append(diags, d...)
 	}
 	in.TrustDomain = opts.TrustDomain
-	diags = append(diags, lastWins(&in)...)
 	diags.Sort()
 	return in, diags, ignored
 }
