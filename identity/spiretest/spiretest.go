@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
@@ -76,6 +77,10 @@ type SPIRE struct {
 	Dir         string
 	// AgentAddr is the agent's Workload API address in go-spiffe's form.
 	AgentAddr string
+	// BundleEndpointURL is the server's https_spiffe bundle endpoint, set
+	// when Options.BundleEndpoint asked for one; ServerID is the ID it presents.
+	BundleEndpointURL string
+	ServerID          spiffeid.ID
 	// Started is when the server process was launched; AgentReady when the
 	// agent's health check first passed.
 	Started, AgentReady time.Time
@@ -86,6 +91,9 @@ type SPIRE struct {
 // Options configures Start.
 type Options struct {
 	TrustDomain string // default "spire.test"
+	// BundleEndpoint makes the server publish its bundle (https_spiffe) on a
+	// loopback port, for federation tests.
+	BundleEndpoint bool
 }
 
 // Start runs spire-server and spire-agent on loopback and returns when both
@@ -122,9 +130,16 @@ func Start(t testing.TB, opts Options) *SPIRE {
 		AgentAddr:   "unix://" + filepath.Join(dir, "agent", "api.sock"),
 		serverBin:   serverBin,
 		serverSock:  filepath.Join(dir, "server", "api.sock"),
+		ServerID:    spiffeid.RequireFromPath(td, "/spire/server"),
 	}
 	port := freePort(t)
-	write(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(serverConf, port, s.serverSock, td.Name(), dir))
+	federation := ""
+	if opts.BundleEndpoint {
+		bePort := freePort(t)
+		s.BundleEndpointURL = fmt.Sprintf("https://127.0.0.1:%d", bePort)
+		federation = fmt.Sprintf(federationConf, bePort)
+	}
+	write(t, filepath.Join(dir, "server.conf"), fmt.Sprintf(serverConf, port, s.serverSock, td.Name(), dir, federation))
 	write(t, filepath.Join(dir, "agent.conf"), fmt.Sprintf(agentConf, dir, port, dir, dir, td.Name()))
 
 	s.Started = time.Now()
@@ -159,14 +174,49 @@ func (s *SPIRE) ServerCLI(t testing.TB, args ...string) string {
 }
 
 // RegisterUID creates an entry giving id to processes of the given uid on the
-// test's agent node.
-func (s *SPIRE) RegisterUID(t testing.TB, id spiffeid.ID, uid int, ttl time.Duration) {
+// test's agent node; federatesWith lists trust domains whose bundles the
+// agent should deliver with that SVID.
+func (s *SPIRE) RegisterUID(t testing.TB, id spiffeid.ID, uid int, ttl time.Duration, federatesWith ...spiffeid.TrustDomain) {
 	t.Helper()
-	s.ServerCLI(t, "entry", "create",
+	args := []string{"entry", "create",
 		"-parentID", s.NodeID.String(),
 		"-spiffeID", id.String(),
-		"-selector", "unix:uid:"+strconv.Itoa(uid),
-		"-x509SVIDTTL", strconv.Itoa(int(ttl.Seconds())))
+		"-selector", "unix:uid:" + strconv.Itoa(uid),
+		"-x509SVIDTTL", strconv.Itoa(int(ttl.Seconds()))}
+	for _, td := range federatesWith {
+		args = append(args, "-federatesWith", td.IDString())
+	}
+	s.ServerCLI(t, args...)
+}
+
+// Bundle returns the server's own bundle as SPIRE prints it (SPIFFE format).
+func (s *SPIRE) Bundle(t testing.TB) *spiffebundle.Bundle {
+	t.Helper()
+	b, err := spiffebundle.Parse(s.TrustDomain, []byte(s.ServerCLI(t, "bundle", "show", "-format", "spiffe")))
+	if err != nil {
+		t.Fatalf("spiretest: parse bundle: %v", err)
+	}
+	return b
+}
+
+// Federate creates a federation relationship (https_spiffe) with a peer trust
+// domain: SPIRE starts from peerBundle and then refreshes it from url,
+// authenticating the endpoint as endpointID.
+func (s *SPIRE) Federate(t testing.TB, peerBundle *spiffebundle.Bundle, url string, endpointID spiffeid.ID) {
+	t.Helper()
+	raw, err := peerBundle.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir, "peer-"+peerBundle.TrustDomain().Name()+".json")
+	write(t, path, string(raw))
+	s.ServerCLI(t, "federation", "create",
+		"-trustDomain", peerBundle.TrustDomain().Name(),
+		"-bundleEndpointURL", url,
+		"-bundleEndpointProfile", "https_spiffe",
+		"-endpointSpiffeID", endpointID.String(),
+		"-trustDomainBundlePath", path,
+		"-trustDomainBundleFormat", "spiffe")
 }
 
 // WaitForSVIDs polls the agent until it serves an X.509-SVID for every id,
@@ -271,7 +321,19 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// serverConf: port, socket, trust domain, run dir (twice).
+// federationConf: bundle endpoint port. Relationships are added at run time
+// with "spire-server federation create", so none is configured here.
+const federationConf = `
+  federation {
+    bundle_endpoint {
+      address = "127.0.0.1"
+      port = %d
+      profile "https_spiffe" {}
+    }
+  }
+`
+
+// serverConf: port, socket, trust domain, run dir (twice), federation block.
 const serverConf = `server {
   bind_address = "127.0.0.1"
   bind_port = "%d"
@@ -284,7 +346,7 @@ const serverConf = `server {
   experimental {
     cache_reload_interval = "500ms"
   }
-}
+%[5]s}
 
 plugins {
   DataStore "sql" {
