@@ -149,6 +149,11 @@ func (d *doc) port(field string, p int) []int32 {
 // entry; a policy without sources or rules is reported by Build, once.
 func (d *doc) target(dest subject, srcs []subject, rules []ruleIn, ports []int32) {
 	p := spec.AccessPolicy{Key: d.key(d.o.Name), Origin: d.origin()}
+	if d.o.Version() == "v1alpha1" {
+		// v1alpha1 keeps its fields at the top level and calls rules "specs":
+		// Build's diagnostics should name the fields the user wrote.
+		p.Origin.Aliases = map[string]string{"spec.rules": "specs", "spec.sources": "sources", "spec.destination": "destination"}
+	}
 	ids := d.identities(dest)
 	switch {
 	case len(ids) == 1:

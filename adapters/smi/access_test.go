@@ -378,10 +378,11 @@ func TestTargetThroughBuild(t *testing.T) {
 			diags:  []diag{e("spec.rules[0]", "tcp route shop/gone not found")},
 		},
 		{
-			name:  "duplicate names",
-			yaml:  "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t, namespace: shop}\nspec:\n  destination: {kind: ServiceAccount, name: web}\n  sources: [{kind: ServiceAccount, name: a}]\n  rules: [{kind: HTTPRouteGroup, name: rg}]\n---\napiVersion: access.smi-spec.io/v1alpha2\nkind: TrafficTarget\nmetadata: {name: t, namespace: shop}\nspec:\n  destination: {kind: ServiceAccount, name: web}\n" + routes,
+			// As kubectl apply: the later document replaces the earlier one.
+			name:  "duplicate names: the later document wins",
+			yaml:  "apiVersion: access.smi-spec.io/v1alpha2\nkind: TrafficTarget\nmetadata: {name: t, namespace: shop}\nspec:\n  destination: {kind: ServiceAccount, name: web}\n---\napiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t, namespace: shop}\nspec:\n  destination: {kind: ServiceAccount, name: web}\n  sources: [{kind: ServiceAccount, name: a}]\n  rules: [{kind: HTTPRouteGroup, name: rg}]\n" + routes,
 			rules: 1,
-			diags: []diag{e("metadata.name", "duplicate TrafficTarget shop/t")},
+			diags: []diag{w("metadata.name", "duplicate TrafficTarget shop/t: overridden by test.yaml (document 1)")},
 		},
 	}
 	for _, tc := range cases {

@@ -88,11 +88,11 @@ spec:
 			backends: []spec.Backend{be(k("web-a"), 1000)},
 		},
 		{
-			name:     "duplicate names",
+			name:     "duplicate names: the later document wins, as kubectl apply",
 			yaml:     head + "spec:\n  service: web\n  backends:\n  - {service: web-a, weight: 1}\n---\n" + head + "spec:\n  service: web-c\n  backends:\n  - {service: web-b, weight: 1}",
 			svcs:     web,
-			diags:    []diag{e("metadata.name", "duplicate TrafficSplit shop/s")},
-			backends: []spec.Backend{be(k("web-a"), 1000)}, // the first one wins
+			diags:    []diag{w("metadata.name", "duplicate TrafficSplit shop/s: overridden by test.yaml (document 1)")},
+			backends: []spec.Backend{be(k("web-b"), 1000)},
 		},
 		{
 			name:  "missing services and route group: warnings",

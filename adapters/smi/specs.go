@@ -1,6 +1,7 @@
 package smi
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,13 +26,18 @@ type httpMatch struct {
 
 func httpRouteGroup(d *doc) {
 	matchesField := "spec.matches"
+	writtenAt := "" // where the user wrote the matches, when not matchesField
 	switch d.o.Version() {
 	case "v1alpha1", "v1alpha2":
 		// Before v1alpha3 matches sat at the top level, beside metadata.
 		matchesField = "matches"
 	default:
+		_, slipped := d.tree["matches"]
 		if !d.moveTopLevelMatches() {
 			return
+		}
+		if slipped {
+			writtenAt = "matches"
 		}
 	}
 	headers := d.takeHeaders(matchesField)
@@ -71,6 +77,9 @@ func httpRouteGroup(d *doc) {
 		}
 	}
 	r := spec.Route{Key: d.key(d.o.Name), Kind: spec.RouteHTTP, Origin: d.origin()}
+	if matchesField != "spec.matches" || writtenAt != "" {
+		r.Origin.Aliases = map[string]string{"spec.matches": cmp.Or(writtenAt, matchesField)}
+	}
 	for i, m := range matches {
 		f := fmt.Sprintf("%s[%d]", matchesField, i)
 		if m.pathRegex != "" {
