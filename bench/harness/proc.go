@@ -47,9 +47,11 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 }
 
 // Memory is a process's resident set: now (VmRSS) and the peak (VmHWM) since
-// start or since the last ResetPeak.
+// start or since the last ResetPeak, and the anonymous part of RSS (heap,
+// stacks; RssAnon), which, unlike the file-backed rest, does not depend on
+// how much of the executable the kernel happened to map in.
 type Memory struct {
-	RSS, Peak int64 // bytes
+	RSS, Peak, Anon int64 // bytes
 }
 
 // ReadMemory reads VmRSS and VmHWM from /proc/<pid>/status.
@@ -66,7 +68,7 @@ func parseStatusMemory(b []byte) (Memory, error) {
 	var seen int
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		if !ok || (k != "VmRSS" && k != "VmHWM" && k != "RssAnon") {
 			continue
 		}
 		f := strings.Fields(v) // "1234 kB"
@@ -77,12 +79,16 @@ func parseStatusMemory(b []byte) (Memory, error) {
 		if err != nil {
 			return Memory{}, fmt.Errorf("/proc status: %s: %w", k, err)
 		}
-		if k == "VmRSS" {
+		switch k {
+		case "VmRSS":
 			m.RSS = n << 10
-		} else {
+			seen++
+		case "VmHWM":
 			m.Peak = n << 10
+			seen++
+		default:
+			m.Anon = n << 10
 		}
-		seen++
 	}
 	if seen != 2 {
 		return Memory{}, fmt.Errorf("/proc status: VmRSS or VmHWM missing (kernel thread or zombie?)")
@@ -104,6 +110,7 @@ type Usage struct {
 	CPU  time.Duration
 	Peak int64 // sum of the processes' VmHWM
 	RSS  int64 // sum of VmRSS
+	Anon int64 // sum of RssAnon
 }
 
 // Sample reads CPU and memory of every pid and adds them up.
@@ -121,6 +128,7 @@ func Sample(pids []int) (Usage, error) {
 		u.CPU += c
 		u.Peak += m.Peak
 		u.RSS += m.RSS
+		u.Anon += m.Anon
 	}
 	return u, nil
 }

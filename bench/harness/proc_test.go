@@ -52,8 +52,10 @@ func TestParseStatusMemory(t *testing.T) {
 		want    Memory
 		wantErr string
 	}{
-		{name: "both", status: "Name:\tnginx\nVmPeak:\t  20000 kB\nVmHWM:\t    9500 kB\nVmRSS:\t    9100 kB\nThreads:\t1\n",
-			want: Memory{RSS: 9100 << 10, Peak: 9500 << 10}},
+		{name: "all three", status: "Name:\tnginx\nVmPeak:\t  20000 kB\nVmHWM:\t    9500 kB\nVmRSS:\t    9100 kB\nRssAnon:\t    1692 kB\nRssFile:\t    7408 kB\nThreads:\t1\n",
+			want: Memory{RSS: 9100 << 10, Peak: 9500 << 10, Anon: 1692 << 10}},
+		{name: "RssAnon is optional (kernels before 4.5)", status: "VmHWM:\t2 kB\nVmRSS:\t1 kB\n",
+			want: Memory{RSS: 1 << 10, Peak: 2 << 10}},
 		{name: "kernel thread has neither", status: "Name:\tkthreadd\nThreads:\t1\n", wantErr: "missing"},
 		{name: "odd unit", status: "VmHWM:\t1 MB\nVmRSS:\t1 kB\n", wantErr: "VmHWM"},
 	}

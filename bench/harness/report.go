@@ -160,10 +160,12 @@ func Render(w io.Writer, rep *Report, env Environment) {
 		fmt.Fprintln(w)
 	}
 
-	fmt.Fprintf(w, "## Idle memory (RSS a second after start, all of the system's processes)\n\n| system | idle RSS |\n|---|---:|\n")
+	fmt.Fprintf(w, "## Idle memory (a second after start, all of the system's processes)\n\n")
+	fmt.Fprintf(w, "RSS counts the executable's pages the kernel mapped in as well as heap and stacks; the anonymous part is heap and stacks alone.\n\n")
+	fmt.Fprintf(w, "| system | idle RSS | of which anonymous |\n|---|---:|---:|\n")
 	for _, sys := range p.Systems {
 		if v, ok := rep.IdleRSS[sys]; ok {
-			fmt.Fprintf(w, "| %s | %s |\n", sys, mb(v))
+			fmt.Fprintf(w, "| %s | %s | %s |\n", sys, mb(v), mb(rep.IdleAnon[sys]))
 		}
 	}
 	fmt.Fprintln(w)

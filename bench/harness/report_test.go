@@ -72,8 +72,9 @@ func TestRender(t *testing.T) {
 			{Load: LoadTCP, System: SysHAProxy, Rate: 2000, Work: 2000, Wall: time.Second, ProxyCPU: time.Second},
 			{Load: LoadTCP, System: SysCauseway1, Rate: 3000, Work: 3000, Wall: time.Second, ProxyCPU: time.Second / 2},
 		},
-		IdleRSS: map[string]int64{SysCauseway1: 9_000_000},
-		Skipped: map[string]string{SysCauseway2: "causeway-2hop: exited"},
+		IdleRSS:  map[string]int64{SysCauseway1: 9_000_000},
+		IdleAnon: map[string]int64{SysCauseway1: 2_000_000},
+		Skipped:  map[string]string{SysCauseway2: "causeway-2hop: exited"},
 	}
 	var buf bytes.Buffer
 	Render(&buf, rep, Environment{Date: "d", Machine: "m", Commit: "c"})
@@ -89,7 +90,7 @@ func TestRender(t *testing.T) {
 		{"tcp n/a", "| nginx | n/a: no stream module |"},
 		{"saturated load core is a caveat", "causeway-1hop h1-max: the load core was 95% busy"},
 		{"target line", "per CPU second 0.25× (25000 vs nginx 100000 req per CPU s) — judged on the per CPU second"},
-		{"idle memory", "| causeway-1hop | 9.0 MB |"},
+		{"idle memory", "| causeway-1hop | 9.0 MB | 2.0 MB |"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,12 +73,13 @@ func (r Result) PerCPUSecond() float64 {
 
 // Report is what Run measured.
 type Report struct {
-	Plan    Plan
-	Started time.Time
-	Results []Result
-	IdleRSS map[string]int64  // system -> bytes
-	Skipped map[string]string // system -> why it did not run
-	Profile []string          // pprof -top lines for causeway-1hop, or why not
+	Plan     Plan
+	Started  time.Time
+	Results  []Result
+	IdleRSS  map[string]int64  // system -> bytes
+	IdleAnon map[string]int64  // system -> anonymous bytes of IdleRSS
+	Skipped  map[string]string // system -> why it did not run
+	Profile  []string          // pprof -top lines for causeway-1hop, or why not
 }
 
 func (p Plan) logf(format string, args ...any) {
@@ -90,7 +91,7 @@ func (p Plan) logf(format string, args ...any) {
 // Run starts the upstream, then each system in turn, runs every load on it
 // and stops it before the next, so systems never compete with each other.
 func Run(ctx context.Context, p Plan) (*Report, error) {
-	rep := &Report{Plan: p, Started: time.Now().UTC(), IdleRSS: map[string]int64{}, Skipped: map[string]string{}}
+	rep := &Report{Plan: p, Started: time.Now().UTC(), IdleRSS: map[string]int64{}, IdleAnon: map[string]int64{}, Skipped: map[string]string{}}
 	ports, err := FreePorts(2)
 	if err != nil {
 		return nil, err
@@ -118,8 +119,8 @@ func Run(ctx context.Context, p Plan) (*Report, error) {
 			continue
 		}
 		if name != SysNone {
-			rep.IdleRSS[name] = sys.IdleRSS
-			p.logf("%s: up, idle RSS %s", name, mb(sys.IdleRSS))
+			rep.IdleRSS[name], rep.IdleAnon[name] = sys.IdleRSS, sys.IdleAnon
+			p.logf("%s: up, idle RSS %s (anonymous %s)", name, mb(sys.IdleRSS), mb(sys.IdleAnon))
 		}
 		for _, load := range p.Loads {
 			res := runLoad(ctx, p, rep, sys, upstream, load)

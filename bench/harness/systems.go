@@ -37,6 +37,7 @@ type Running struct {
 	Admin        string // Causeway's client-sidecar admin address
 	Children     []*Child
 	IdleRSS      int64 // bytes, summed over Children, a moment after start
+	IdleAnon     int64 // the anonymous part of IdleRSS
 	ConfigFiles  []string
 	upstreamHTTP int
 }
@@ -188,6 +189,6 @@ func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Port
 		r.Stop()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	r.IdleRSS = u.RSS
+	r.IdleRSS, r.IdleAnon = u.RSS, u.Anon
 	return r, nil
 }
