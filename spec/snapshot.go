@@ -408,10 +408,14 @@ func dedupe[T any](b *builder, kind string, in []T, key func(*T) string, origin 
 			if next.src.Document != e.src.Document || next.src.File != e.src.File {
 				where += fmt.Sprintf(" (document %d)", next.src.Document)
 			}
+			name := kind + " " + e.key
+			if o.Object.Kind != "" {
+				name = o.Object.String()
+			}
 			if b.opts.Strict || next.src == e.src {
-				b.errorf(o, "metadata.name", "duplicate %s %s: also defined in %s", kind, e.key, where)
+				b.errorf(o, "metadata.name", "duplicate %s: also defined in %s", name, where)
 			} else {
-				b.warnf(o, "metadata.name", "duplicate %s %s: overridden by %s, as kubectl apply would", kind, e.key, where)
+				b.warnf(o, "metadata.name", "duplicate %s: overridden by %s, as kubectl apply would", name, where)
 			}
 			continue
 		}

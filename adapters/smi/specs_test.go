@@ -226,7 +226,7 @@ func TestRouteErrorsOnce(t *testing.T) {
 		{
 			name:  "duplicate route names, across versions, are Build's",
 			yaml:  "apiVersion: specs.smi-spec.io/v1alpha3\nkind: HTTPRouteGroup\nmetadata: {name: r, namespace: shop}\nspec:\n  matches: [{name: a}]\n---\napiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: r, namespace: shop}\nspec:\n  matches: [{name: b}]",
-			diags: []diag{e("metadata.name", "duplicate http route shop/r")},
+			diags: []diag{w("metadata.name", "duplicate HTTPRouteGroup shop/r: overridden by test.yaml (document 1)")},
 		},
 		{
 			name:  "duplicate match names are Build's, with the same path",
