@@ -181,14 +181,30 @@ func parseAuthority(s AuthorityState) (*authority, error) {
 	if a.jwtKey, err = parseKeyPEM(s.JWTKey); err != nil {
 		return nil, fmt.Errorf("jwtKey: %w", err)
 	}
+	if err := a.root.CheckSignatureFrom(a.root); err != nil || !a.root.IsCA {
+		return nil, fmt.Errorf("rootCert: not a self-signed CA certificate")
+	}
 	if err := a.inter.CheckSignatureFrom(a.root); err != nil {
 		return nil, fmt.Errorf("intermediateCert: not signed by rootCert: %w", err)
+	}
+	// A key that does not match its certificate would only fail at the first
+	// signature; catch it when the state is loaded.
+	if !publicKeyEqual(a.rootKey.Public(), a.root.PublicKey) {
+		return nil, fmt.Errorf("rootKey: does not match rootCert")
+	}
+	if !publicKeyEqual(a.interKey.Public(), a.inter.PublicKey) {
+		return nil, fmt.Errorf("intermediateKey: does not match intermediateCert")
 	}
 	if s.JWTKeyID == "" {
 		return nil, fmt.Errorf("jwtKeyID: empty")
 	}
 	a.jwtKID, a.created, a.retireAt = s.JWTKeyID, s.CreatedAt, s.RetireAt
 	return &a, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 func certPEM(c *x509.Certificate) string {

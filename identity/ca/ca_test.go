@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -373,6 +374,40 @@ func TestSVIDSourceRenewsAtHalfLife(t *testing.T) {
 				t.Errorf("new SVID = %v, want %v", isNew, st.wantNew)
 			}
 			prev = got
+		})
+	}
+}
+
+func TestLoadRejectsInconsistentState(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		mutate  func(*AuthorityState)
+		errPart string
+	}{
+		{"intermediate swapped for root", func(a *AuthorityState) { a.IntermediateCert = a.RootCert }, "intermediateKey: does not match"},
+		{"root key swapped", func(a *AuthorityState) { a.RootKey = a.JWTKey }, "rootKey: does not match"},
+		{"missing kid", func(a *AuthorityState) { a.JWTKeyID = "" }, "jwtKeyID"},
+		{"garbage certificate", func(a *AuthorityState) { a.RootCert = "nope" }, "rootCert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			newCA(t, dir, nil, nil)
+			store := DirStore{Dir: dir}
+			st, err := store.Load(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(&st.Authorities[0])
+			if err := store.Save(context.Background(), st); err != nil {
+				t.Fatal(err)
+			}
+			_, err = New(context.Background(), Options{TrustDomain: td, Store: store, Logger: slog.New(slog.DiscardHandler)})
+			if err == nil || !strings.Contains(err.Error(), tt.errPart) || !strings.Contains(err.Error(), "authorities[0]") {
+				t.Fatalf("New = %v; want an error naming authorities[0] and %q", err, tt.errPart)
+			}
 		})
 	}
 }
