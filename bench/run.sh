@@ -5,6 +5,7 @@
 #   BENCH_DURATION  length of each load per system (default 10s; `make bench-quick` uses 2s)
 #   BENCH_SYSTEMS   e.g. none,causeway-1hop,causeway-2hop,haproxy,nginx
 #   BENCH_LOADS     e.g. h1-max,h1-fixed,h2,tcp
+#   BENCH_ROUNDS    rounds over all systems, median reported (default 1; 3 on a noisy machine)
 #   BENCH_ARGS      any other benchreport flags (see: go run ./bench/cmd/benchreport -h)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ go build -o bin/benchreport ./bench/cmd/benchreport
 args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$LOAD_CPU" --causeway bin/causeway)
 [ -n "${BENCH_SYSTEMS:-}" ] && args+=(--systems "$BENCH_SYSTEMS")
 [ -n "${BENCH_LOADS:-}" ] && args+=(--loads "$BENCH_LOADS")
+[ -n "${BENCH_ROUNDS:-}" ] && args+=(--rounds "$BENCH_ROUNDS")
 # shellcheck disable=SC2206 # BENCH_ARGS is a list of flags on purpose
 [ -n "${BENCH_ARGS:-}" ] && args+=(${BENCH_ARGS})
 

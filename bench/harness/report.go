@@ -107,6 +107,9 @@ func Render(w io.Writer, rep *Report, env Environment) {
 		fmt.Fprintf(w, "- tools: %s\n", strings.Join(env.Tools, ", "))
 	}
 	fmt.Fprintf(w, "- pinning: systems under test on CPU %s, load generators and the upstream on CPU %s (taskset)\n", p.ProxyCores, p.LoadCores)
+	if p.Rounds > 1 {
+		fmt.Fprintf(w, "- rounds: %d, systems taking turns in each; every row is the round with the median rate\n", p.Rounds)
+	}
 	fmt.Fprintf(w, "- upstream: one Go server (HTTP/1.1 + h2c) answering a %d-byte body; the same for every system\n", len(Body))
 	fmt.Fprintf(w, "- ratio columns: value ÷ the best of HAProxy and NGINX (rate: higher is better; latency: lower is better)\n")
 	fmt.Fprintf(w, "- ok req/s: successful (2xx) answers per second; errors: non-2xx answers and socket errors\n")

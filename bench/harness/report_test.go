@@ -124,3 +124,49 @@ func TestOKRate(t *testing.T) {
 		})
 	}
 }
+
+func TestMedianRounds(t *testing.T) {
+	t.Parallel()
+	r := func(load, sys string, rate float64, na string) Result {
+		return Result{Load: load, System: sys, Rate: rate, NA: na, P99: time.Duration(rate)}
+	}
+	tests := []struct {
+		name string
+		in   []Result
+		want []Result // Rounds is checked too
+	}{
+		{name: "one round passes through",
+			in:   []Result{r(LoadH1Max, SysNginx, 10, "")},
+			want: []Result{{Load: LoadH1Max, System: SysNginx, Rate: 10, P99: 10, Rounds: 1}}},
+		{name: "odd count: the middle rate, with its own latencies",
+			in:   []Result{r(LoadH1Max, SysNginx, 30, ""), r(LoadH1Max, SysNginx, 10, ""), r(LoadH1Max, SysNginx, 20, "")},
+			want: []Result{{Load: LoadH1Max, System: SysNginx, Rate: 20, P99: 20, Rounds: 3}}},
+		{name: "even count: the lower middle",
+			in:   []Result{r(LoadTCP, SysHAProxy, 4, ""), r(LoadTCP, SysHAProxy, 1, ""), r(LoadTCP, SysHAProxy, 3, ""), r(LoadTCP, SysHAProxy, 2, "")},
+			want: []Result{{Load: LoadTCP, System: SysHAProxy, Rate: 2, P99: 2, Rounds: 4}}},
+		{name: "n/a rounds are left out",
+			in:   []Result{r(LoadH2, SysCauseway1, 0, "warm-up failed"), r(LoadH2, SysCauseway1, 7, "")},
+			want: []Result{{Load: LoadH2, System: SysCauseway1, Rate: 7, P99: 7, Rounds: 1}}},
+		{name: "never measured keeps the first reason",
+			in:   []Result{r(LoadTCP, SysNginx, 0, "no stream module"), r(LoadTCP, SysNginx, 0, "other")},
+			want: []Result{{Load: LoadTCP, System: SysNginx, NA: "no stream module"}}},
+		{name: "pairs keep first-seen order across rounds",
+			in: []Result{r(LoadH1Max, SysNone, 1, ""), r(LoadH1Max, SysNginx, 2, ""),
+				r(LoadH1Max, SysNone, 3, ""), r(LoadH1Max, SysNginx, 4, "")},
+			want: []Result{{Load: LoadH1Max, System: SysNone, Rate: 1, P99: 1, Rounds: 2}, {Load: LoadH1Max, System: SysNginx, Rate: 2, P99: 2, Rounds: 2}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := MedianRounds(tt.in)
+			if len(got) != len(tt.want) {
+				t.Fatalf("MedianRounds = %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("row %d = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ type Plan struct {
 	Causeway        string        // path of the causeway binary
 	Self            string        // path of the harness binary (runs the upstream)
 	Dir             string        // scratch directory for configs, logs, profiles
+	Rounds          int           // rounds over all systems; each figure is the median round
 	ProfileOut      string        // where to save a CPU profile of causeway-1hop under h1-max; "" = none
 	Progress        io.Writer
 }
@@ -58,6 +59,7 @@ type Result struct {
 	Wall         time.Duration
 	PeakRSS      int64   // VmHWM during the load, summed over the system's processes
 	Work         float64 // successful requests, or MB (10^6 bytes) moved for LoadTCP
+	Rounds       int     // how many rounds measured this pair (the row is their median)
 }
 
 // PerCPUSecond is work done per CPU second of the system under test. On a
@@ -107,33 +109,98 @@ func Run(ctx context.Context, p Plan) (*Report, error) {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 
-	for _, name := range p.Systems {
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		p.logf("%s: starting", name)
-		sys, err := StartSystem(ctx, name, p.Dir, p.ProxyCores, p.Causeway, up, max(p.Conns, p.RateConns, p.H2Clients))
-		if err != nil {
-			p.logf("%s: skipped: %v", name, err)
-			rep.Skipped[name] = firstLine(err.Error())
-			continue
-		}
-		if name != SysNone {
-			rep.IdleRSS[name], rep.IdleAnon[name] = sys.IdleRSS, sys.IdleAnon
-			p.logf("%s: up, idle RSS %s (anonymous %s)", name, mb(sys.IdleRSS), mb(sys.IdleAnon))
-		}
-		for _, load := range p.Loads {
-			res := runLoad(ctx, p, rep, sys, upstream, load)
-			if res.NA != "" {
-				p.logf("%s %s: n/a: %s", name, load, res.NA)
-			} else {
-				p.logf("%s %s: %.0f %s, p50 %v, p99 %v, errors %d", name, load, res.Rate, unit(load), res.P50, res.P99, res.Errors)
+	// Systems take turns within each round, so a burst of background load
+	// on the shared machine hits every system rather than one.
+	var all []Result
+	idle := map[string][]int64{}
+	idleAnon := map[string][]int64{}
+	rounds := max(1, p.Rounds)
+	for round := 1; round <= rounds; round++ {
+		for _, name := range p.Systems {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
 			}
-			rep.Results = append(rep.Results, res)
+			p.logf("%s: starting (round %d of %d)", name, round, rounds)
+			sys, err := StartSystem(ctx, name, p.Dir, p.ProxyCores, p.Causeway, up, max(p.Conns, p.RateConns, p.H2Clients))
+			if err != nil {
+				p.logf("%s: skipped: %v", name, err)
+				rep.Skipped[name] = firstLine(err.Error())
+				continue
+			}
+			if name != SysNone {
+				idle[name] = append(idle[name], sys.IdleRSS)
+				idleAnon[name] = append(idleAnon[name], sys.IdleAnon)
+				p.logf("%s: up, idle RSS %s (anonymous %s)", name, mb(sys.IdleRSS), mb(sys.IdleAnon))
+			}
+			for _, load := range p.Loads {
+				res := runLoad(ctx, p, rep, sys, upstream, load)
+				if res.NA != "" {
+					p.logf("%s %s: n/a: %s", name, load, res.NA)
+				} else {
+					p.logf("%s %s: %.0f %s, p50 %v, p99 %v, errors %d", name, load, res.Rate, unit(load), res.P50, res.P99, res.Errors)
+				}
+				all = append(all, res)
+			}
+			sys.Stop()
 		}
-		sys.Stop()
+	}
+	rep.Results = MedianRounds(all)
+	for name, v := range idle {
+		rep.IdleRSS[name] = median(v)
+		rep.IdleAnon[name] = median(idleAnon[name])
 	}
 	return rep, ctx.Err()
+}
+
+// MedianRounds keeps one result per (load, system), in first-seen order:
+// of the measured rounds, the one with the median rate (the lower middle of
+// an even count), so a row's figures all come from one real run; a pair
+// with no measured round keeps its first n/a.
+func MedianRounds(all []Result) []Result {
+	type key struct{ load, system string }
+	var order []key
+	groups := map[key][]Result{}
+	for _, r := range all {
+		k := key{r.Load, r.System}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		var ok []Result
+		for _, r := range groups[k] {
+			if r.NA == "" {
+				ok = append(ok, r)
+			}
+		}
+		if len(ok) == 0 {
+			out = append(out, groups[k][0])
+			continue
+		}
+		slices.SortStableFunc(ok, func(a, b Result) int { return cmpFloat(a.Rate, b.Rate) })
+		m := ok[(len(ok)-1)/2]
+		m.Rounds = len(ok)
+		out = append(out, m)
+	}
+	return out
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func median(v []int64) int64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
 }
 
 func unit(load string) string {
@@ -174,7 +241,7 @@ func runLoad(ctx context.Context, p Plan, rep *Report, sys *Running, upstream *C
 	}
 
 	var stopProfile func() []string
-	if p.ProfileOut != "" && sys.Name == SysCauseway1 && load == LoadH1Max {
+	if p.ProfileOut != "" && sys.Name == SysCauseway1 && load == LoadH1Max && rep.Profile == nil {
 		stopProfile = startProfile(ctx, p, sys)
 	}
 	start := time.Now()

@@ -76,6 +76,7 @@ func bench(args []string) int {
 	fs.IntVar(&p.RateConns, "rate-conns", 16, "connections of the fixed-rate load")
 	fs.IntVar(&p.H2Clients, "h2-clients", 10, "h2load connections")
 	fs.IntVar(&p.H2Streams, "h2-streams", 10, "h2load concurrent streams per connection")
+	fs.IntVar(&p.Rounds, "rounds", 1, "rounds over all systems (systems take turns; the median round is reported)")
 	fs.IntVar(&p.BulkReps, "bulk-reps", 3, "TCP transfers per system (median reported)")
 	fs.StringVar(&p.ProxyCores, "proxy-cpu", "1", "taskset CPU list for the systems under test (\"one core\" is issue 3's condition)")
 	fs.StringVar(&p.LoadCores, "load-cpu", "0", "taskset CPU list for the load generators and the upstream")
