@@ -49,8 +49,9 @@ func SocketDir(t testing.TB) string {
 	return dir
 }
 
-// Self returns table entries mapping this test process's uid (uidEntry) and
-// gid to the given namespace/serviceAccount pairs; an empty pair is left out.
+// Self returns table entries mapping this test process's uid to uidIdentity
+// and its gid to gidIdentity ("namespace/serviceAccount"); an empty one is
+// left out.
 func Self(t testing.TB, uidIdentity, gidIdentity string) []attest.Entry {
 	t.Helper()
 	var out []attest.Entry
