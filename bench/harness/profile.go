@@ -94,16 +94,32 @@ func perfProfile(ctx context.Context, p Plan, sys *Running, secs int) func() []s
 		}
 		flat, err1 := pinnedOutput(ctx, "", "perf", "report", "-i", data, "--no-children", "--sort", "symbol", "--stdio", "-g", "none")
 		cum, err2 := pinnedOutput(ctx, "", "perf", "report", "-i", data, "--children", "--sort", "symbol", "--stdio", "-g", "none")
-		if err1 != nil || err2 != nil {
+		dso, err3 := pinnedOutput(ctx, "", "perf", "report", "-i", data, "--no-children", "--sort", "dso", "--stdio", "-g", "none")
+		if err1 != nil || err2 != nil || err3 != nil {
 			return []string{"no CPU profile: perf report failed"}
 		}
 		out := []string{"/debug/pprof absent on the admin server; sampled with perf record -e cpu-clock -F 499 -g for " + fmt.Sprint(secs) + " s",
+			"", "where: " + strings.Join(TopDSO(dso), ", "),
 			"", "top 10 by self time ([k] kernel, [.] user):"}
 		out = append(out, TopPerf(flat, false, 10, nil)...)
 		out = append(out, "", "top 10 Causeway functions by time including callees:")
 		out = append(out, TopPerf(cum, true, 10, func(sym string) bool { return strings.Contains(sym, "causeway-mesh/causeway") })...)
 		return out
 	}
+}
+
+// TopDSO reads `perf report --sort dso` output as "56.3% causeway" items:
+// how the time splits between the program, the kernel and the vDSO.
+func TopDSO(report string) []string {
+	var out []string
+	for _, line := range strings.Split(report, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasSuffix(f[0], "%") || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, f[0]+" "+f[1])
+	}
+	return out
 }
 
 // TopPerf picks the first n entries from `perf report --stdio --sort symbol`

@@ -47,3 +47,23 @@ func TestTopPerf(t *testing.T) {
 		})
 	}
 }
+
+func TestTopDSO(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, report string
+		want         []string
+	}{
+		{"perf 6.1 layout", "# Overhead  Shared Object\n# ........  .............\n#\n    56.32%  causeway         \n    40.81%  [kernel.kallsyms]\n     2.87%  [vdso]           \n\n",
+			[]string{"56.32% causeway", "40.81% [kernel.kallsyms]", "2.87% [vdso]"}},
+		{"empty", "#\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := TopDSO(tt.report); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("TopDSO = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
