@@ -170,12 +170,12 @@ type causewayPort struct {
 
 type causewayPolicy struct {
 	Timeout             string          `json:"timeout"`
-	Breaker             causewayBreaker `json:"breaker"`
+	Breaker             causewayBreaker `json:"breaker,omitzero"`
 	MaxIdleConnsPerHost int             `json:"maxIdleConnsPerHost"`
 }
 
 type causewayBreaker struct {
-	ConsecutiveFailures int `json:"consecutiveFailures"`
+	ConsecutiveFailures int `json:"consecutiveFailures,omitempty"`
 }
 
 // BreakerWorkaround is the consecutive-failure threshold the benchmark gives
@@ -184,7 +184,9 @@ type causewayBreaker struct {
 // counts each as a backend failure, so the default threshold of 5 opens the
 // circuit and the next load sees 5 s of 503s. Until the proxy stops counting
 // client disconnects against the backend, the benchmark sets a threshold no
-// run reaches and says so in the report. Set it to 0 to use the default.
+// run reaches and says so in the report. Set it to 0 (benchreport
+// --causeway-breaker 0) to use the proxy's default and see whether the
+// workaround is still needed.
 var BreakerWorkaround = 1_000_000
 
 func benchPorts() (h1, h2, tcp spec.Port) {

@@ -77,6 +77,7 @@ func bench(args []string) int {
 	fs.IntVar(&p.H2Clients, "h2-clients", 10, "h2load connections")
 	fs.IntVar(&p.H2Streams, "h2-streams", 10, "h2load concurrent streams per connection")
 	fs.IntVar(&p.Rounds, "rounds", 1, "rounds over all systems (systems take turns; the median round is reported)")
+	fs.IntVar(&harness.BreakerWorkaround, "causeway-breaker", harness.BreakerWorkaround, "consecutive failures that open Causeway's circuit in the bench config (0 = the proxy's default; see harness.BreakerWorkaround)")
 	fs.IntVar(&p.BulkReps, "bulk-reps", 3, "TCP transfers per system (median reported)")
 	fs.StringVar(&p.ProxyCores, "proxy-cpu", "1", "taskset CPU list for the systems under test (\"one core\" is issue 3's condition)")
 	fs.StringVar(&p.LoadCores, "load-cpu", "0", "taskset CPU list for the load generators and the upstream")
