@@ -80,7 +80,7 @@ type TrafficMetricsList struct {
 // stat` and canary controllers need not. The SMI spec leaves rates to the
 // client; these two only add entries to the same list.
 const (
-	MetricSuccessRate = "success_rate"        // successes / all, 0-1
+	MetricSuccessRate = "success_rate"        // successes / all, 0-1; absent without requests
 	MetricRPS         = "requests_per_second" // all / window; absent without a window
 )
 
@@ -203,7 +203,9 @@ func (q Query) splitItems(kind Kind, sp spec.Split) []*TrafficMetrics {
 	res := ref(kind, sp.Key.Namespace, sp.Key.Name)
 	var out []*TrafficMetrics
 	for _, b := range sp.Backends {
-		f := q.sum(func(_ Scrape, k FlowKey) bool { return k.Service == sp.Root.String() && k.Backend == b.Service.String() })
+		f := q.sum(func(_ Scrape, k FlowKey) bool {
+			return k.Service == sp.Root.String() && k.Backend == b.Service.String()
+		})
 		out = append(out, q.item(res, f, &smimetrics.Edge{Direction: smimetrics.From},
 			&Backend{Apex: sp.Root.Name, Name: b.Service.Name, Weight: spec.FormatWeight(b.Weight)}))
 	}
@@ -271,10 +273,9 @@ func (q Query) metrics(f Flow) []*smimetrics.Metric {
 		out = append(out, metric(p.name, smimetrics.MilliSeconds, v*1000))
 	}
 	out = append(out, metric("success_count", "", f.Success), metric("failure_count", "", f.Failure))
+	// No requests has no success rate; 0 would read as "all failed".
 	if all := f.Success + f.Failure; all > 0 {
 		out = append(out, metric(MetricSuccessRate, "", f.Success/all))
-	} else {
-		out = append(out, metric(MetricSuccessRate, "", 0))
 	}
 	if q.View.Window > 0 {
 		out = append(out, metric(MetricRPS, "", (f.Success+f.Failure)/q.View.Window.Seconds()))
@@ -336,4 +337,3 @@ func keyNS(s string) string {
 	}
 	return k.Namespace
 }
-
