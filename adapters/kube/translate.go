@@ -24,6 +24,12 @@ type Options struct {
 	// DefaultNamespace is used for namespaced objects whose document names
 	// none (kubectl's current namespace); "" means "default".
 	DefaultNamespace string
+	// LeaveUndecided leaves Protocol empty on ports nothing in the Service
+	// describes (no appProtocol, no telling name, not UDP) instead of
+	// making them tcp, so that a caller who also sees the SMI objects can
+	// decide (adapters/pipeline: http when HTTP routes target the service).
+	// The fragment is then not ready for spec.Build until it has.
+	LeaveUndecided bool
 }
 
 func (o Options) withDefaults() Options {

@@ -110,7 +110,7 @@ func (t *translator) service(s *service) (spec.Service, bool) {
 //     encrypts, so the proxy sees opaque bytes); other values fall through;
 //  3. the port name, Istio's convention: "<proto>" or "<proto>-suffix" with
 //     proto http, http2, grpc or tcp; https/tls names are tcp, as in 2;
-//  4. otherwise tcp.
+//  4. otherwise tcp, or "" with Options.LeaveUndecided.
 //
 // A "udp" name or appProtocol on a TCP port is a warning and stays tcp.
 func (t *translator) protocol(m objMeta, field string, p corev1.ServicePort) (spec.Protocol, bool) {
@@ -144,8 +144,14 @@ func (t *translator) protocol(m objMeta, field string, p corev1.ServicePort) (sp
 		return spec.ProtocolHTTP2, true
 	case "grpc":
 		return spec.ProtocolGRPC, true
+	case "tcp", "https", "tls":
+		return spec.ProtocolTCP, true
 	case "udp":
 		t.warnf(m, field+".name", "port name %q says udp but the protocol is TCP; treated as tcp", p.Name)
+		return spec.ProtocolTCP, true
+	}
+	if t.opts.LeaveUndecided {
+		return "", true
 	}
 	return spec.ProtocolTCP, true
 }

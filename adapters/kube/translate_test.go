@@ -375,3 +375,20 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+func TestLeaveUndecided(t *testing.T) {
+	t.Parallel()
+	objs := objects(t, "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 1, name: web}, {port: 2, name: tcp-x}, {port: 3, name: grpc}, {port: 4, protocol: UDP}]\n")
+	in, diags := Translate(objs, Options{LeaveUndecided: true})
+	if len(diags) != 0 || len(in.Services) != 1 {
+		t.Fatalf("services %+v, diagnostics %v", in.Services, diags)
+	}
+	var got []spec.Protocol
+	for _, p := range in.Services[0].Ports {
+		got = append(got, p.Protocol)
+	}
+	want := []spec.Protocol{"", spec.ProtocolTCP, spec.ProtocolGRPC, spec.ProtocolUDP}
+	if asJSON(t, got) != asJSON(t, want) {
+		t.Fatalf("protocols = %q, want %q", got, want)
+	}
+}

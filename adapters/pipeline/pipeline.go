@@ -47,7 +47,9 @@ func Translators() []Translator {
 			Name:    "kube",
 			Handles: kube.Handles,
 			Translate: func(objs []adapters.Object, o Options) (spec.Input, spec.Diagnostics) {
-				return kube.Translate(objs, kube.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace})
+				// Undecided ports are settled by decideProtocols once the
+				// SMI objects are known.
+				return kube.Translate(objs, kube.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace, LeaveUndecided: true})
 			},
 		},
 		{
@@ -103,6 +105,7 @@ func TranslateWith(ts []Translator, objs []adapters.Object, opts Options) (spec.
 		diags = append(diags, d...)
 	}
 	in.TrustDomain = opts.TrustDomain
+	decideProtocols(&in)
 	diags.Sort()
 	return in, diags, ignored
 }

@@ -150,3 +150,79 @@ metadata: {name: c, namespace: shop}
 		t.Fatal("Load of a missing path: no error")
 	}
 }
+
+// TestUndecidedPorts shows how ports nothing in the Service describes get
+// their protocol from the SMI objects that target the service.
+func TestUndecidedPorts(t *testing.T) {
+	t.Parallel()
+	const base = `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: web-port, port: 80}, {name: tcp-admin, port: 81}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {serviceAccountName: web, containers: [{name: web, image: web}]}
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: routes, namespace: shop}
+spec: {matches: [{name: all, pathRegex: /}]}
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: tcp, namespace: shop}
+spec: {matches: {ports: []}}
+`
+	target := func(kind string) string {
+		return `---
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {name: t, namespace: shop}
+spec:
+  destination: {kind: ServiceAccount, name: web, namespace: shop}
+  sources: [{kind: ServiceAccount, name: client, namespace: shop}]
+  rules: [{kind: ` + kind + `, name: ` + map[string]string{"HTTPRouteGroup": "routes", "TCPRoute": "tcp"}[kind] + `}]
+`
+	}
+	const split = `---
+apiVersion: split.smi-spec.io/v1alpha4
+kind: TrafficSplit
+metadata: {name: s, namespace: shop}
+spec:
+  service: web
+  matches: [{kind: HTTPRouteGroup, name: routes}]
+  backends: [{service: web, weight: 1}]
+`
+	tests := []struct {
+		name  string
+		extra string
+		want  spec.Protocol // of the undecided port 80; port 81 is tcp by name
+	}{
+		{name: "nothing says HTTP", extra: "", want: spec.ProtocolTCP},
+		{name: "an HTTP TrafficTarget rule for the service's identity", extra: target("HTTPRouteGroup"), want: spec.ProtocolHTTP},
+		{name: "a TCP TrafficTarget rule", extra: target("TCPRoute"), want: spec.ProtocolTCP},
+		{name: "a TrafficSplit with HTTP matches", extra: split, want: spec.ProtocolHTTP},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			snap, diags, _ := Build(parse(t, "in.yaml", base+tc.extra), Options{})
+			if diags.HasErrors() {
+				t.Fatalf("errors: %v", diags)
+			}
+			web := snap.Service(spec.Key{Namespace: "shop", Name: "web"})
+			if web == nil || len(web.Ports) != 2 {
+				t.Fatalf("service = %+v", web)
+			}
+			if web.Ports[0].Protocol != tc.want || web.Ports[1].Protocol != spec.ProtocolTCP {
+				t.Fatalf("protocols = %q, %q; want %q, tcp", web.Ports[0].Protocol, web.Ports[1].Protocol, tc.want)
+			}
+		})
+	}
+}
