@@ -172,18 +172,18 @@ func (b *Balancer) Pick() (*Pick, error) {
 	}
 	var e *endpoint
 	probe := false
+	now := b.now()
 	switch {
 	case n == 1:
 		e = eps[0]
 	case b.ejected.Load() == 0:
-		now := b.now()
 		e = b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now)
 	default:
-		e, probe = b.pickWithEjections(eps)
+		e, probe = b.pickWithEjections(eps, now)
 	}
 	e.inflight.Add(1)
 	p := b.pool.Get().(*Pick)
-	p.Addr, p.ep, p.b, p.probe = e.addr, e, b, probe
+	p.Addr, p.ep, p.b, p.probe, p.at = e.addr, e, b, probe, now
 	return p, nil
 }
 
@@ -202,8 +202,7 @@ func (b *Balancer) p2c(eps []*endpoint, i, j int, now int64) *endpoint {
 // pickWithEjections is the slow path, taken only while some endpoint is
 // ejected: hand out a due probe first, otherwise run P2C among healthy
 // endpoints, otherwise (all ejected) P2C among all of them: panic mode.
-func (b *Balancer) pickWithEjections(eps []*endpoint) (*endpoint, bool) {
-	now := b.now()
+func (b *Balancer) pickWithEjections(eps []*endpoint, now int64) (*endpoint, bool) {
 	for _, e := range eps {
 		if e.state.Load() != stateHealthy && now >= e.until.Load() && b.claimProbe(e, now) {
 			return e, true

@@ -60,12 +60,21 @@ func (e *endpoint) observe(rtt time.Duration, failed bool, now int64, decay floa
 	e.mu.Unlock()
 }
 
+// reset replaces the estimate with one sample.
+func (e *endpoint) reset(rtt time.Duration, now int64) {
+	e.mu.Lock()
+	e.ewmaBits.Store(math.Float64bits(float64(rtt)))
+	e.stamp.Store(now)
+	e.mu.Unlock()
+}
+
 // Pick is one request's choice of endpoint.
 type Pick struct {
 	// Addr is the chosen endpoint's address, as given to Update.
 	Addr string
 
 	probe bool
+	at    int64 // Balancer clock at Pick
 	ep    *endpoint
 	b     *Balancer
 }
@@ -80,12 +89,20 @@ func (p *Pick) Probe() bool { return p.probe }
 // exactly once; p must not be used afterwards.
 func (p *Pick) Done(rtt time.Duration, failed bool) {
 	e, b, probe := p.ep, p.b, p.probe
+	// The response arrived rtt after the pick: reading the clock again would
+	// cost as much as the rest of Pick and Done together.
+	now := p.at + int64(max(rtt, 0))
 	*p = Pick{}
 	b.pool.Put(p)
 
 	e.inflight.Add(-1)
-	now := b.now()
-	e.observe(rtt, failed, now, b.decay)
+	if probe && !failed {
+		// A returning endpoint starts from its probe's latency: the estimate
+		// from before the ejection (or the failures' floor) is stale.
+		e.reset(rtt, now)
+	} else {
+		e.observe(rtt, failed, now, b.decay)
+	}
 	if probe {
 		b.probeDone(e, failed, now)
 		return
