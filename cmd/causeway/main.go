@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 		newValidateCmd(),
 		newTranslateCmd(),
 		newIdentityCmd(),
+		newControlCmd(),
 	)
 	return root
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/causeway-mesh/causeway/adapters/pipeline"
+	"github.com/causeway-mesh/causeway/control"
+	"github.com/causeway-mesh/causeway/control/metrics"
+	"github.com/causeway-mesh/causeway/control/rest"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+type controlFlags struct {
+	manifests   string
+	listen      string
+	rest        string
+	insecure    bool
+	spiffeSock  string
+	debounce    time.Duration
+	scrapeEvery time.Duration
+	ca          caFlags
+}
+
+func newControlCmd() *cobra.Command {
+	var f controlFlags
+	cmd := &cobra.Command{
+		Use:   "control --manifests DIR [--listen ADDR] [--rest ADDR] [--insecure]",
+		Short: "Run the control plane: watch manifests, stream config to proxies, serve the REST and SMI metrics API",
+		Long: `Run Causeway's control plane on a directory of Kubernetes and SMI manifests.
+
+The directory is watched; every change is reloaded after a short quiet
+period. An invalid change is reported (log, GET /api/v1/diagnostics) and
+never replaces the last good snapshot. Proxies connect over gRPC (--listen)
+and get only the config they need; the REST API (--rest) serves the model,
+each proxy's sync state, and the SMI TrafficMetrics API aggregated from the
+proxies' /metrics.
+
+Proxies authenticate with X.509-SVIDs over mTLS. The control plane's own SVID
+comes from a SPIFFE Workload API (--spiffe-socket, e.g. a SPIRE agent) or from
+the local CA in --ca-dir. --insecure serves plaintext and trusts whatever
+identity a proxy claims: for loopback experiments only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runControl(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.manifests, "manifests", "", "directory of manifests to serve (watched)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:15010", "gRPC address for the config stream")
+	fl.StringVar(&f.rest, "rest", "127.0.0.1:15000", "HTTP address for the REST and SMI metrics API; empty disables it")
+	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC, trusting proxies' claimed identities (INSECURE: loopback tests only)")
+	fl.StringVar(&f.spiffeSock, "spiffe-socket", "", "SPIFFE Workload API address (unix:///path) for the control plane's SVID; default: the CA in --ca-dir")
+	fl.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet period after a change before the manifests are reloaded")
+	fl.DurationVar(&f.scrapeEvery, "scrape-interval", 2*time.Second, "how often proxies' /metrics are scraped for the SMI metrics API")
+	f.ca.register(cmd)
+	return cmd
+}
+
+func runControl(cmd *cobra.Command, f controlFlags) error {
+	if f.manifests == "" {
+		return usageErr("control: --manifests is required")
+	}
+	if fi, err := os.Stat(f.manifests); err != nil || !fi.IsDir() {
+		return usageErr("control: --manifests %s: not a directory", f.manifests)
+	}
+	td, err := spiffeid.TrustDomainFromString(f.ca.trustDomain)
+	if err != nil {
+		return usageErr("control: --trust-domain %q: %v", f.ca.trustDomain, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	creds, closeCreds, err := controlCreds(ctx, f, td, log)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	defer closeCreds()
+
+	srv := control.New(control.Options{Creds: creds, Logger: log})
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("control: --listen: %w", err)}
+	}
+	src := &control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log,
+		Load: func(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
+			snap, diags, _, err := pipeline.Load([]string{dir}, nil, pipeline.Options{TrustDomain: td.Name()})
+			return snap, diags, err
+		}}
+
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Serve(lis) }()
+	go func() { errc <- src.Run(ctx, srv.Publish) }()
+	log.Info("control plane started", "manifests", f.manifests, "grpc", lis.Addr().String(), "insecure", f.insecure)
+
+	var httpSrv *http.Server
+	if f.rest != "" {
+		agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: rest.ProxyTargets(srv)}}
+		go agg.Run(ctx, f.scrapeEvery, func(err error) { log.Debug("control: metrics scrape", "err", err) })
+		httpSrv = &http.Server{Addr: f.rest, Handler: (&rest.API{Control: srv, Metrics: agg, Logger: log}).Handler(),
+			ReadHeaderTimeout: 5 * time.Second}
+		restLis, err := net.Listen("tcp", f.rest)
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("control: --rest: %w", err)}
+		}
+		go func() { errc <- httpSrv.Serve(restLis) }()
+		log.Info("REST API started", "addr", restLis.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("control plane stopping")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(stopCtx)
+	}
+	srv.Stop(stopCtx)
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		return &exitError{code: 1, err: fmt.Errorf("control: %w", runErr)}
+	}
+	return nil
+}
+
+// controlCreds picks the gRPC transport: plaintext with --insecure, else
+// mTLS with an SVID from the Workload API or from the local CA.
+func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (credentials.TransportCredentials, func(), error) {
+	if f.insecure {
+		log.Warn("control: --insecure: plaintext config stream, proxies' identities are not verified")
+		return nil, func() {}, nil
+	}
+	if f.spiffeSock != "" {
+		src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(f.spiffeSock)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("control: --spiffe-socket %s: %w", f.spiffeSock, err)
+		}
+		return control.MTLS(src, src, td), func() { _ = src.Close() }, nil
+	}
+	ca, err := f.ca.open(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := spiffeid.FromSegments(td, "ns", "causeway", "sa", "control")
+	if err != nil {
+		return nil, nil, err
+	}
+	svid, err := ca.NewSVIDSource(id, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control: SVID for %s: %w", id, err)
+	}
+	return control.MTLS(svid, ca, td), func() {}, nil
+}
