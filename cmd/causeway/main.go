@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 		newProxyCmd(),
 		newValidateCmd(),
 		newTranslateCmd(),
+		newCheckCmd(),
 		newIdentityCmd(),
 		newControlCmd(),
 	)
