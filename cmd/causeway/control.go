@@ -21,7 +21,6 @@ import (
 	"github.com/causeway-mesh/causeway/control"
 	"github.com/causeway-mesh/causeway/control/metrics"
 	"github.com/causeway-mesh/causeway/control/rest"
-	"github.com/causeway-mesh/causeway/spec"
 )
 
 type controlFlags struct {
@@ -95,10 +94,7 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 		return &exitError{code: 1, err: fmt.Errorf("control: --listen: %w", err)}
 	}
 	src := &control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log,
-		Load: func(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
-			snap, diags, _, err := pipeline.Load([]string{dir}, nil, pipeline.Options{TrustDomain: td.Name()})
-			return snap, diags, err
-		}}
+		Load: control.ManifestLoader(pipeline.Options{TrustDomain: td.Name()})}
 
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(lis) }()
