@@ -40,7 +40,9 @@ func (o Options) withDefaults() Options {
 
 // kind is one group/kind this package reads, with the only version it
 // decodes. Other versions of the same group/kind are still "handled", so that
-// they are reported as unsupported rather than listed as ignored.
+// they are reported as unsupported rather than listed as ignored. A version
+// holding a "/" is not a version of the group but the apiVersion to use
+// instead: the whole group/kind is gone.
 type kind struct {
 	group, kind, version string
 	namespaced           bool
@@ -57,6 +59,10 @@ var kinds = []kind{
 	{"apps", "StatefulSet", "v1", true},
 	{"apps", "DaemonSet", "v1", true},
 	{"apps", "ReplicaSet", "v1", true},
+	// Removed from Kubernetes long ago; read only to say what to use.
+	{"extensions", "Deployment", "apps/v1", true},
+	{"extensions", "DaemonSet", "apps/v1", true},
+	{"extensions", "ReplicaSet", "apps/v1", true},
 }
 
 func lookup(o *adapters.Object) (kind, bool) {
@@ -142,7 +148,11 @@ func (t *translator) index(objs []adapters.Object) {
 			m.obj.Namespace = cmp.Or(o.Namespace, t.opts.DefaultNamespace)
 		}
 		if o.Version() != k.version {
-			t.errorf(m, "apiVersion", "%s %s is not supported; use %s", o.APIVersion, o.Kind, strings.TrimPrefix(k.group+"/"+k.version, "/"))
+			use := strings.TrimPrefix(k.group+"/"+k.version, "/")
+			if strings.Contains(k.version, "/") {
+				use = k.version
+			}
+			t.errorf(m, "apiVersion", "%s %s is not supported; use %s", o.APIVersion, o.Kind, use)
 			continue
 		}
 		if !t.checkMeta(m, k) {

@@ -281,10 +281,11 @@ func TestTranslateDiagnostics(t *testing.T) {
 		},
 		{
 			name: "unsupported versions are errors, not ignored",
-			yaml: "apiVersion: apps/v1beta1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: e}\n",
+			yaml: "apiVersion: apps/v1beta1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: e}\n---\napiVersion: extensions/v1beta1\nkind: DaemonSet\nmetadata: {name: x}\n",
 			want: []string{
 				`in.yaml:1: Deployment default/d: apiVersion: apps/v1beta1 Deployment is not supported; use apps/v1`,
 				`in.yaml:5: EndpointSlice default/e: apiVersion: discovery.k8s.io/v1beta1 EndpointSlice is not supported; use discovery.k8s.io/v1`,
+				`in.yaml:9: DaemonSet default/x: apiVersion: extensions/v1beta1 DaemonSet is not supported; use apps/v1`,
 			},
 		},
 		{
@@ -332,8 +333,9 @@ func TestHandles(t *testing.T) {
 		{"v1", "Service", true},
 		{"v1", "ConfigMap", false},
 		{"apps/v1", "Deployment", true},
-		{"apps/v1beta2", "Deployment", true}, // read, to be reported unsupported
-		{"extensions/v1beta1", "Deployment", false},
+		{"apps/v1beta2", "Deployment", true},       // read, to be reported unsupported
+		{"extensions/v1beta1", "Deployment", true}, // read, to say "use apps/v1"
+		{"extensions/v1beta1", "Ingress", false},
 		{"discovery.k8s.io/v1", "EndpointSlice", true},
 		{"split.smi-spec.io/v1alpha2", "TrafficSplit", false},
 	}
