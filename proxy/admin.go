@@ -45,6 +45,14 @@ func (p *Proxy) AdminAddr() net.Addr {
 	return p.adminLn.Addr()
 }
 
+// HTTPProxyAddr is the forward proxy's address (after Start), or nil.
+func (p *Proxy) HTTPProxyAddr() net.Addr {
+	if p.fwdLn == nil {
+		return nil
+	}
+	return p.fwdLn.Addr()
+}
+
 func (p *Proxy) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(p.m.reg, promhttp.HandlerOpts{ErrorLog: p.errLog})
 }

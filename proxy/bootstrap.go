@@ -260,6 +260,9 @@ func (b *Bootstrap) Validate() error {
 		if _, _, err := net.SplitHostPort(fp.Listen); err != nil {
 			return fmt.Errorf("%s.listen: %w", f, err)
 		}
+		if _, port, _ := net.SplitHostPort(fp.Listen); port == "0" {
+			continue // the kernel picks; never a duplicate
+		}
 		if j, dup := seen[fp.Listen]; dup {
 			return fmt.Errorf("%s.listen: %s already used by outbound.ports[%d]", f, fp.Listen, j)
 		}

@@ -64,6 +64,7 @@ type fixedKey struct{}
 // fixedListener is one bound outbound fixed port: a TCP listener or, for a
 // UDP service port, a UDP socket.
 type fixedListener struct {
+	idx  int // in Bootstrap.Outbound.Ports
 	fp   FixedPort
 	key  spec.Key
 	udp  bool
@@ -81,6 +82,22 @@ func (fl *fixedListener) close() {
 			fl.conn.Close()
 		}
 	})
+}
+
+// FixedAddr returns the bound address of the fixed port for service
+// ("ns/name") and port, or nil; useful when the bootstrap said port 0.
+func (p *Proxy) FixedAddr(service string, port int32) net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, fl := range p.fixed {
+		if fl.fp.Service == service && fl.fp.Port == port {
+			if fl.udp {
+				return fl.conn.LocalAddr()
+			}
+			return fl.tcp.Addr()
+		}
+	}
+	return nil
 }
 
 // wantUDP says whether a fixed port must be a UDP socket under table t.
@@ -109,22 +126,22 @@ func (p *Proxy) bindFixed(t *spec.Table) ([]*fixedListener, error) {
 	for i, fp := range p.boot.Outbound.Ports {
 		k, _ := fp.Key()
 		udp := wantUDP(t, k, fp.Port)
-		if cur := p.fixed[fp.Listen]; cur != nil && cur.udp == udp {
+		if cur := p.fixed[i]; cur != nil && cur.udp == udp {
 			continue
 		}
-		fl := &fixedListener{fp: fp, key: k, udp: udp}
+		fl := &fixedListener{idx: i, fp: fp, key: k, udp: udp}
 		if udp {
 			a, err := net.ResolveUDPAddr("udp", fp.Listen)
 			if err == nil {
 				fl.conn, err = net.ListenUDP("udp", a)
 			}
 			if err != nil {
-				return fail(fmt.Errorf("outbound.ports[%d] (%s:%d): listen udp %s: %w", i, fp.Service, fp.Port, fp.Listen, err))
+				return fail(fmt.Errorf("outbound.ports[%d] (%s:%d): %w", i, fp.Service, fp.Port, err))
 			}
 		} else {
 			ln, err := net.Listen("tcp", fp.Listen)
 			if err != nil {
-				return fail(fmt.Errorf("outbound.ports[%d] (%s:%d): listen tcp %s: %w", i, fp.Service, fp.Port, fp.Listen, err))
+				return fail(fmt.Errorf("outbound.ports[%d] (%s:%d): %w", i, fp.Service, fp.Port, err))
 			}
 			fl.tcp = ln
 		}
@@ -138,10 +155,10 @@ func (p *Proxy) bindFixed(t *spec.Table) ([]*fixedListener, error) {
 // Called with p.mu held.
 func (p *Proxy) swapFixed(bound []*fixedListener) {
 	for _, fl := range bound {
-		if old := p.fixed[fl.fp.Listen]; old != nil {
+		if old := p.fixed[fl.idx]; old != nil {
 			old.close()
 		}
-		p.fixed[fl.fp.Listen] = fl
+		p.fixed[fl.idx] = fl
 		p.wg.Add(1)
 		if fl.udp {
 			go p.serveFixedUDP(fl)

@@ -39,25 +39,31 @@ type twoHop struct {
 func newTwoHop(t *testing.T) *twoHop {
 	t.Helper()
 	app := proxytest.App(t, demoapp.Options{Name: "api", Listen: "on", TCPEcho: "on", UDPEcho: "on"})
-	inbound := proxytest.FreeAddr(t)
 	svc := spec.Service{Key: proxytest.K("shop/api"), Ports: []spec.Port{
 		{Name: "http", Port: 80, Protocol: spec.ProtocolHTTP, TargetPort: proxytest.Port(t, app.HTTPAddr)},
 		{Name: "grpc", Port: 9090, Protocol: spec.ProtocolGRPC, TargetPort: proxytest.Port(t, app.HTTPAddr)},
 		{Name: "tcp", Port: 7000, Protocol: spec.ProtocolTCP, TargetPort: proxytest.Port(t, app.TCPAddr)},
 		{Name: "udp", Port: 7001, Protocol: spec.ProtocolUDP, TargetPort: proxytest.Port(t, app.UDPAddr)},
-	}, Endpoints: []spec.Endpoint{proxytest.SidecarEndpoint(t, inbound)}}
+	}}
 	in := spec.Input{Mode: spec.ModePermissive, Services: []spec.Service{svc}}
-	h := &twoHop{app: app, fixed: map[int32]string{}, fwd: proxytest.FreeAddr(t)}
+	h := &twoHop{app: app, fixed: map[int32]string{}}
+	// The server sidecar needs only its own service's ports; its inbound
+	// address (picked by the kernel) then becomes the endpoint the client
+	// sidecar is given.
 	h.server = startProxy(t, &proxy.Bootstrap{
-		Inbound: proxy.InboundConfig{Listen: inbound},
+		Inbound: proxy.InboundConfig{Listen: "127.0.0.1:0"},
 		Config:  proxytest.Compile(t, in, spec.Node{ID: "server", Services: []spec.Key{svc.Key}}),
 	})
-	b := &proxy.Bootstrap{Outbound: proxy.OutboundConfig{HTTPProxy: h.fwd}, Config: proxytest.Compile(t, in, spec.Node{ID: "client"})}
+	in.Services[0].Endpoints = []spec.Endpoint{proxytest.SidecarEndpoint(t, h.server.InboundAddr())}
+	b := &proxy.Bootstrap{Admin: "127.0.0.1:0", Outbound: proxy.OutboundConfig{HTTPProxy: "127.0.0.1:0"}, Config: proxytest.Compile(t, in, spec.Node{ID: "client"})}
 	for _, p := range svc.Ports {
-		h.fixed[p.Port] = proxytest.FreeAddr(t)
-		b.Outbound.Ports = append(b.Outbound.Ports, proxy.FixedPort{Service: "shop/api", Port: p.Port, Listen: h.fixed[p.Port]})
+		b.Outbound.Ports = append(b.Outbound.Ports, proxy.FixedPort{Service: "shop/api", Port: p.Port, Listen: "127.0.0.1:0"})
 	}
 	h.client = startProxy(t, b)
+	for _, p := range svc.Ports {
+		h.fixed[p.Port] = h.client.FixedAddr("shop/api", p.Port).String()
+	}
+	h.fwd = h.client.HTTPProxyAddr().String()
 	return h
 }
 
@@ -217,6 +223,40 @@ func TestTwoHopProtocols(t *testing.T) {
 			return c
 		})
 	})
+}
+
+// TestTCPMetrics: L4 byte and connection counters equal what crossed.
+func TestTCPMetrics(t *testing.T) {
+	h := newTwoHop(t)
+	const flows = 3
+	for range flows {
+		tcpRoundTrip(t, func() net.Conn {
+			c, err := net.Dial("tcp", h.fixed[7000])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		})
+	}
+	want := float64(flows * (5 + 1<<20))
+	lbl := map[string]string{"direction": "outbound", "service": "shop/api"}
+	// The proxy counts a flow when both directions have ended, a moment
+	// after the client saw its last byte.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		mfs := proxytest.Scrape(t, "http://"+h.client.AdminAddr().String()+"/metrics")
+		closed := proxytest.Sum(mfs, "causeway_tcp_connections_closed_total", lbl)
+		if closed == flows || time.Now().After(deadline) {
+			read := proxytest.Sum(mfs, "causeway_tcp_bytes_total", map[string]string{"direction": "outbound", "flow": "read"})
+			written := proxytest.Sum(mfs, "causeway_tcp_bytes_total", map[string]string{"direction": "outbound", "flow": "write"})
+			opened := proxytest.Sum(mfs, "causeway_tcp_connections_opened_total", lbl)
+			if opened != flows || closed != flows || read != want || written != want {
+				t.Fatalf("opened %v closed %v read %v written %v; want %d, %d, %v, %v", opened, closed, read, written, flows, flows, want, want)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // tcpRoundTrip sends a short message and then 1 MB of random bytes through

@@ -41,7 +41,7 @@ type Proxy struct {
 	mu        sync.Mutex
 	clusters  map[clusterKey]*clusterPort
 	upstreams map[spec.Key]*upstreamPolicy
-	fixed     map[string]*fixedListener // by listen address
+	fixed     map[int]*fixedListener // by index in Bootstrap.Outbound.Ports
 	started   bool
 
 	outRP   *httputil.ReverseProxy
@@ -58,6 +58,7 @@ type Proxy struct {
 	inCL    *chanListener
 	admin   *http.Server
 	adminLn net.Listener
+	fwdLn   net.Listener
 
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -81,7 +82,7 @@ func New(b *Bootstrap, opts Options) *Proxy {
 		bufs:      newBufPool(),
 		clusters:  map[clusterKey]*clusterPort{},
 		upstreams: map[spec.Key]*upstreamPolicy{},
-		fixed:     map[string]*fixedListener{},
+		fixed:     map[int]*fixedListener{},
 		conns:     map[net.Conn]struct{}{},
 		done:      make(chan struct{}),
 	}
@@ -131,6 +132,7 @@ func (p *Proxy) Start() error {
 			p.Close()
 			return fmt.Errorf("outbound.httpProxy: %w", err)
 		}
+		p.fwdLn = ln
 		p.serveHTTP(ln, http.HandlerFunc(p.serveForward), nil)
 	}
 	return nil
@@ -252,7 +254,7 @@ func (p *Proxy) Close() error {
 	for _, fl := range p.fixed {
 		fl.close()
 	}
-	p.fixed = map[string]*fixedListener{}
+	p.fixed = map[int]*fixedListener{}
 	p.mu.Unlock()
 	for _, ln := range p.lns {
 		ln.Close()

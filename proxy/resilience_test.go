@@ -20,14 +20,13 @@ func oneService(t *testing.T, name, appAddr string, pol proxy.Policy, in spec.In
 	t.Helper()
 	in.Mode = spec.ModePermissive
 	in.Services = append(in.Services, proxytest.Service("shop/"+name, 80, spec.ProtocolHTTP, proxytest.AppEndpoint(t, appAddr, 80)))
-	fixed := proxytest.FreeAddr(t)
 	p := startProxy(t, &proxy.Bootstrap{
 		Admin:    "127.0.0.1:0",
-		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/" + name, Port: 80, Listen: fixed}}},
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/" + name, Port: 80, Listen: "127.0.0.1:0"}}},
 		Services: []proxy.ServicePolicy{{Service: "shop/" + name, Policy: pol}},
 		Config:   proxytest.Compile(t, in, spec.Node{ID: "client"}),
 	})
-	return "http://" + fixed, "http://" + p.AdminAddr().String()
+	return "http://" + p.FixedAddr("shop/"+name, 80).String(), "http://" + p.AdminAddr().String()
 }
 
 func noBreaker() proxy.BreakerPolicy { return proxy.BreakerPolicy{ConsecutiveFailures: -1} }
@@ -172,14 +171,14 @@ func TestTimeout(t *testing.T) {
 	}
 	in.Mode = spec.ModePermissive
 	in.Services = append(in.Services, proxytest.Service("shop/slow-app", 80, spec.ProtocolHTTP, proxytest.AppEndpoint(t, app.HTTPAddr, 80)))
-	fixed := proxytest.FreeAddr(t)
-	startProxy(t, &proxy.Bootstrap{
-		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/slow", Port: 80, Listen: fixed}}},
+	p := startProxy(t, &proxy.Bootstrap{
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/slow", Port: 80, Listen: "127.0.0.1:0"}}},
 		Services: []proxy.ServicePolicy{{Service: "shop/slow",
 			Policy: proxy.Policy{Timeout: proxy.Duration(100 * time.Millisecond)},
 			Routes: []proxy.RoutePolicy{{Match: "patient", Timeout: proxy.Duration(2 * time.Second)}}}},
 		Config: proxytest.Compile(t, in, spec.Node{ID: "client"}),
 	})
+	fixed := p.FixedAddr("shop/slow", 80).String()
 	c := client(t)
 	cases := []struct {
 		path string

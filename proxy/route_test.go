@@ -60,13 +60,12 @@ func webMesh(t *testing.T) (string, *proxy.Proxy) {
 		in.Services = append(in.Services, proxytest.Service("shop/"+v, 80, spec.ProtocolHTTP, proxytest.AppEndpoint(t, app.HTTPAddr, 80)))
 	}
 	cfg := proxytest.Compile(t, in, spec.Node{ID: "client"})
-	fixed := proxytest.FreeAddr(t)
 	p := startProxy(t, &proxy.Bootstrap{
 		Admin:    "127.0.0.1:0",
-		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/web", Port: 80, Listen: fixed}}},
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/web", Port: 80, Listen: "127.0.0.1:0"}}},
 		Config:   cfg,
 	})
-	return "http://" + fixed, p
+	return "http://" + p.FixedAddr("shop/web", 80).String(), p
 }
 
 // TestSplitWeights: a 90/10 TrafficSplit lands within ±3 points over 4000
