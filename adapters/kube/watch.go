@@ -1,0 +1,394 @@
+package kube
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/causeway-mesh/causeway/adapters"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// TranslateFunc turns every object the informers hold into a snapshot and its
+// diagnostics (the pipeline: kube.Translate, smi.Translate, spec.Build). The
+// Watcher takes it as a function so that it does not depend on the pipeline.
+type TranslateFunc func(objs []adapters.Object) (*spec.Snapshot, spec.Diagnostics)
+
+// Update is one published result: a snapshot without errors, and the
+// warnings that came with it.
+type Update struct {
+	Snapshot    *spec.Snapshot
+	Diagnostics spec.Diagnostics
+}
+
+// WatchOptions configure a Watcher.
+type WatchOptions struct {
+	// Config reaches the apiserver.
+	Config *rest.Config
+	// Resources are the informers to run; nil means DefaultResources().
+	Resources []Resource
+	// Namespace limits the namespaced informers to one namespace; "" is all.
+	Namespace string
+	// Translate is called after every settled change. Required.
+	Translate TranslateFunc
+	// Settle is how long a change waits for more changes before the caches
+	// are translated, so a burst (kubectl apply -f dir) is one translation;
+	// 0 means 100ms.
+	Settle time.Duration
+	// Resync re-delivers every cached object at this period; 0 means never.
+	Resync time.Duration
+	// Election configures leader election; only the leader writes status
+	// conditions and Events. A zero LeaseName disables election and the
+	// Watcher never writes.
+	Election Election
+	// MaxStatusRetries bounds retries of one object's status write; 0 means 5.
+	MaxStatusRetries int
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Watcher keeps shared informers for the requested kinds and publishes a new
+// snapshot after every settled change. Create it with NewWatcher, start it
+// with Run.
+type Watcher struct {
+	opts    WatchOptions
+	log     *slog.Logger
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	typed   informers.SharedInformerFactory
+	dynamic dynamicinformer.DynamicSharedInformerFactory
+
+	informers []watched
+	// changes holds the keys informer callbacks enqueue; the sync worker
+	// drains it. A workqueue never blocks the caller and folds repeated keys,
+	// so the callbacks cannot stall the informers.
+	changes workqueue.TypedRateLimitingInterface[string]
+	updates chan Update
+
+	status   *statusWriter
+	leader   atomic.Bool
+	lastDiag atomic.Pointer[spec.Diagnostics]
+	// translations counts calls of Translate, for tests and diagnostics.
+	translations atomic.Int64
+}
+
+type watched struct {
+	res      Resource
+	informer cache.SharedIndexInformer
+}
+
+// NewWatcher builds the clients and informers; nothing runs until Run.
+func NewWatcher(opts WatchOptions) (*Watcher, error) {
+	if opts.Config == nil {
+		return nil, errors.New("kube watcher: Config is required")
+	}
+	if opts.Translate == nil {
+		return nil, errors.New("kube watcher: Translate is required")
+	}
+	if opts.Resources == nil {
+		opts.Resources = DefaultResources()
+	}
+	opts.Settle = cmp.Or(opts.Settle, 100*time.Millisecond)
+	opts.MaxStatusRetries = cmp.Or(opts.MaxStatusRetries, 5)
+	w := &Watcher{
+		opts:    opts,
+		log:     cmp.Or(opts.Logger, slog.Default()).With("component", "kube-watcher"),
+		updates: make(chan Update, 1),
+		changes: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "causeway-kube-changes"}),
+	}
+	var err error
+	if w.kube, err = kubernetes.NewForConfig(opts.Config); err != nil {
+		return nil, fmt.Errorf("kube watcher: %w", err)
+	}
+	if w.dyn, err = dynamic.NewForConfig(opts.Config); err != nil {
+		return nil, fmt.Errorf("kube watcher: %w", err)
+	}
+	w.typed = informers.NewSharedInformerFactoryWithOptions(w.kube, opts.Resync, informers.WithNamespace(opts.Namespace))
+	w.dynamic = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, opts.Resync, opts.Namespace, nil)
+	w.status = newStatusWriter(w)
+	return w, nil
+}
+
+// Updates delivers published snapshots. The channel holds one: a slow reader
+// gets the newest, never a backlog.
+func (w *Watcher) Updates() <-chan Update { return w.updates }
+
+// IsLeader reports whether this Watcher holds the lease now.
+func (w *Watcher) IsLeader() bool { return w.leader.Load() }
+
+// Synced reports whether the caches have synced and been translated once;
+// a control plane's readiness probe can wait for it.
+func (w *Watcher) Synced() bool { return w.translations.Load() > 0 }
+
+// Diagnostics returns the diagnostics of the latest translation, published
+// or not (an invalid input is reported here and in status, never published).
+func (w *Watcher) Diagnostics() spec.Diagnostics {
+	if d := w.lastDiag.Load(); d != nil {
+		return *d
+	}
+	return nil
+}
+
+// Run starts the informers (skipping kinds the apiserver does not serve, with
+// a warning), waits for their caches, then translates after every settled
+// change until ctx ends. With election configured it also campaigns for the
+// lease and, while leader, writes status conditions and Events. Run returns
+// after every goroutine it started has stopped.
+func (w *Watcher) Run(ctx context.Context) error {
+	if err := w.setupInformers(); err != nil {
+		return err
+	}
+	defer w.changes.ShutDown()
+	w.typed.Start(ctx.Done())
+	w.dynamic.Start(ctx.Done())
+	defer w.typed.Shutdown()
+	defer w.dynamic.Shutdown()
+
+	start := time.Now()
+	syncs := make([]cache.InformerSynced, len(w.informers))
+	for i, in := range w.informers {
+		syncs[i] = in.informer.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		return fmt.Errorf("kube watcher: caches did not sync: %w", context.Cause(ctx))
+	}
+	w.log.Info("informer caches synced", "kinds", len(w.informers), "took", time.Since(start).Round(time.Millisecond))
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// The first translation runs even if no object exists.
+	w.changes.Add("initial")
+	wg.Go(func() { w.syncLoop(ctx) })
+	if w.opts.Election.LeaseName != "" {
+		wg.Go(func() { w.campaign(ctx) })
+	}
+	<-ctx.Done()
+	w.changes.ShutDown()
+	return nil
+}
+
+// setupInformers asks discovery which requested kinds are served and creates
+// an informer, with its handlers, for each.
+func (w *Watcher) setupInformers() error {
+	served := map[string]bool{}
+	for _, r := range w.opts.Resources {
+		gv := r.GVR.GroupVersion().String()
+		if _, seen := served[gv]; seen {
+			continue
+		}
+		list, err := w.kube.Discovery().ServerResourcesForGroupVersion(gv)
+		switch {
+		case apierrors.IsNotFound(err):
+			served[gv] = false
+			continue
+		case err != nil:
+			return fmt.Errorf("kube watcher: discovery of %s: %w", gv, err)
+		}
+		served[gv] = true
+		for _, ar := range list.APIResources {
+			served[gv+"/"+ar.Name] = true
+		}
+	}
+	for _, r := range w.opts.Resources {
+		if !served[r.GVR.GroupVersion().String()+"/"+r.GVR.Resource] {
+			w.log.Warn("kind not served by the apiserver; not watched (are the CRDs installed?)", "kind", r.Kind, "resource", r.GVR.String())
+			continue
+		}
+		var inf cache.SharedIndexInformer
+		if r.crd() {
+			inf = w.dynamic.ForResource(r.GVR).Informer()
+			if err := inf.SetTransform(relabel); err != nil {
+				return err
+			}
+		} else {
+			gi, err := w.typed.ForResource(r.GVR)
+			if err != nil {
+				return fmt.Errorf("kube watcher: %s: %w", r, err)
+			}
+			inf = gi.Informer()
+			if err := inf.SetTransform(stripManagedFields); err != nil {
+				return err
+			}
+		}
+		kind := r.Kind
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.enqueue(kind, obj) },
+			UpdateFunc: func(_, obj any) { w.enqueue(kind, obj) },
+			DeleteFunc: func(obj any) { w.enqueue(kind, obj) },
+		}); err != nil {
+			return err
+		}
+		w.informers = append(w.informers, watched{res: r, informer: inf})
+	}
+	return nil
+}
+
+// enqueue is every informer callback: it names the change and returns.
+func (w *Watcher) enqueue(kind string, obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	w.changes.Add(kind + "/" + key)
+}
+
+// stripManagedFields drops metadata.managedFields before an object enters the
+// cache: Causeway never reads them for core kinds, and they are often the
+// largest part of an object.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := apimeta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// relabel gives a custom object the apiVersion it was written in (see
+// writtenVersion) before it enters the cache, then strips managedFields.
+func relabel(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetAPIVersion(writtenVersion(u))
+		u.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// syncLoop is the one consumer of the change queue. Each round waits for the
+// burst to settle, drains every queued key, then translates the caches once.
+func (w *Watcher) syncLoop(ctx context.Context) {
+	for {
+		key, shutdown := w.changes.Get()
+		if shutdown {
+			return
+		}
+		w.changes.Done(key)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(w.opts.Settle):
+		}
+		// Only this goroutine takes from the queue, so Len > 0 means Get
+		// will not block.
+		for w.changes.Len() > 0 {
+			k, shutdown := w.changes.Get()
+			if shutdown {
+				return
+			}
+			w.changes.Done(k)
+		}
+		w.translate()
+	}
+}
+
+// translate lists every cache, translates, publishes a snapshot without
+// errors, and hands every object's outcome to the status writer.
+func (w *Watcher) translate() {
+	objs := w.objects()
+	snap, diags := w.opts.Translate(objs)
+	w.translations.Add(1)
+	w.lastDiag.Store(&diags)
+	if diags.HasErrors() {
+		w.log.Warn("input has errors; keeping the last good snapshot", "errors", len(diags.Errors()), "first", diags.Errors()[0].String())
+	} else if snap != nil {
+		// Drain, then send: the one sender never blocks and the reader
+		// always finds the newest snapshot.
+		select {
+		case <-w.updates:
+		default:
+		}
+		w.updates <- Update{Snapshot: snap, Diagnostics: diags}
+		w.log.Info("snapshot published", "version", snap.Version, "objects", len(objs), "warnings", len(diags))
+	}
+	w.status.observe(w.statusObjects(), diags)
+}
+
+// objects converts every cached object to an adapters.Object, in a stable
+// order (kind, namespace, name) so that logs and diagnostics are too.
+func (w *Watcher) objects() []adapters.Object {
+	var out []adapters.Object
+	for _, in := range w.informers {
+		for _, obj := range in.informer.GetStore().List() {
+			o, err := toObject(in.res, obj)
+			if err != nil {
+				w.log.Error("cannot convert cached object", "kind", in.res.Kind, "err", err)
+				continue
+			}
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b adapters.Object) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// SourceFile names an object in diagnostics: kube://<kind>/<namespace>/<name>,
+// or kube://<kind>/<name> for a cluster-scoped one.
+func SourceFile(kind, namespace, name string) string {
+	return "kube://" + strings.Join(slices.DeleteFunc([]string{kind, namespace, name}, func(s string) bool { return s == "" }), "/")
+}
+
+// toObject marshals a cached object to JSON, as if it had been read from a
+// manifest. Typed objects from informers carry no apiVersion/kind, so both
+// come from the Resource; custom objects carry the version they were written
+// in.
+func toObject(r Resource, obj any) (adapters.Object, error) {
+	m, err := apimeta.Accessor(obj)
+	if err != nil {
+		return adapters.Object{}, err
+	}
+	o := adapters.Object{
+		Kind:       r.Kind,
+		APIVersion: r.GVR.GroupVersion().String(),
+		Namespace:  m.GetNamespace(),
+		Name:       m.GetName(),
+		Source:     spec.Source{File: SourceFile(r.Kind, m.GetNamespace(), m.GetName())},
+	}
+	switch v := obj.(type) {
+	case *unstructured.Unstructured:
+		o.APIVersion = v.GetAPIVersion()
+		o.Raw, err = json.Marshal(v.Object)
+	case runtime.Object:
+		// Marshal a copy with TypeMeta set: the cached object is shared.
+		c := v.DeepCopyObject()
+		if t, terr := apimeta.TypeAccessor(c); terr == nil {
+			t.SetAPIVersion(o.APIVersion)
+			t.SetKind(r.Kind)
+		}
+		o.Raw, err = json.Marshal(c)
+	default:
+		err = fmt.Errorf("unexpected cached type %T", obj)
+	}
+	return o, err
+}
+
+// hostname is the default leader-election identity.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "causeway"
+	}
+	return h
+}

@@ -1,0 +1,8 @@
+package deploy
+
+import "embed"
+
+// FS holds every manifest: crds/*.yaml, base/*.yaml, examples/*/*.yaml.
+//
+//go:embed crds/*.yaml base/*.yaml examples/*/*.yaml
+var FS embed.FS

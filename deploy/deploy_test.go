@@ -1,0 +1,224 @@
+package deploy_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/causeway-mesh/causeway/deploy"
+	"github.com/causeway-mesh/causeway/internal/kubetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+// manifests lists every YAML file under deploy/ except kustomizations.
+func manifests(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := fs.WalkDir(deploy.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") && path.Base(p) != "kustomization.yaml" {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestKustomizations checks what `kubectl apply -k` relies on without
+// running kustomize: every listed resource exists (a file, or a directory
+// with its own kustomization), and every manifest in a directory is listed,
+// so none is silently left out of the install.
+func TestKustomizations(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []string{"crds", "base", "examples/bookstore"} {
+		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
+			data, err := fs.ReadFile(deploy.FS, dir+"/kustomization.yaml")
+			if err != nil {
+				data, err = os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var k struct {
+				APIVersion string   `json:"apiVersion"`
+				Kind       string   `json:"kind"`
+				Resources  []string `json:"resources"`
+			}
+			if err := yaml.UnmarshalStrict(data, &k); err != nil {
+				t.Fatalf("%s/kustomization.yaml: %v", dir, err)
+			}
+			if k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1" {
+				t.Errorf("%s/kustomization.yaml: apiVersion/kind = %s/%s", dir, k.APIVersion, k.Kind)
+			}
+			for _, r := range k.Resources {
+				p := filepath.Join(dir, r)
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Errorf("%s/kustomization.yaml: resource %s: %v", dir, r, err)
+					continue
+				}
+				if fi.IsDir() {
+					if _, err := os.Stat(filepath.Join(p, "kustomization.yaml")); err != nil {
+						t.Errorf("%s/kustomization.yaml: resource %s is a directory without kustomization.yaml", dir, r)
+					}
+				}
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			for _, f := range files {
+				if name := filepath.Base(f); name != "kustomization.yaml" && !slices.Contains(k.Resources, name) {
+					t.Errorf("%s is not listed in %s/kustomization.yaml", f, dir)
+				}
+			}
+		})
+	}
+}
+
+// TestServerSideDryRun installs the CRDs and namespaces for real, then sends
+// every object of every manifest under deploy/ to the apiserver with
+// server-side dry-run: schema validation, defaulting and admission all run,
+// nothing is stored. Any rejection fails the object's subtest.
+func TestServerSideDryRun(t *testing.T) {
+	cfg := kubetest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	files := manifests(t)
+	start := time.Now()
+	var crds []string
+	for _, f := range files {
+		if strings.HasPrefix(f, "crds/") {
+			crds = append(crds, f)
+		}
+	}
+	if err := kubetest.InstallCRDs(ctx, cfg, crds...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("installed %d CRD files in %v", len(crds), time.Since(start).Round(time.Millisecond))
+	docs, err := kubetest.ReadFiles(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := kubetest.NewApplier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Namespaced objects can only be dry-run into a namespace that exists.
+	for _, d := range docs {
+		if d.Obj.GetKind() == "Namespace" {
+			if _, err := a.Apply(ctx, d.Obj, false); err != nil {
+				t.Fatalf("%s: %v", d, err)
+			}
+		}
+	}
+	kinds := map[string]int{}
+	for _, d := range docs {
+		kinds[d.Obj.GetKind()]++
+		t.Run(d.String(), func(t *testing.T) {
+			got, err := a.Apply(ctx, d.Obj, true)
+			if err != nil {
+				t.Fatalf("rejected: %v", err)
+			}
+			// Dry-run still answers with the object as it would be stored.
+			if got.GetName() != d.Obj.GetName() {
+				t.Errorf("dry-run answered %q, want %q", got.GetName(), d.Obj.GetName())
+			}
+		})
+	}
+	for _, want := range []string{"CustomResourceDefinition", "Namespace", "Deployment", "Service", "ServiceAccount",
+		"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "MutatingWebhookConfiguration",
+		"TrafficSplit", "TrafficTarget", "HTTPRouteGroup", "MeshConfig"} {
+		if kinds[want] == 0 {
+			t.Errorf("no %s among the manifests", want)
+		}
+	}
+	t.Logf("dry-run of %d objects from %d files", len(docs), len(files))
+}
+
+// TestRBAC applies the control plane's RBAC for real and asks the apiserver
+// (SubjectAccessReview) what its ServiceAccount may do: everything the
+// watcher needs, and nothing beyond (no spec writes, no secrets, no other
+// Lease).
+func TestRBAC(t *testing.T) {
+	cfg := kubetest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	docs, err := kubetest.ReadFiles("base/namespace.yaml", "base/rbac.yaml", "base/control-plane.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := kubetest.NewApplier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if _, err := a.Apply(ctx, d.Obj, false); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sa = "system:serviceaccount:causeway-system:causeway-control-plane"
+	cases := []struct {
+		name                                          string
+		verb, group, resource, subresource, ns, named string
+		want                                          bool
+	}{
+		{"list services", "list", "", "services", "", "", "", true},
+		{"watch endpointslices", "watch", "discovery.k8s.io", "endpointslices", "", "", "", true},
+		{"watch pods", "watch", "", "pods", "", "", "", true},
+		{"list deployments", "list", "apps", "deployments", "", "", "", true},
+		{"watch trafficsplits", "watch", "split.smi-spec.io", "trafficsplits", "", "", "", true},
+		{"list traffictargets", "list", "access.smi-spec.io", "traffictargets", "", "", "", true},
+		{"list udproutes", "list", "specs.smi-spec.io", "udproutes", "", "", "", true},
+		{"patch trafficsplit status", "patch", "split.smi-spec.io", "trafficsplits", "status", "bookstore", "", true},
+		{"create events", "create", "", "events", "", "bookstore", "", true},
+		{"create tokenreviews", "create", "authentication.k8s.io", "tokenreviews", "", "", "", true},
+		{"update own lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "causeway-control-plane", true},
+		{"create lease", "create", "coordination.k8s.io", "leases", "", "causeway-system", "", true},
+		{"patch own webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "causeway-sidecar-injector", true},
+		// Beyond what it needs:
+		{"update trafficsplit spec", "update", "split.smi-spec.io", "trafficsplits", "", "bookstore", "", false},
+		{"delete traffictargets", "delete", "access.smi-spec.io", "traffictargets", "", "bookstore", "", false},
+		{"list secrets", "list", "", "secrets", "", "", "", false},
+		{"update another lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "kube-scheduler", false},
+		{"create lease elsewhere", "create", "coordination.k8s.io", "leases", "", "kube-system", "", false},
+		{"patch another webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "other", false},
+		{"create pods", "create", "", "pods", "", "bookstore", "", false},
+		{"update services", "update", "", "services", "", "bookstore", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   sa,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: c.verb, Group: c.group, Resource: c.resource, Subresource: c.subresource,
+					Namespace: c.ns, Name: c.named,
+				},
+			}}
+			got, err := kc.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Allowed != c.want {
+				t.Errorf("%s may %s %s/%s (%s): allowed=%v, want %v (%s)", sa, c.verb, c.group, c.resource, c.subresource, got.Status.Allowed, c.want, got.Status.Reason)
+			}
+		})
+	}
+}
