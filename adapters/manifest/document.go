@@ -100,6 +100,9 @@ func (p *parser) yamlDocument(c chunk) {
 			last := c.start + bytes.Count(c.data, []byte("\n"))
 			src.Line = min(c.start+line-1, last)
 		}
+		if bytes.Contains(c.data, []byte("{{")) {
+			msg += " (this looks like a Helm or Go template: render it first)"
+		}
 		p.errorf(src, spec.Object{}, "", "document %d: invalid YAML: %s", src.Document, msg)
 		return
 	}

@@ -108,7 +108,7 @@ func IsManifestName(path string) bool {
 func Parse(file string, data []byte) ([]adapters.Object, spec.Diagnostics) {
 	p := parser{file: file}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
-	if looksLikeJSON(data) {
+	if looksLikeJSON(file, data) {
 		p.jsonStream(data)
 	} else {
 		for _, c := range splitYAML(data) {
@@ -129,10 +129,18 @@ func (p *parser) errorf(src spec.Source, obj spec.Object, field, format string, 
 	p.diags.Errorf(src, obj, field, format, args...)
 }
 
-// looksLikeJSON reports whether the input starts like a JSON object; such
-// input is read with a JSON decoder, whose errors point at the right byte even
-// where YAML would stumble (tabs used for indentation).
-func looksLikeJSON(data []byte) bool {
+// looksLikeJSON reports whether to read the input as a stream of JSON
+// values: a .json file, or input of another name (stdin) that starts with
+// "{". A JSON decoder's errors point at the right byte even where YAML would
+// stumble (tabs used for indentation). A .yaml file is always YAML, so a
+// Helm template starting with "{{" gets a YAML error, not a JSON one.
+func looksLikeJSON(file string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".json":
+		return true
+	case ".yaml", ".yml":
+		return false
+	}
 	t := bytes.TrimLeft(data, " \t\r\n")
 	return len(t) > 0 && t[0] == '{'
 }

@@ -42,6 +42,7 @@ func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
+		file  string // "m.yaml" when empty
 		data  string
 		objs  []obj
 		diags []string
@@ -94,13 +95,26 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name: "a JSON stream with tabs",
+			file: "m.json",
 			data: "{\n\t\"apiVersion\": \"v1\",\n\t\"kind\": \"Pod\",\n\t\"metadata\": {\"name\": \"a\"}\n}\n\n{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"b\"}}\n",
 			objs: []obj{{0, 1, "v1", "Pod", "a", ""}, {1, 7, "v1", "Pod", "b", ""}},
 		},
 		{
 			name:  "a JSON syntax error names its line",
+			file:  "m.json",
 			data:  "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\"\n  \"metadata\": {}\n}\n",
-			diags: []string{"m.yaml:4: document 0: invalid JSON: invalid character '\"' after object key:value pair"},
+			diags: []string{"m.json:4: document 0: invalid JSON: invalid character '\"' after object key:value pair"},
+		},
+		{
+			name: "stdin that starts with { is JSON",
+			file: "-",
+			data: "{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"b\"}}",
+			objs: []obj{{0, 1, "v1", "Pod", "a", ""}, {1, 2, "v1", "Pod", "b", ""}},
+		},
+		{
+			name:  "a template is named as such",
+			data:  "{{- $x := 1 -}}\napiVersion: v1\nkind: Pod\nmetadata: {name: {{ .Name }}}\n",
+			diags: []string{"m.yaml:1: document 0: invalid YAML: did not find expected node content (this looks like a Helm or Go template: render it first)"},
 		},
 		{
 			name: "only comments and nulls",
@@ -110,7 +124,11 @@ func TestParse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, diags := summarise(t, "m.yaml", tc.data)
+			file := tc.file
+			if file == "" {
+				file = "m.yaml"
+			}
+			got, diags := summarise(t, file, tc.data)
 			if !reflect.DeepEqual(got, tc.objs) {
 				t.Errorf("objects:\n got %+v\nwant %+v", got, tc.objs)
 			}
@@ -213,23 +231,31 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("--- {a: [1, 2}\n...\n---\n- x\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  name: b\n  labels: &a {x: *a}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		objs, diags := Parse("f.yaml", data)
-		lines := strings.Count(string(data), "\n") + 1
-		for _, o := range objs {
-			if o.Kind == "" || o.APIVersion == "" || o.Source.File != "f.yaml" {
-				t.Fatalf("incomplete object %+v", o)
-			}
-			if !json.Valid(o.Raw) {
-				t.Fatalf("Raw is not JSON: %q", o.Raw)
-			}
-			if o.Source.Line < 1 || o.Source.Line > lines {
-				t.Fatalf("line %d outside 1..%d", o.Source.Line, lines)
-			}
-		}
-		for _, d := range diags {
-			if d.Severity != spec.SeverityError || d.Source.File != "f.yaml" || d.Source.Line < 1 || d.Source.Line > lines+1 {
-				t.Fatalf("bad diagnostic %+v (lines %d)", d, lines)
-			}
+		// The name picks the YAML or the JSON reader; fuzz both.
+		for _, name := range []string{"f.yaml", "f.json"} {
+			checkParse(t, name, data)
 		}
 	})
+}
+
+func checkParse(t *testing.T, name string, data []byte) {
+	t.Helper()
+	objs, diags := Parse(name, data)
+	lines := strings.Count(string(data), "\n") + 1
+	for _, o := range objs {
+		if o.Kind == "" || o.APIVersion == "" || o.Source.File != name {
+			t.Fatalf("incomplete object %+v", o)
+		}
+		if !json.Valid(o.Raw) {
+			t.Fatalf("Raw is not JSON: %q", o.Raw)
+		}
+		if o.Source.Line < 1 || o.Source.Line > lines {
+			t.Fatalf("line %d outside 1..%d", o.Source.Line, lines)
+		}
+	}
+	for _, d := range diags {
+		if d.Severity != spec.SeverityError || d.Source.File != name || d.Source.Line < 1 || d.Source.Line > lines+1 {
+			t.Fatalf("%s: bad diagnostic %+v (lines %d)", name, d, lines)
+		}
+	}
 }
