@@ -174,12 +174,12 @@ func (b *Balancer) Pick() (*Pick, error) {
 	probe := false
 	now := b.now()
 	switch {
+	case b.ejected.Load() != 0:
+		e, probe = b.pickWithEjections(eps, now)
 	case n == 1:
 		e = eps[0]
-	case b.ejected.Load() == 0:
-		e = b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now)
 	default:
-		e, probe = b.pickWithEjections(eps, now)
+		e = b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now)
 	}
 	e.inflight.Add(1)
 	p := b.pool.Get().(*Pick)
@@ -213,8 +213,11 @@ func (b *Balancer) pickWithEjections(eps []*endpoint, now int64) (*endpoint, boo
 	// just after an ejected run are slightly favoured; acceptable for the
 	// short time an ejection lasts, and it keeps the path allocation-free.
 	a := nextHealthy(eps, rand.IntN(n))
-	if a < 0 {
-		return b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now), false // panic mode
+	if a < 0 { // panic mode
+		if n == 1 {
+			return eps[0], false
+		}
+		return b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now), false
 	}
 	c := nextHealthy(eps, rand.IntN(n))
 	if c == a {

@@ -509,3 +509,36 @@ func BenchmarkPickDone(b *testing.B) {
 		}
 	})
 }
+
+// TestSingleEndpointEjection: with one endpoint there is nothing to fail
+// over to, so it is still picked while ejected (panic mode), yet it is
+// probed when its time is up so that its state does not stay ejected.
+func TestSingleEndpointEjection(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	b := New(Options{Now: clk.Now, DefaultRTT: time.Millisecond, ConsecutiveFailures: 2, BaseEjectionTime: 10 * time.Second})
+	b.Update([]string{"only:1"})
+	for range 2 {
+		p, _ := b.Pick()
+		p.Done(time.Millisecond, true)
+	}
+	if !statsOf(t, b, "only:1").Ejected {
+		t.Fatal("not ejected after 2 failures")
+	}
+	for range 10 {
+		p, err := b.Pick()
+		if err != nil || p.Addr != "only:1" || p.Probe() {
+			t.Fatalf("Pick while ejected = %v, %v, want only:1 in panic mode (no probe)", p, err)
+		}
+		p.Done(time.Millisecond, false)
+	}
+	clk.Advance(10*time.Second + time.Millisecond) // ejected when the 1ms answer arrived
+	p, _ := b.Pick()
+	if !p.Probe() {
+		t.Fatal("no probe after the ejection time")
+	}
+	p.Done(time.Millisecond, false)
+	if statsOf(t, b, "only:1").Ejected {
+		t.Fatal("still ejected after a successful probe")
+	}
+}
