@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/causeway-mesh/causeway/proxy/balance"
 	"github.com/causeway-mesh/causeway/spec"
 )
@@ -77,22 +79,25 @@ type clusterPort struct {
 	lb        *balance.Balancer
 	breaker   circuitBreaker
 	// meshed holds the endpoint addresses that are Causeway sidecars and so
-	// get the preamble. Immutable map behind an atomic pointer.
-	meshed atomic.Pointer[map[string]bool]
+	// get the preamble, with the identity each must prove over mTLS (zero:
+	// plaintext). Immutable map behind an atomic pointer.
+	meshed atomic.Pointer[map[string]spiffeid.ID]
+	mtls   *meshTLS // nil: the mesh is plaintext
 	addrs  []string // last Update, guarded by Proxy.mu
 	dialer *net.Dialer
 }
 
-func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBreaker) *clusterPort {
+func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBreaker, mtls *meshTLS) *clusterPort {
 	cp := &clusterPort{
 		key:     k,
 		name:    k.String(),
 		svcName: k.Service.String(),
 		lb:      lb,
 		breaker: br,
+		mtls:    mtls,
 		dialer:  &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
 	}
-	empty := map[string]bool{}
+	empty := map[string]spiffeid.ID{}
 	cp.meshed.Store(&empty)
 	if k.Proto.IsHTTP() {
 		cp.transport = newTransport(k.Proto, pol, cp.dial)
@@ -133,7 +138,14 @@ func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	if (*cp.meshed.Load())[addr] {
+	id, meshed := (*cp.meshed.Load())[addr]
+	if meshed {
+		if cp.mtls != nil && !id.IsZero() {
+			sni := meshSNI(cp.key.Service, cp.key.Port, id.TrustDomain())
+			if c, err = cp.mtls.dialTLS(ctx, c, id, sni); err != nil {
+				return nil, fmt.Errorf("cluster %s: %w", cp.name, err)
+			}
+		}
 		var b [preambleLen]byte
 		putPreamble(b[:], cp.key.Port)
 		if _, err := c.Write(b[:]); err != nil {
@@ -148,7 +160,7 @@ func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn
 // endpoints that serve this port (ServicePort 0 serves every port).
 func (cp *clusterPort) update(c *spec.Cluster) {
 	var addrs []string
-	meshed := map[string]bool{}
+	meshed := map[string]spiffeid.ID{}
 	if c != nil {
 		for _, e := range c.Endpoints {
 			if !e.Ready || (e.ServicePort != 0 && e.ServicePort != cp.key.Port) {
@@ -157,7 +169,7 @@ func (cp *clusterPort) update(c *spec.Cluster) {
 			a := net.JoinHostPort(e.Addr, strconv.Itoa(int(e.Port)))
 			addrs = append(addrs, a)
 			if !e.Identity.IsZero() || e.ServicePort == 0 {
-				meshed[a] = true
+				meshed[a] = e.Identity
 			}
 		}
 	}

@@ -26,10 +26,18 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // startProxy starts a proxy and closes it at cleanup.
 func startProxy(t *testing.T, b *proxy.Bootstrap) *proxy.Proxy {
 	t.Helper()
+	return startProxy2(t, b, proxy.Options{})
+}
+
+// startProxy2 starts a proxy with options (mTLS sources) and closes it at
+// cleanup.
+func startProxy2(t *testing.T, b *proxy.Bootstrap, opts proxy.Options) *proxy.Proxy {
+	t.Helper()
 	if err := b.Validate(); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	p := proxy.New(b, proxy.Options{Logger: quiet})
+	opts.Logger = quiet
+	p := proxy.New(b, opts)
 	if err := p.Start(); err != nil {
 		t.Fatalf("start proxy: %v", err)
 	}

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -93,19 +96,19 @@ func (p *Proxy) acceptInbound(ln net.Listener) {
 
 // handleInbound reads the preamble and hands the connection to the HTTP
 // server or the L4 path of the port it names.
-func (p *Proxy) handleInbound(c net.Conn) {
-	port, err := readPreamble(c, preambleTimeout)
+func (p *Proxy) handleInbound(raw net.Conn) {
+	ic, c, err := p.acceptMesh(raw)
 	if err != nil {
-		c.Close()
+		raw.Close()
 		return
 	}
+	port := ic.port
 	st := p.state.Load()
 	ib := st.inbound[port]
 	if ib == nil {
 		c.Close()
 		return
 	}
-	ic := &inboundConn{port: port}
 	if ib.port.Protocol.IsHTTP() {
 		if !p.inCL.push(&taggedConn{Conn: c, tag: ic}) {
 			c.Close()
@@ -131,6 +134,57 @@ func (p *Proxy) handleInbound(c net.Conn) {
 	}
 	defer c.Close()
 	p.pipe("inbound", ib.name, c, app)
+}
+
+// acceptMesh reads how a mesh connection starts: a TLS ClientHello (mTLS:
+// handshake, verified caller, then the preamble inside TLS) or the
+// plaintext preamble. With mTLS on, a plaintext caller is refused in strict
+// mode and let in, unverified, in permissive mode (issue 4: permissive
+// still uses mTLS when both sides can).
+func (p *Proxy) acceptMesh(c net.Conn) (*inboundConn, net.Conn, error) {
+	_ = c.SetDeadline(time.Now().Add(preambleTimeout))
+	var b [preambleLen]byte
+	if _, err := io.ReadFull(c, b[:1]); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case b[0] == 0x16 && p.mtls != nil: // TLS record type handshake
+		tc := tls.Server(&prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(b[:1]), c)}, p.mtls.server)
+		if err := tc.Handshake(); err != nil {
+			return nil, nil, fmt.Errorf("inbound mTLS from %s: %w", c.RemoteAddr(), err)
+		}
+		caller, leaf, err := peerIdentity(tc.ConnectionState())
+		if err != nil {
+			return nil, nil, err
+		}
+		own, err := p.mtls.svids.GetX509SVID()
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := io.ReadFull(tc, b[:]); err != nil {
+			return nil, nil, err
+		}
+		port, err := parsePreamble(b[:])
+		if err != nil {
+			return nil, nil, err
+		}
+		_ = c.SetDeadline(time.Time{})
+		return &inboundConn{port: port, caller: caller, xfcc: xfccValue(own.ID, caller, leaf)}, meshConn{tc}, nil
+	case b[0] == preambleMagic[0]:
+		if p.mtls != nil && p.state.Load().cfg.Mode != spec.ModePermissive {
+			return nil, nil, errors.New("plaintext caller refused: mTLS required in strict mode")
+		}
+		if _, err := io.ReadFull(c, b[1:]); err != nil {
+			return nil, nil, err
+		}
+		port, err := parsePreamble(b[:])
+		if err != nil {
+			return nil, nil, err
+		}
+		_ = c.SetDeadline(time.Time{})
+		return &inboundConn{port: port}, c, nil
+	}
+	return nil, nil, fmt.Errorf("inbound from %s: neither TLS nor a Causeway preamble", c.RemoteAddr())
 }
 
 func (p *Proxy) countAuthz(caller spiffeid.ID, dec spec.AccessDecision) {

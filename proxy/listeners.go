@@ -247,7 +247,7 @@ func (p *Proxy) serveFixedUDP(fl *fixedListener) {
 		}
 		addr := pick.Addr
 		t := udpTarget{addr: addr, service: up.name, done: pick.Done}
-		if (*cp.meshed.Load())[addr] {
+		if _, meshed := (*cp.meshed.Load())[addr]; meshed {
 			t.port = fl.fp.Port
 		}
 		return t, 0, true

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
 	"github.com/causeway-mesh/causeway/proxy/resilience"
 	"github.com/causeway-mesh/causeway/spec"
 )
@@ -22,6 +25,13 @@ import (
 // Options are what a caller can plug in besides the bootstrap.
 type Options struct {
 	Logger *slog.Logger
+	// SVIDs and Bundles turn on mTLS between proxies: outbound to endpoints
+	// with an Identity, and inbound, where the verified caller is what
+	// Table.Authorize judges. workloadapi.X509Source implements both. Nil
+	// leaves the mesh plaintext (and strict-mode inbound denies everything,
+	// since no caller is verified).
+	SVIDs   x509svid.Source
+	Bundles x509bundle.Source
 }
 
 // Proxy is one sidecar. Create with New, Start it, feed it NodeConfigs with
@@ -33,6 +43,7 @@ type Proxy struct {
 	m      *metrics
 	tap    *tapHub
 	bufs   *bufPool
+	mtls   *meshTLS
 
 	// state is the routing state in force; the only thing requests read.
 	state atomicState
@@ -85,6 +96,9 @@ func New(b *Bootstrap, opts Options) *Proxy {
 		fixed:     map[int]*fixedListener{},
 		conns:     map[net.Conn]struct{}{},
 		done:      make(chan struct{}),
+	}
+	if opts.SVIDs != nil && opts.Bundles != nil {
+		p.mtls = newMeshTLS(opts.SVIDs, opts.Bundles)
 	}
 	p.m.breakers.src = p.circuitStates
 	p.outRP = p.newOutboundReverseProxy()
