@@ -108,7 +108,7 @@ func IsManifestName(path string) bool {
 func Parse(file string, data []byte) ([]adapters.Object, spec.Diagnostics) {
 	p := parser{file: file}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
-	if looksLikeJSON(file, data) {
+	if looksLikeJSON(data) {
 		p.jsonStream(data)
 	} else {
 		for _, c := range splitYAML(data) {
@@ -130,19 +130,14 @@ func (p *parser) errorf(src spec.Source, obj spec.Object, field, format string, 
 }
 
 // looksLikeJSON reports whether to read the input as a stream of JSON
-// values: a .json file, or input of another name (stdin) that starts with
-// "{". A JSON decoder's errors point at the right byte even where YAML would
-// stumble (tabs used for indentation). A .yaml file is always YAML, so a
-// Helm template starting with "{{" gets a YAML error, not a JSON one.
-func looksLikeJSON(file string, data []byte) bool {
-	switch strings.ToLower(filepath.Ext(file)) {
-	case ".json":
-		return true
-	case ".yaml", ".yml":
-		return false
-	}
+// values: it starts with "{", as kubectl's YAML-or-JSON decoder decides. A
+// JSON decoder reads every one of several concatenated objects (YAML would
+// keep the first) and its errors point at the right byte even where YAML
+// would stumble (tabs used for indentation). "{{" starts a Helm or Go
+// template, not JSON; it goes to YAML, whose error then says so.
+func looksLikeJSON(data []byte) bool {
 	t := bytes.TrimLeft(data, " \t\r\n")
-	return len(t) > 0 && t[0] == '{'
+	return len(t) > 0 && t[0] == '{' && !bytes.HasPrefix(t, []byte("{{"))
 }
 
 // lineAt returns the 1-based line of byte offset off in data.
