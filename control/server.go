@@ -34,6 +34,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for sync-state timestamps; nil means time.Now.
 	Now func() time.Time
+	// ForgetAfter is how long a disconnected proxy's sync state is kept for
+	// the REST API; 0 means 15 minutes. Pods come and go; without a limit
+	// the table would grow with every rollout.
+	ForgetAfter time.Duration
 }
 
 // MTLS gives server credentials that present the control plane's SVID and
@@ -51,6 +55,7 @@ type Server struct {
 
 	log    *slog.Logger
 	now    func() time.Time
+	forget time.Duration
 	creds  credentials.TransportCredentials
 	grpc   *grpc.Server
 	nonce  atomic.Uint64
@@ -73,6 +78,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		log:     opts.Logger,
 		now:     opts.Now,
+		forget:  opts.ForgetAfter,
 		creds:   opts.Creds,
 		stopCh:  make(chan struct{}),
 		streams: map[*stream]struct{}{},
@@ -83,6 +89,9 @@ func New(opts Options) *Server {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.forget <= 0 {
+		s.forget = 15 * time.Minute
 	}
 	gopts := []grpc.ServerOption{
 		// Proxies hold one stream for hours; keepalives find dead peers
@@ -230,6 +239,17 @@ func (s *Server) Changed() <-chan struct{} {
 	ch := make(chan struct{})
 	s.subscribers = append(s.subscribers, ch)
 	return ch
+}
+
+// pruneLocked forgets proxies disconnected for longer than ForgetAfter. It
+// runs when a stream ends, which is when entries become prunable.
+func (s *Server) pruneLocked() {
+	cut := s.now().Add(-s.forget)
+	for id, p := range s.proxies {
+		if !p.Connected && p.DisconnectedAt.Before(cut) {
+			delete(s.proxies, id)
+		}
+	}
 }
 
 func (s *Server) notifyLocked() {

@@ -81,6 +81,7 @@ func (s *Server) StreamConfig(ss configv1.ConfigService_StreamConfigServer) erro
 			p.Connected = false
 			p.DisconnectedAt = s.now()
 		}
+		s.pruneLocked()
 		s.notifyLocked()
 		s.mu.Unlock()
 		s.log.Info("control: proxy disconnected", "node", node.ID)

@@ -273,3 +273,44 @@ func TestStopEndsStreamsPromptly(t *testing.T) {
 		t.Error("proxy still connected after Stop")
 	}
 }
+
+// TestDisconnectedProxiesAreForgotten: sync state outlives a stream (the
+// REST API shows recently gone proxies) but not ForgetAfter.
+func TestDisconnectedProxiesAreForgotten(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	srv, addr := Start(t, "", control.Options{Now: now, ForgetAfter: time.Minute})
+	snap := Snapshot(t, Mesh(Web))
+	srv.Publish(snap, nil)
+
+	session := func(node spec.Node) {
+		c, err := configsource.New(configsource.Options{Addr: addr, Node: node, Logger: Quiet, Apply: func(*spec.NodeConfig) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		synced(t, srv, node, snap)
+		cancel()
+		<-done
+		WaitFor(t, srv, node.ID+" disconnected", func() bool { p, _ := srv.Proxy(node.ID); return !p.Connected })
+	}
+	session(WebNode)
+	advance(2 * time.Minute)
+	session(APINode) // its disconnect prunes what is older than a minute
+
+	cases := []struct {
+		id   string
+		kept bool
+	}{{WebNode.ID, false}, {APINode.ID, true}}
+	for _, tc := range cases {
+		t.Run(tc.id, func(t *testing.T) {
+			if _, ok := srv.Proxy(tc.id); ok != tc.kept {
+				t.Errorf("sync state kept = %v, want %v", ok, tc.kept)
+			}
+		})
+	}
+}
