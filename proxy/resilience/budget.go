@@ -3,6 +3,7 @@ package resilience
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,21 +40,26 @@ const budgetBuckets = 10
 // (a burst of traffic an hour ago must not fund a retry storm now), and
 // buckets expire them in fixed memory with one counter pair per bucket.
 //
-// The hot path (Deposit on every request) takes one uncontended-in-practice
-// mutex; the counters of a window cannot be rotated atomically without one.
+// The hot path (Deposit on every request) is one atomic add; Withdraw, only
+// on retries, takes a mutex so that concurrent retries cannot overdraw.
 type RetryBudget struct {
-	ratio   float64
-	floor   float64 // MinPerSecond * TTL seconds
-	width   int64   // bucket width in nanoseconds
-	now     func() time.Time
-	epoch   time.Time
+	ratio float64
+	floor float64 // MinPerSecond * TTL seconds
+	width int64   // bucket width in nanoseconds
+	now   func() time.Time
+	epoch time.Time
+
+	// mu serialises Withdraw (so that concurrent retries cannot overdraw)
+	// and bucket rotation. Deposit, on every request, takes it only when it
+	// is the first to reach a new bucket: once per TTL/budgetBuckets.
 	mu      sync.Mutex
 	buckets [budgetBuckets]budgetBucket
 }
 
 type budgetBucket struct {
-	index                 int64 // which width-long slot of time this bucket holds
-	deposits, withdrawals int64
+	index       atomic.Int64 // which width-long slot of time this bucket holds
+	deposits    atomic.Int64
+	withdrawals atomic.Int64 // written under mu only; atomic for Available's readers
 }
 
 // NewRetryBudget returns an empty budget; only the floor is available at first.
@@ -82,60 +88,72 @@ func NewRetryBudget(o RetryBudgetOptions) *RetryBudget {
 		epoch: o.Now(),
 	}
 	for i := range b.buckets {
-		b.buckets[i].index = -1
+		b.buckets[i].index.Store(-1)
 	}
 	return b
 }
 
-// current returns the bucket for now, clearing it if it held an older slot.
-// b.mu must be held.
+// current returns the bucket for now, clearing it first if it still holds
+// an older slot. The counters are zeroed before the new index is published,
+// so a Deposit that sees the new index never adds into a bucket about to be
+// cleared. (A Deposit stalled for a whole TTL between reading the clock and
+// adding could land in a newer slot; an off-by-one in a window of thousands
+// is harmless.)
 func (b *RetryBudget) current() (*budgetBucket, int64) {
 	idx := int64(b.now().Sub(b.epoch)) / b.width
 	bk := &b.buckets[idx%budgetBuckets]
-	if bk.index != idx {
-		*bk = budgetBucket{index: idx}
+	if bk.index.Load() != idx {
+		b.mu.Lock()
+		b.rotateLocked(bk, idx)
+		b.mu.Unlock()
 	}
 	return bk, idx
 }
 
+func (b *RetryBudget) rotateLocked(bk *budgetBucket, idx int64) {
+	if bk.index.Load() != idx {
+		bk.deposits.Store(0)
+		bk.withdrawals.Store(0)
+		bk.index.Store(idx)
+	}
+}
+
 // Deposit records one original (not retried) request.
 func (b *RetryBudget) Deposit() {
-	b.mu.Lock()
 	bk, _ := b.current()
-	bk.deposits++
-	b.mu.Unlock()
+	bk.deposits.Add(1)
 }
 
 // Withdraw asks for one retry. It returns false, and records nothing, when
 // the budget is exhausted; the caller then returns the failed response.
 func (b *RetryBudget) Withdraw() bool {
+	idx := int64(b.now().Sub(b.epoch)) / b.width
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bk, idx := b.current()
-	if b.availableLocked(idx) <= 0 {
+	bk := &b.buckets[idx%budgetBuckets]
+	b.rotateLocked(bk, idx)
+	if b.available(idx) <= 0 {
 		return false
 	}
-	bk.withdrawals++
+	bk.withdrawals.Add(1)
 	return true
 }
 
 // Available returns how many retries Withdraw would grant now (for metrics).
 func (b *RetryBudget) Available() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, idx := b.current()
-	return max(b.availableLocked(idx), 0)
+	idx := int64(b.now().Sub(b.epoch)) / b.width
+	return max(b.available(idx), 0)
 }
 
-// availableLocked is the allowance of the window ending in slot idx minus the
-// retries already taken in it. b.mu must be held.
-func (b *RetryBudget) availableLocked(idx int64) int64 {
+// available is the allowance of the window ending in slot idx minus the
+// retries already taken in it.
+func (b *RetryBudget) available(idx int64) int64 {
 	var deposits, withdrawals int64
 	for i := range b.buckets {
 		o := &b.buckets[i]
-		if o.index > idx-budgetBuckets && o.index <= idx {
-			deposits += o.deposits
-			withdrawals += o.withdrawals
+		if in := o.index.Load(); in > idx-budgetBuckets && in <= idx {
+			deposits += o.deposits.Load()
+			withdrawals += o.withdrawals.Load()
 		}
 	}
 	// Floor to whole retries so the count at which Withdraw starts failing
