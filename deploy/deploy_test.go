@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/causeway-mesh/causeway/deploy"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
@@ -38,54 +38,62 @@ func manifests(t *testing.T) []string {
 	return out
 }
 
-// TestKustomizations checks what `kubectl apply -k` relies on without
-// running kustomize: every listed resource exists (a file, or a directory
-// with its own kustomization), and every manifest in a directory is listed,
-// so none is silently left out of the install.
+// kustomizations are the directories `kubectl apply -k` takes.
+var kustomizations = []string{"crds", "base", "examples/bookstore"}
+
+// render builds one kustomization with kustomize's own library (krusty, what
+// `kubectl kustomize` runs) and returns its objects.
+func render(dir string) ([]kubetest.Doc, error) {
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, err
+	}
+	y, err := m.AsYaml()
+	if err != nil {
+		return nil, err
+	}
+	return kubetest.Parse("kustomize:"+dir, y)
+}
+
+// TestKustomizations renders every kustomization and checks that nothing
+// under its directory is left out of it: each manifest file's objects all
+// appear in the rendered output.
 func TestKustomizations(t *testing.T) {
 	t.Parallel()
-	for _, dir := range []string{"crds", "base", "examples/bookstore"} {
+	for _, dir := range kustomizations {
 		t.Run(dir, func(t *testing.T) {
 			t.Parallel()
-			data, err := fs.ReadFile(deploy.FS, dir+"/kustomization.yaml")
+			docs, err := render(dir)
 			if err != nil {
-				data, err = os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+				t.Fatalf("kustomize build %s: %v", dir, err)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var k struct {
-				APIVersion string   `json:"apiVersion"`
-				Kind       string   `json:"kind"`
-				Resources  []string `json:"resources"`
-			}
-			if err := yaml.UnmarshalStrict(data, &k); err != nil {
-				t.Fatalf("%s/kustomization.yaml: %v", dir, err)
-			}
-			if k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1" {
-				t.Errorf("%s/kustomization.yaml: apiVersion/kind = %s/%s", dir, k.APIVersion, k.Kind)
-			}
-			for _, r := range k.Resources {
-				p := filepath.Join(dir, r)
-				fi, err := os.Stat(p)
-				if err != nil {
-					t.Errorf("%s/kustomization.yaml: resource %s: %v", dir, r, err)
-					continue
-				}
-				if fi.IsDir() {
-					if _, err := os.Stat(filepath.Join(p, "kustomization.yaml")); err != nil {
-						t.Errorf("%s/kustomization.yaml: resource %s is a directory without kustomization.yaml", dir, r)
-					}
-				}
+			rendered := map[string]bool{}
+			for _, d := range docs {
+				rendered[id(d)] = true
 			}
 			files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 			for _, f := range files {
-				if name := filepath.Base(f); name != "kustomization.yaml" && !slices.Contains(k.Resources, name) {
-					t.Errorf("%s is not listed in %s/kustomization.yaml", f, dir)
+				if filepath.Base(f) == "kustomization.yaml" {
+					continue
+				}
+				fdocs, err := kubetest.ReadFiles(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range fdocs {
+					if !rendered[id(d)] {
+						t.Errorf("%s is not in the output of kustomize build %s", d, dir)
+					}
 				}
 			}
+			t.Logf("kustomize build %s: %d objects", dir, len(docs))
 		})
 	}
+}
+
+func id(d kubetest.Doc) string {
+	return d.Obj.GetKind() + " " + d.Obj.GetNamespace() + "/" + d.Obj.GetName()
 }
 
 // TestServerSideDryRun installs the CRDs and namespaces for real, then sends
@@ -111,6 +119,15 @@ func TestServerSideDryRun(t *testing.T) {
 	docs, err := kubetest.ReadFiles(files...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// And what `kubectl apply -k` would send, which may differ from the files
+	// (kustomize transforms them).
+	for _, dir := range kustomizations {
+		r, err := render(dir)
+		if err != nil {
+			t.Fatalf("kustomize build %s: %v", dir, err)
+		}
+		docs = append(docs, r...)
 	}
 	a, err := kubetest.NewApplier(cfg)
 	if err != nil {
@@ -145,7 +162,7 @@ func TestServerSideDryRun(t *testing.T) {
 			t.Errorf("no %s among the manifests", want)
 		}
 	}
-	t.Logf("dry-run of %d objects from %d files", len(docs), len(files))
+	t.Logf("dry-run of %d objects from %d files and %d kustomizations", len(docs), len(files), len(kustomizations))
 }
 
 // TestRBAC applies the control plane's RBAC for real and asks the apiserver

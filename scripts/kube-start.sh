@@ -50,7 +50,7 @@ echo "$token,admin,admin-uid,system:masters" > "$run/pki/tokens.csv"
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
   --listen-peer-urls "http://127.0.0.1:$((etcd_port+1))" --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port+1))" \
   --initial-cluster "causeway=http://127.0.0.1:$((etcd_port+1))" \
-  --unsafe-no-fsync --log-level warn >"$run/etcd.log" 2>&1 &
+  --log-level warn >"$run/etcd.log" 2>&1 &
 echo $! > "$run/etcd.pid"
 
 "$kas" --etcd-servers "http://127.0.0.1:$etcd_port" \

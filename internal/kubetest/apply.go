@@ -27,7 +27,7 @@ import (
 // Doc is one object read from a manifest file, with where it came from.
 type Doc struct {
 	File  string
-	Index int // 0-based document index in File
+	Index int // 0-based index among the non-empty documents of File
 	Obj   *unstructured.Unstructured
 }
 
