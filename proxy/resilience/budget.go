@@ -77,15 +77,16 @@ func NewRetryBudget(o RetryBudgetOptions) *RetryBudget {
 	if o.TTL <= 0 {
 		o.TTL = 10 * time.Second
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	epoch := time.Now()
+	if o.Now != nil {
+		epoch = o.Now()
 	}
 	b := &RetryBudget{
 		ratio: o.Ratio,
 		floor: float64(o.MinPerSecond) * o.TTL.Seconds(),
 		width: max(int64(o.TTL)/budgetBuckets, 1),
 		now:   o.Now,
-		epoch: o.Now(),
+		epoch: epoch,
 	}
 	for i := range b.buckets {
 		b.buckets[i].index.Store(-1)
@@ -100,7 +101,7 @@ func NewRetryBudget(o RetryBudgetOptions) *RetryBudget {
 // adding could land in a newer slot; an off-by-one in a window of thousands
 // is harmless.)
 func (b *RetryBudget) current() (*budgetBucket, int64) {
-	idx := int64(b.now().Sub(b.epoch)) / b.width
+	idx := b.slot()
 	bk := &b.buckets[idx%budgetBuckets]
 	if bk.index.Load() != idx {
 		b.mu.Lock()
@@ -108,6 +109,16 @@ func (b *RetryBudget) current() (*budgetBucket, int64) {
 		b.mu.Unlock()
 	}
 	return bk, idx
+}
+
+// slot is the index of the bucket-wide slot of time we are in. The default
+// clock uses time.Since, which reads only the monotonic clock (cheaper than
+// time.Now; Deposit runs on every request).
+func (b *RetryBudget) slot() int64 {
+	if b.now == nil {
+		return int64(time.Since(b.epoch)) / b.width
+	}
+	return int64(b.now().Sub(b.epoch)) / b.width
 }
 
 func (b *RetryBudget) rotateLocked(bk *budgetBucket, idx int64) {
@@ -127,7 +138,7 @@ func (b *RetryBudget) Deposit() {
 // Withdraw asks for one retry. It returns false, and records nothing, when
 // the budget is exhausted; the caller then returns the failed response.
 func (b *RetryBudget) Withdraw() bool {
-	idx := int64(b.now().Sub(b.epoch)) / b.width
+	idx := b.slot()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	bk := &b.buckets[idx%budgetBuckets]
@@ -141,7 +152,7 @@ func (b *RetryBudget) Withdraw() bool {
 
 // Available returns how many retries Withdraw would grant now (for metrics).
 func (b *RetryBudget) Available() int64 {
-	idx := int64(b.now().Sub(b.epoch)) / b.width
+	idx := b.slot()
 	return max(b.available(idx), 0)
 }
 

@@ -19,13 +19,24 @@ const RetryableHeader = "X-Causeway-Retryable"
 // its method is idempotent by RFC 9110 §9.2.2 (GET, HEAD, OPTIONS, PUT,
 // DELETE, TRACE), or the client opted in with RetryableHeader. POST and PATCH
 // are not retried by default because the first attempt may have taken effect.
+// Header names must be canonical, as net/http delivers them.
 func IsRetryable(method string, header http.Header) bool {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions,
 		http.MethodPut, http.MethodDelete, http.MethodTrace:
 		return true
 	}
-	return header != nil && strings.EqualFold(strings.TrimSpace(header.Get(RetryableHeader)), "true")
+	return strings.EqualFold(strings.TrimSpace(first(header, RetryableHeader)), "true")
+}
+
+// first returns the first value of a header whose canonical name is key.
+// net/http canonicalises received header and trailer names, so a direct map
+// read is enough and skips Get's re-canonicalisation on every request.
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // grpcUnavailable is the gRPC status saying the service could not take the
@@ -45,16 +56,16 @@ func RetryableStatus(status int) bool {
 // trailers-only response) or in the trailers. Other codes, e.g. INTERNAL or
 // DEADLINE_EXCEEDED, may mean the call ran, so they are not retried.
 func RetryableGRPC(header, trailer http.Header) bool {
-	if s := header.Get("Grpc-Status"); s != "" {
+	if s := first(header, "Grpc-Status"); s != "" {
 		return s == grpcUnavailable
 	}
-	return trailer.Get("Grpc-Status") == grpcUnavailable
+	return first(trailer, "Grpc-Status") == grpcUnavailable
 }
 
 // RetryableResponse classifies a complete response: gRPC responses (content
 // type application/grpc...) by grpc-status, everything else by HTTP status.
 func RetryableResponse(status int, header, trailer http.Header) bool {
-	if strings.HasPrefix(header.Get("Content-Type"), "application/grpc") {
+	if strings.HasPrefix(first(header, "Content-Type"), "application/grpc") {
 		return RetryableGRPC(header, trailer)
 	}
 	return RetryableStatus(status)
