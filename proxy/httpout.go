@@ -31,15 +31,26 @@ const retryableHeader = "Causeway-Retryable"
 // retryable request can be replayed.
 const maxRetryBody = 64 << 10
 
+// bufSize is the copy buffer size: 32 KiB, what io.Copy uses.
+const bufSize = 32 << 10
+
 // bufPool hands ReverseProxy and the L4 copiers 32 KiB buffers, so copying a
-// body does not allocate one per request.
+// body does not allocate one per request. It pools array pointers: Put
+// converts the slice back to *[bufSize]byte, so neither Get nor Put
+// allocates (pooling a []byte would box its header on every Put).
 type bufPool struct{ p sync.Pool }
 
 func newBufPool() *bufPool {
-	return &bufPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufPool{p: sync.Pool{New: func() any { return new([bufSize]byte) }}}
 }
-func (b *bufPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufPool) Put(x []byte) { b.p.Put(&x) }
+
+func (b *bufPool) Get() []byte { return b.p.Get().(*[bufSize]byte)[:] }
+
+func (b *bufPool) Put(x []byte) {
+	if cap(x) >= bufSize {
+		b.p.Put((*[bufSize]byte)(x[:bufSize]))
+	}
+}
 
 // exchange is what one request carries from the routing decision through the
 // ReverseProxy to the round trip and back. Pooled.
@@ -250,6 +261,14 @@ func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *u
 		ex.endpoint = addr
 		t0 := time.Now()
 		resp, err := cp.transport.RoundTrip(out)
+		if err != nil && req.Context().Err() != nil && context.Cause(req.Context()) != errTimeout {
+			// The client went away (or the proxy is closing): not the
+			// endpoint's failure, so neither the breaker nor the balancer
+			// may count it, or every load test's end would open circuits.
+			pick.Done(time.Since(t0), false)
+			done(true)
+			return nil, err
+		}
 		failed := err != nil || resp.StatusCode >= 500 || (resp.StatusCode == 200 && grpcFailure(resp.Header))
 		pick.Done(time.Since(t0), failed)
 		done(!failed)

@@ -190,21 +190,21 @@ func (p *Proxy) goServe(s *http.Server, ln net.Listener) {
 func (p *Proxy) Apply(cfg *spec.NodeConfig) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := p.apply(cfg)
-	if err != nil {
-		p.m.configs.WithLabelValues("refused").Inc()
-		p.log.Warn("config refused", "version", cfg.Version, "err", err)
-		return err
-	}
-	p.m.configs.WithLabelValues("applied").Inc()
-	p.log.Info("config applied", "version", cfg.Version)
-	return nil
-}
-
-func (p *Proxy) apply(cfg *spec.NodeConfig) error {
 	if cfg == nil {
 		return errors.New("config: nil NodeConfig")
 	}
+	version, err := p.apply(cfg)
+	if err != nil {
+		p.m.configs.WithLabelValues("refused").Inc()
+		p.log.Warn("config refused", "version", version, "err", err)
+		return err
+	}
+	p.m.configs.WithLabelValues("applied").Inc()
+	p.log.Info("config applied", "version", version)
+	return nil
+}
+
+func (p *Proxy) apply(cfg *spec.NodeConfig) (string, error) {
 	if cfg.Version == "" {
 		// A hand-written config may leave the version out; name it by content.
 		c := *cfg
@@ -215,19 +215,19 @@ func (p *Proxy) apply(cfg *spec.NodeConfig) error {
 	}
 	t, err := cfg.Prepare()
 	if err != nil {
-		return fmt.Errorf("config %s: %w", cfg.Version, err)
+		return cfg.Version, fmt.Errorf("config %s: %w", cfg.Version, err)
 	}
 	var bound []*fixedListener
 	if p.started {
 		if bound, err = p.bindFixed(t); err != nil {
-			return fmt.Errorf("config %s: %w", cfg.Version, err)
+			return cfg.Version, fmt.Errorf("config %s: %w", cfg.Version, err)
 		}
 	}
 	st := p.buildState(cfg, t)
 	p.state.Store(st)
 	p.sweep(st)
 	p.swapFixed(bound)
-	return nil
+	return cfg.Version, nil
 }
 
 // Config returns the NodeConfig in force (nil before the first Apply).

@@ -198,3 +198,29 @@ func TestTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCancelNotCounted: clients that hang up on requests in flight
+// (every load generator at the end of a run) are not the backend's
+// failures: the circuit stays closed.
+func TestClientCancelNotCounted(t *testing.T) {
+	app := proxytest.App(t, demoapp.Options{Name: "slowish", Listen: "on", Latency: 300 * time.Millisecond})
+	base, admin := oneService(t, "slowish", app.HTTPAddr.String(), proxy.Policy{
+		Retry:   proxy.RetryPolicy{Attempts: -1},
+		Breaker: proxy.BreakerPolicy{ConsecutiveFailures: 2, OpenFor: proxy.Duration(time.Minute)},
+	}, spec.Input{})
+	impatient := client(t)
+	impatient.Timeout = 30 * time.Millisecond
+	for range 5 {
+		if resp, err := impatient.Get(base + "/"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("request finished before the client's timeout")
+		}
+	}
+	mfs := proxytest.Scrape(t, admin+"/metrics")
+	if s := proxytest.Sum(mfs, "causeway_circuit_state", map[string]string{"cluster": "shop/slowish:80"}); s != 0 {
+		t.Fatalf("circuit state %v after client cancellations, want 0 (closed)", s)
+	}
+	if code, _, body := do(t, client(t), mustReq(t, "GET", base+"/", nil)); code != 200 {
+		t.Fatalf("after cancellations: %d %s", code, body)
+	}
+}
