@@ -14,16 +14,16 @@ import (
 	"github.com/causeway-mesh/causeway/spec"
 )
 
-// proxy is a configsource client with a recording Apply, standing in for
+// recorder is a configsource client with a recording Apply, standing in for
 // a real proxy: what matters here is what reaches Apply.
-type proxy struct {
+type recorder struct {
 	client *configsource.Client
 	mu     sync.Mutex
 	got    []string // versions offered to Apply, in order
 	refuse func(*spec.NodeConfig) error
 }
 
-func (p *proxy) apply(cfg *spec.NodeConfig) error {
+func (p *recorder) apply(cfg *spec.NodeConfig) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.got = append(p.got, cfg.Version)
@@ -33,16 +33,16 @@ func (p *proxy) apply(cfg *spec.NodeConfig) error {
 	return nil
 }
 
-func (p *proxy) offered() []string {
+func (p *recorder) offered() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.got)
 }
 
 // connect runs a client for node against addr until the test ends.
-func connect(t *testing.T, addr string, node spec.Node, refuse func(*spec.NodeConfig) error) *proxy {
+func connect(t *testing.T, addr string, node spec.Node, refuse func(*spec.NodeConfig) error) *recorder {
 	t.Helper()
-	p := &proxy{refuse: refuse}
+	p := &recorder{refuse: refuse}
 	c, err := configsource.New(configsource.Options{Addr: addr, Node: node, Apply: p.apply, Logger: Quiet,
 		Backoff: configsource.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	if err != nil {
@@ -87,7 +87,7 @@ func TestConnectAckAndPushOnlyToChangedNodes(t *testing.T) {
 	cases := []struct {
 		name       string
 		node       spec.Node
-		p          *proxy
+		p          *recorder
 		wantOffers []string
 	}{
 		{"web sees no push", WebNode, web, []string{webV1}},
@@ -199,7 +199,7 @@ func TestInvalidSnapshotReachesNoOne(t *testing.T) {
 	synced(t, srv, WebNode, v3)
 	for _, tc := range []struct {
 		name string
-		p    *proxy
+		p    *recorder
 		want int
 	}{{"web", web, 1}, {"api", api, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
