@@ -8,6 +8,7 @@ import (
 
 	"github.com/causeway-mesh/causeway/adapters"
 	"github.com/causeway-mesh/causeway/adapters/kube"
+	"github.com/causeway-mesh/causeway/adapters/local"
 	"github.com/causeway-mesh/causeway/adapters/manifest"
 	"github.com/causeway-mesh/causeway/adapters/smi"
 	"github.com/causeway-mesh/causeway/spec"
@@ -59,6 +60,9 @@ func Translators() []Translator {
 				return smi.Translate(objs, smi.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace, Strict: o.Strict})
 			},
 		},
+		{Name: "local", Handles: local.Handles, Translate: func(objs []adapters.Object, o Options) (spec.Input, spec.Diagnostics) {
+			return local.Translate(objs, local.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace})
+		}},
 	}
 }
 
@@ -116,12 +120,15 @@ func TranslateWith(ts []Translator, objs []adapters.Object, opts Options) (spec.
 // an error the snapshot must not be published; it is still returned so a
 // tool can show what would be built.
 func Load(paths []string, stdin io.Reader, opts Options) (*spec.Snapshot, spec.Diagnostics, []adapters.Object, error) {
-	objs, diags, err := manifest.Read(paths, stdin)
+	objs, diags, index, err := manifest.ReadIndexed(paths, stdin)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	snap, d, ignored := Build(objs, opts)
 	diags = append(diags, d...)
+	// Point each diagnostic at the line of its field, not only at the
+	// start of its document.
+	index.Locate(diags)
 	diags.Sort()
 	return snap, diags, ignored, nil
 }
