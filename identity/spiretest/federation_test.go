@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -50,8 +52,25 @@ func TestInteropFederation(t *testing.T) {
 	go ep.Serve(bl)
 	defer ep.Shutdown(context.Background())
 
-	// SPIRE learns Causeway's bundle from the endpoint.
+	// SPIRE starts from Causeway's bundle, then, after a rotation on the
+	// Causeway side, is made to refresh it from the endpoint: the bundle it
+	// then holds (two roots, the new sequence number) can only have come
+	// from there.
 	s.Federate(t, c.Bundle(), "https://"+bl.Addr().String(), bundle.ServerID(c.TrustDomain()))
+	if err := c.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantSeq, _ := c.Bundle().SequenceNumber()
+	s.ServerCLI(t, "federation", "refresh", "-id", c.TrustDomain().IDString())
+	listed := s.ServerCLI(t, "bundle", "list", "-id", c.TrustDomain().IDString(), "-format", "spiffe")
+	got, err := spiffebundle.Parse(c.TrustDomain(), []byte(listed[max(strings.Index(listed, "{"), 0):]))
+	if err != nil {
+		t.Fatalf("parse SPIRE's copy of %s's bundle: %v\n%s", c.TrustDomain(), err, listed)
+	}
+	if seq, _ := got.SequenceNumber(); seq != wantSeq || len(got.X509Authorities()) != 2 {
+		t.Fatalf("SPIRE holds %s's bundle with sequence %d and %d roots; want %d and 2 after refresh from the endpoint",
+			c.TrustDomain(), seq, len(got.X509Authorities()), wantSeq)
+	}
 	client := spiffeid.RequireFromPath(s.TrustDomain, "/ns/shop/sa/web")
 	s.RegisterUID(t, client, os.Getuid(), 10*time.Minute, c.TrustDomain())
 
@@ -77,10 +96,10 @@ func TestInteropFederation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer clientSrc.Close()
-	// The agent delivers Causeway's bundle once SPIRE has fetched it and the
-	// agent has synced; until then the client cannot verify the server.
+	// The agent delivers Causeway's (rotated) bundle once it has synced;
+	// until then the client cannot verify the server's new SVID.
 	for {
-		if _, err := clientSrc.GetX509BundleForTrustDomain(c.TrustDomain()); err == nil {
+		if b, err := clientSrc.GetX509BundleForTrustDomain(c.TrustDomain()); err == nil && len(b.X509Authorities()) == 2 {
 			break
 		}
 		if err := clientSrc.WaitUntilUpdated(ctx); err != nil {
