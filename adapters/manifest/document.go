@@ -106,6 +106,7 @@ func (p *parser) yamlDocument(c chunk) {
 		p.errorf(src, spec.Object{}, "", "document %d: invalid YAML: %s", src.Document, msg)
 		return
 	}
+	p.text, p.first = c.data, c.start
 	p.value(src, raw)
 }
 
@@ -158,6 +159,7 @@ func (p *parser) jsonStream(data []byte) {
 			p.errorf(src, spec.Object{}, "", "document %d: invalid JSON: %v", src.Document, err)
 			return // the decoder cannot resynchronise after a syntax error
 		}
+		p.text, p.first = raw, src.Line
 		p.value(src, raw)
 	}
 }
@@ -220,8 +222,13 @@ func (p *parser) object(src spec.Source, prefix string, raw []byte, top bool) {
 		return
 	}
 	if o.Kind == "List" && top {
+		// Items share the List's source, so their field paths cannot be
+		// told apart; they keep the List's line.
 		p.list(src, o, fields["items"])
 		return
+	}
+	if top && p.index != nil {
+		p.index.add(src, p.text, p.first)
 	}
 	o.Raw = raw
 	p.objs = append(p.objs, o)

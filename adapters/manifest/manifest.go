@@ -23,30 +23,49 @@ const Stdin = "-"
 // the error is only for paths that cannot be read at all (missing file,
 // permission, stdin named twice, a directory without manifests).
 func Read(paths []string, stdin io.Reader) ([]adapters.Object, spec.Diagnostics, error) {
+	objs, diags, _, err := read(paths, stdin, false)
+	return objs, diags, err
+}
+
+// ReadIndexed is Read that also returns the line of every field of every
+// document (see Index).
+func ReadIndexed(paths []string, stdin io.Reader) ([]adapters.Object, spec.Diagnostics, *Index, error) {
+	return read(paths, stdin, true)
+}
+
+func read(paths []string, stdin io.Reader, index bool) ([]adapters.Object, spec.Diagnostics, *Index, error) {
 	files, err := Files(paths)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var objs []adapters.Object
 	var diags spec.Diagnostics
+	ix := &Index{}
 	for _, f := range files {
 		var data []byte
 		if f == Stdin {
 			if stdin == nil {
-				return nil, nil, errors.New("-: no standard input")
+				return nil, nil, nil, errors.New("-: no standard input")
 			}
 			data, err = io.ReadAll(stdin)
 		} else {
 			data, err = os.ReadFile(f)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", f, err)
+			return nil, nil, nil, fmt.Errorf("read %s: %w", f, err)
 		}
-		o, d := Parse(f, data)
-		objs = append(objs, o...)
-		diags = append(diags, d...)
+		p := parser{file: f}
+		if index {
+			p.index = ix
+		}
+		p.parse(data)
+		objs = append(objs, p.objs...)
+		diags = append(diags, p.diags...)
 	}
-	return objs, diags, nil
+	if !index {
+		ix = nil
+	}
+	return objs, diags, ix, nil
 }
 
 // Files expands paths into the list of files Read will parse, in order.
@@ -107,6 +126,19 @@ func IsManifestName(path string) bool {
 // still returned.
 func Parse(file string, data []byte) ([]adapters.Object, spec.Diagnostics) {
 	p := parser{file: file}
+	p.parse(data)
+	return p.objs, p.diags
+}
+
+// ParseIndexed is Parse that also returns the line of every field of every
+// document (see Index), for diagnostics that name a field.
+func ParseIndexed(file string, data []byte) ([]adapters.Object, spec.Diagnostics, *Index) {
+	p := parser{file: file, index: &Index{}}
+	p.parse(data)
+	return p.objs, p.diags, p.index
+}
+
+func (p *parser) parse(data []byte) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
 	if looksLikeJSON(data) {
 		p.jsonStream(data)
@@ -115,7 +147,6 @@ func Parse(file string, data []byte) ([]adapters.Object, spec.Diagnostics) {
 			p.yamlDocument(c)
 		}
 	}
-	return p.objs, p.diags
 }
 
 type parser struct {
@@ -123,6 +154,12 @@ type parser struct {
 	doc   int // index of the next non-empty document
 	objs  []adapters.Object
 	diags spec.Diagnostics
+
+	// index, when not nil, collects field lines; text and first are the
+	// current document's text and the file line its first line is on.
+	index *Index
+	text  []byte
+	first int
 }
 
 func (p *parser) errorf(src spec.Source, obj spec.Object, field, format string, args ...any) {

@@ -229,6 +229,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("{\"apiVersion\":\"v1\",\"kind\":\"Pod\"}{\"kind\":1}"))
 	f.Add([]byte("--- {a: [1, 2}\n...\n---\n- x\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  name: b\n  labels: &a {x: *a}\n"))
+	f.Add([]byte("apiVersion: v1\rkind: Pod\r\nmetadata: {name: a}\rspec: {x: [1,\r 2]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkParse(t, "f.yaml", data)
 		// Also through the JSON reader, whatever the first byte.
@@ -238,7 +239,7 @@ func FuzzParse(f *testing.F) {
 
 func checkParse(t *testing.T, name string, data []byte) {
 	t.Helper()
-	objs, diags := Parse(name, data)
+	objs, diags, ix := ParseIndexed(name, data)
 	lines := strings.Count(string(data), "\n") + 1
 	for _, o := range objs {
 		if o.Kind == "" || o.APIVersion == "" || o.Source.File != name {
@@ -249,6 +250,11 @@ func checkParse(t *testing.T, name string, data []byte) {
 		}
 		if o.Source.Line < 1 || o.Source.Line > lines {
 			t.Fatalf("line %d outside 1..%d", o.Source.Line, lines)
+		}
+		for _, f := range []string{"metadata.name", "spec", "spec.x[0].y", "kind"} {
+			if l, ok := ix.Line(o.Source, f); ok && (l < 1 || l > lines) {
+				t.Fatalf("field %s at line %d outside 1..%d", f, l, lines)
+			}
 		}
 	}
 	for _, d := range diags {

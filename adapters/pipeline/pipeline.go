@@ -41,7 +41,8 @@ type Translator struct {
 
 // Translators is the registry, in order: an object goes to the first entry
 // that handles it. Core Kubernetes kinds first, since SMI objects refer to
-// the Services and ServiceAccounts they describe.
+// the Services and ServiceAccounts they describe; then SMI; then local
+// mode's causeway.dev kinds.
 func Translators() []Translator {
 	return []Translator{
 		{
@@ -108,7 +109,8 @@ func TranslateWith(ts []Translator, objs []adapters.Object, opts Options) (spec.
 		in.Add(frag)
 		diags = append(diags, d...)
 	}
-	in.TrustDomain = opts.TrustDomain
+	// A fragment may set the trust domain (local mode's Mesh object does);
+	// otherwise it stays the option's.
 	decideProtocols(&in)
 	diags.Sort()
 	return in, diags, ignored

@@ -28,8 +28,8 @@ func TestRegistry(t *testing.T) {
 	for _, tr := range ts {
 		names = append(names, tr.Name)
 	}
-	if !slices.Equal(names, []string{"kube", "smi"}) {
-		t.Fatalf("registry = %v, want [kube smi]", names)
+	if !slices.Equal(names, []string{"kube", "smi", "local"}) {
+		t.Fatalf("registry = %v, want [kube smi local]", names)
 	}
 	tests := []struct {
 		apiVersion, kind, want string
@@ -38,6 +38,7 @@ func TestRegistry(t *testing.T) {
 		{"apps/v1", "Deployment", "kube"},
 		{"split.smi-spec.io/v1alpha4", "TrafficSplit", "smi"},
 		{"specs.smi-spec.io/v1alpha1", "TCPRoute", "smi"},
+		{"causeway.dev/v1alpha1", "Workload", "local"},
 		{"v1", "ConfigMap", ""},
 		{"networking.k8s.io/v1", "Ingress", ""},
 	}

@@ -149,13 +149,13 @@ func TestValidate(t *testing.T) {
 			name:   "negative weight",
 			args:   []string{"validate", "-f", svc, "-f", in("negative.yaml")},
 			code:   1,
-			stderr: []string{in("negative.yaml") + ":1: TrafficSplit shop/s: spec.backends[1].weight: must be >= 0", "causeway: invalid: 1 error"},
+			stderr: []string{in("negative.yaml") + ":8: TrafficSplit shop/s: spec.backends[1].weight: must be >= 0", "causeway: invalid: 1 error"},
 		},
 		{
 			name:   "bad regex",
 			args:   []string{"validate", "-f", in("regex.yaml")},
 			code:   1,
-			stderr: []string{in("regex.yaml") + ":1: HTTPRouteGroup shop/r: spec.matches[1].pathRegex: invalid regex"},
+			stderr: []string{in("regex.yaml") + ":7: HTTPRouteGroup shop/r: spec.matches[1].pathRegex: invalid regex"},
 		},
 		{
 			name:   "unknown SMI version",
@@ -167,13 +167,13 @@ func TestValidate(t *testing.T) {
 			name:   "missing reference is a warning by default",
 			args:   []string{"validate", "-f", svc, "-f", in("missing.yaml")},
 			code:   0,
-			stderr: []string{in("missing.yaml") + ":1: TrafficSplit shop/s: spec.service: warning: root service shop/nowhere not found"},
+			stderr: []string{in("missing.yaml") + ":4: TrafficSplit shop/s: spec.service: warning: root service shop/nowhere not found"},
 		},
 		{
 			name:   "missing reference is an error with --strict",
 			args:   []string{"validate", "--strict", "-f", svc, "-f", in("missing.yaml")},
 			code:   1,
-			stderr: []string{in("missing.yaml") + ":1: TrafficSplit shop/s: spec.service: root service shop/nowhere not found"},
+			stderr: []string{in("missing.yaml") + ":4: TrafficSplit shop/s: spec.service: root service shop/nowhere not found"},
 		},
 		{
 			name:   "YAML syntax error names the line in the file",
@@ -185,19 +185,19 @@ func TestValidate(t *testing.T) {
 			name:   "wrong field type",
 			args:   []string{"validate", "-f", svc, "-f", in("type.yaml")},
 			code:   1,
-			stderr: []string{in("type.yaml") + ":1: TrafficSplit shop/s: spec.backends[0].weight: ", `"abc"`},
+			stderr: []string{in("type.yaml") + ":8: TrafficSplit shop/s: spec.backends[0].weight: ", `"abc"`},
 		},
 		{
 			name:   "unknown field",
 			args:   []string{"validate", "-f", in("unknown.yaml")},
 			code:   1,
-			stderr: []string{in("unknown.yaml") + ":1: Service shop/u: spec.selectr: unknown field"},
+			stderr: []string{in("unknown.yaml") + ":5: Service shop/u: spec.selectr: unknown field"},
 		},
 		{
 			name:   "a template placeholder is not a namespace",
 			args:   []string{"validate", "-f", in("placeholder.yaml")},
 			code:   1,
-			stderr: []string{in("placeholder.yaml") + `:1: ServiceAccount <NAMESPACE>/service-a: metadata.namespace: invalid namespace "<NAMESPACE>"`},
+			stderr: []string{in("placeholder.yaml") + `:3: ServiceAccount <NAMESPACE>/service-a: metadata.namespace: invalid namespace "<NAMESPACE>"`},
 		},
 		{
 			name:   "every error is listed at once",
@@ -217,7 +217,7 @@ func TestValidate(t *testing.T) {
 			args:   []string{"validate", "-n", "other", "-f", "-"},
 			stdin:  "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 1, name: UDP}], selectr: {}}\n",
 			code:   1,
-			stderr: []string{"-:1: Service other/x: spec.selectr: unknown field"},
+			stderr: []string{"-:4: Service other/x: spec.selectr: unknown field"},
 		},
 		{name: "no -f", args: []string{"validate"}, code: 2, stderr: []string{"no input"}},
 		{name: "unknown flag", args: []string{"validate", "-f", svc, "--frobnicate"}, code: 2, stderr: []string{"frobnicate"}},
@@ -288,7 +288,7 @@ func TestValidateJSON(t *testing.T) {
 		t.Fatalf("no error among %+v", got.Diagnostics)
 	}
 	d := got.Diagnostics[i]
-	if filepath.Base(d.Source.File) != "negative.yaml" || d.Source.Line != 1 || d.Object.Kind != "TrafficSplit" || d.Object.Name != "s" || d.Field != "spec.backends[1].weight" {
+	if filepath.Base(d.Source.File) != "negative.yaml" || d.Source.Line != 8 || d.Object.Kind != "TrafficSplit" || d.Object.Name != "s" || d.Field != "spec.backends[1].weight" {
 		t.Errorf("error diagnostic = %+v", d)
 	}
 	if len(got.Ignored) != 1 || got.Ignored[0].Kind != "ConfigMap" || got.Ignored[0].Name != "settings" {
