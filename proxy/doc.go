@@ -42,28 +42,83 @@
 //
 //	"CWY" 0x01 | port uint16 big-endian | 2 reserved bytes (zero)
 //
-// It is fixed-length so the inbound side reads exactly those bytes and the
-// connection stays a *net.TCPConn that Linux can splice. HTTP keeps Host as the
-// client sent it. Once mTLS exists the port also travels in the TLS SNI
-// (<port>.<name>.<ns>.svc.<trust-domain>) and the preamble follows inside TLS.
-// UDP datagrams to a meshed endpoint carry the same 8 bytes in front.
+// It is fixed-length so the inbound side reads exactly those bytes and a
+// plaintext connection stays a *net.TCPConn that Linux can splice. HTTP keeps
+// Host as the client sent it. With mTLS (Options.SVIDs and Options.Bundles)
+// a meshed endpoint with an Identity is dialled over TLS, the SNI naming the
+// port as <port>.<name>.<ns>.svc.<trust-domain>, and the preamble is the first
+// thing inside TLS. Inside the tunnel the protocol is the service port's
+// (HTTP/1.1, or h2c for http2/grpc ports), fixed by the preamble rather than
+// negotiated by ALPN. UDP datagrams to a meshed endpoint carry the same 8
+// bytes in front (UDP is not encrypted: there is no DTLS here).
 //
 // The inbound side sends to the local app at AppHost:TargetPort of the service
-// port named by the preamble, speaking that port's protocol.
+// port named by the preamble, speaking that port's protocol. It accepts, on
+// one listener, TLS (first byte 0x16) or the plaintext preamble; anything else
+// is closed. Plaintext is refused when mTLS is on and the mode is strict.
+// Unmeshed endpoints get the bytes the client sent, no preamble.
+//
+// # Routing
+//
+// Fixed ports and the forward proxy resolve the service (Table.Resolve on the
+// Host for the forward proxy), then Table.RouteHTTP (HTTPRouteGroup matches,
+// first match wins, else the root's default split) or Table.RouteL4
+// (TCPRoute/UDPRoute ports). A split's backend is chosen by weighted random
+// choice (see pickWeighted for why not smooth weighted round-robin), then an
+// endpoint by proxy/balance (P2C over peak-EWMA with an in-flight penalty,
+// outlier ejection and probing back).
+//
+// # Resilience
+//
+// Per cluster port: a circuit breaker (proxy/resilience; open answers 503
+// with a Causeway-Error header) and a connection pool (MaxIdleConnsPerHost,
+// MaxConnsPerHost). Per upstream service: the timeout, which bounds the wait
+// for response headers (504) and not a streaming body, so gRPC streams and
+// downloads are not cut; and retries of failed attempts (connect errors, 5xx,
+// gRPC UNAVAILABLE) for idempotent methods without a body, or any request
+// that carries "Causeway-Retryable: true" (body up to 64 KiB, buffered; the
+// header is stripped), each retry withdrawn from the upstream's retry budget.
+// A client hanging up is never counted against the backend.
+//
+// # Authorization
+//
+// Inbound, every request or flow is judged by Table.Authorize with the
+// caller's verified SPIFFE ID (zero without mTLS, which strict mode denies):
+// denied HTTP gets 403 with the reason in the body, a denied TCP flow is
+// closed before the app is dialled. The app gets X-Forwarded-Client-Cert in
+// Envoy's form (By=<our ID>;Hash=<sha256 of the caller's leaf>;URI=<caller>),
+// and any such header the caller sent is removed first.
+//
+// # Observability
+//
+// The admin server (loopback only) serves /live, /ready (once a config is in
+// force), /metrics (the proxy's own Prometheus registry: causeway_requests_total,
+// causeway_responses_total by status, grpc_status and classification,
+// causeway_response_latency_seconds, causeway_retries_total,
+// causeway_retry_budget_exhausted_total, causeway_circuit_state,
+// causeway_tcp_*, causeway_udp_*, causeway_inbound_authorization_total,
+// causeway_config_updates_total), /config (the NodeConfig in force with its
+// version) and /tap (one JSON line per request while someone listens; the
+// request path pays an atomic load when nobody does, and never logs).
 //
 // # Protocols
 //
-// HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with TLS ALPN or h2c prior
-// knowledge (net/http's own HTTP/2, Go 1.24+ Protocols), gRPC (classified by
-// grpc-status from trailers; streaming is passed through unbuffered), opaque
-// TCP (io.Copy between *net.TCPConn: splice on Linux) and UDP (one session
-// per client address, closed after an idle timeout).
+// HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
+// from the app (net/http's own HTTP/2 through Go 1.24+ Protocols; apps talk
+// plaintext to their loopback sidecar), gRPC (classified by grpc-status from
+// trailers; streams pass through unbuffered), opaque TCP (io.Copy between
+// *net.TCPConn: splice on Linux) and UDP (one session per client address,
+// closed after an idle minute).
 //
 // # Goroutines
 //
 // Proxy.Start starts one accept loop per listener and the admin server; the
-// http.Servers own a goroutine per connection (and per HTTP/2 stream); a TCP
-// flow owns two copy goroutines; a UDP session owns one reader of the
-// upstream socket. Close stops the listeners, ends every goroutine it started
-// and waits for them; tests check that with goleak.
+// http.Servers own a goroutine per connection (and per HTTP/2 stream); an
+// inbound connection is read (TLS handshake, preamble) on its own goroutine
+// so a slow caller cannot stall the accept loop; a TCP flow owns two copy
+// goroutines; a UDP relay owns its socket's reader and one reader per
+// session's upstream socket. Apply runs on the caller's goroutine, serialised
+// by a mutex; requests never take it (they read one atomic pointer). Close
+// stops the listeners, ends every L4 flow, gives HTTP requests 5 s, and waits
+// for every goroutine it started; the tests check that with goleak.
 package proxy
