@@ -55,16 +55,18 @@ type BreakerOptions struct {
 //	half-open --a probe fails--> open (for OpenFor again)
 //
 // While half-open at most HalfOpenMaxProbes requests are admitted at once;
-// others are rejected as if open. Closed is the hot path: Allow and a
+// others are rejected as if open. Probes unanswered after OpenFor no longer
+// hold their slots. Closed is the hot path: Allow and a
 // successful done touch only atomics.
 type Breaker struct {
 	opts     BreakerOptions
 	state    atomic.Int32
 	failures atomic.Int32 // consecutive failures while closed
 
-	mu       sync.Mutex
-	openedAt time.Time // under mu
-	probes   int       // in-flight half-open probes; under mu
+	mu         sync.Mutex
+	openedAt   time.Time // under mu
+	halfOpenAt time.Time // when the current set of probes began; under mu
+	probes     int       // in-flight half-open probes; under mu
 
 	// Prebuilt so Allow does not allocate a closure per request.
 	doneClosed, doneProbe func(success bool)
@@ -107,14 +109,22 @@ func (b *Breaker) Allow() (done func(success bool), ok bool) {
 	case Closed: // closed between the atomic read and the lock
 		return b.doneClosed, true
 	case Open:
-		if b.opts.Now().Sub(b.openedAt) < b.opts.OpenFor {
+		now := b.opts.Now()
+		if now.Sub(b.openedAt) < b.opts.OpenFor {
 			return nil, false
 		}
 		b.setLocked(HalfOpen)
-		b.probes = 0
+		b.probes, b.halfOpenAt = 0, now
 	}
 	if b.probes >= b.opts.HalfOpenMaxProbes {
-		return nil, false
+		// Probes that have not answered within OpenFor are presumed hung: a
+		// lost done must not keep the breaker half-open, rejecting all
+		// traffic, forever. Their late results still count if they come.
+		now := b.opts.Now()
+		if now.Sub(b.halfOpenAt) < b.opts.OpenFor {
+			return nil, false
+		}
+		b.probes, b.halfOpenAt = 0, now
 	}
 	b.probes++
 	return b.doneProbe, true

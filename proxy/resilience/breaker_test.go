@@ -88,6 +88,17 @@ func TestBreakerStateMachine(t *testing.T) {
 			},
 			transitions: "closed->open,open->half-open,half-open->open,open->half-open,half-open->closed",
 		},
+		{
+			name:   "a hung probe frees its slot after OpenFor",
+			probes: 1,
+			steps: []step{
+				{do: "fail", repeat: 3, state: Open},
+				{sleep: openFor, do: "hold", state: HalfOpen}, // never answers
+				{sleep: openFor - time.Millisecond, do: "reject", state: HalfOpen},
+				{sleep: time.Millisecond, do: "ok", state: Closed},
+			},
+			transitions: "closed->open,open->half-open,half-open->closed",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
