@@ -48,6 +48,11 @@ type Options struct {
 	// least one endpoint may always be ejected (as in Envoy), because with
 	// few endpoints a percentage rounds down to zero. Default 50.
 	MaxEjectionPercent int
+	// OnEjection, if set, is called when an endpoint is ejected (ejected
+	// true, also after a failed probe) or returned by a successful probe
+	// (false), for metrics and logs. It runs with the Balancer's lock held
+	// and must not call the Balancer.
+	OnEjection func(addr string, ejected bool, until time.Time)
 	// Now is the clock; nil means time.Now. Tests may also use testing/synctest
 	// with the default clock.
 	Now func() time.Time

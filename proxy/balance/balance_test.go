@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,7 +222,15 @@ func assertNotPicked(t *testing.T, b *Balancer, addr string, n int, when string)
 func TestEjectionAndProbeBack(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	b := New(Options{Now: clk.Now, DefaultRTT: time.Millisecond, ConsecutiveFailures: 5, BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 100 * time.Second})
+	var events []string
+	b := New(Options{Now: clk.Now, DefaultRTT: time.Millisecond, ConsecutiveFailures: 5, BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 100 * time.Second,
+		OnEjection: func(addr string, ejected bool, until time.Time) {
+			if ejected {
+				events = append(events, fmt.Sprintf("%s ejected for %v", addr, until.Sub(clk.Now())))
+			} else {
+				events = append(events, addr+" returned")
+			}
+		}})
 	eps := addrs(3)
 	bad := eps[0]
 	b.Update(eps)
@@ -284,6 +293,11 @@ func TestEjectionAndProbeBack(t *testing.T) {
 				t.Fatalf("after a failed probe: ejected=%v for %v, want ejected for %v", s.Ejected, got, st.ejectFor)
 			}
 		})
+	}
+	// OnEjection saw every transition (durations from the pick, plus the 1ms answer).
+	want := bad + " ejected for 30.001s," + bad + " ejected for 1m0.001s," + bad + " ejected for 1m40.001s," + bad + " returned"
+	if got := strings.Join(events, ","); got != want {
+		t.Fatalf("OnEjection events:\n%s\nwant\n%s", got, want)
 	}
 }
 

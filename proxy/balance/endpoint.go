@@ -152,6 +152,9 @@ func (b *Balancer) ejectLocked(e *endpoint, now int64) {
 	e.failures.Store(0)
 	e.until.Store(now + int64(d))
 	e.state.Store(stateEjected)
+	if b.opts.OnEjection != nil {
+		b.opts.OnEjection(e.addr, true, b.epoch.Add(time.Duration(now)+d))
+	}
 }
 
 // probeDone returns e to rotation after a successful probe, or ejects it
@@ -171,5 +174,8 @@ func (b *Balancer) probeDone(e *endpoint, failed bool, now int64) {
 	e.state.Store(stateHealthy)
 	if !e.removed.Load() {
 		b.ejected.Add(-1)
+	}
+	if b.opts.OnEjection != nil {
+		b.opts.OnEjection(e.addr, false, time.Time{})
 	}
 }
