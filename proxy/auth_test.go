@@ -228,3 +228,69 @@ func TestInboundRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestSVIDRenewal: a renewed SVID is used for new connections while
+// established ones keep working with the old one.
+func TestSVIDRenewal(t *testing.T) {
+	m := newAuthMesh(t)
+	web := m.ca.ID("shop", "web")
+	first := m.ca.SVID(t, web, time.Time{}, time.Time{})
+	src := proxytest.NewRotatingSource(first)
+	p := startProxy2(t, &proxy.Bootstrap{
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/books", Port: 80, Listen: "127.0.0.1:0"}}},
+		Config:   proxytest.Compile(t, m.in, spec.Node{ID: "web", Identity: web}),
+	}, proxy.Options{SVIDs: src, Bundles: m.ca.Bundle()})
+	base := "http://" + p.FixedAddr("shop/books", 80).String()
+	c := client(t)
+	// hashOf returns the Hash= of the XFCC the app saw; safe to call from
+	// any goroutine (errors come back, they do not stop the test).
+	hashOf := func(query string) (string, error) {
+		resp, err := c.Get(base + "/books" + query)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var r demoapp.Response
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
+			return "", fmt.Errorf("GET: %s, %v", resp.Status, err)
+		}
+		_, h, _ := strings.Cut(r.Headers.Get("X-Forwarded-Client-Cert"), ";Hash=")
+		h, _, _ = strings.Cut(h, ";")
+		return h, nil
+	}
+	must := func(h string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	old := must(hashOf(""))
+	second := m.ca.SVID(t, web, time.Time{}, time.Time{})
+	src.Set(second)
+	if h := must(hashOf("")); h != old {
+		t.Fatalf("the established connection changed certificate")
+	}
+	// Concurrent slow requests make the sidecar open new connections, which
+	// must present the renewed SVID.
+	type result struct {
+		h   string
+		err error
+	}
+	hashes := make(chan result, 4)
+	for range 4 {
+		go func() {
+			h, err := hashOf("?latency=200ms")
+			hashes <- result{h, err}
+		}()
+	}
+	renewed := false
+	for range 4 {
+		if r := <-hashes; must(r.h, r.err) != old {
+			renewed = true
+		}
+	}
+	if !renewed {
+		t.Fatalf("no new connection used the renewed SVID")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,3 +100,20 @@ func (ca *CA) SVID(t testing.TB, id spiffeid.ID, notBefore, notAfter time.Time) 
 	cert, _ := x509.ParseCertificate(der)
 	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
 }
+
+// RotatingSource is an x509svid.Source whose SVID a test can replace, as a
+// Workload API client's is on renewal.
+type RotatingSource struct{ svid atomic.Pointer[x509svid.SVID] }
+
+// NewRotatingSource starts with s.
+func NewRotatingSource(s *x509svid.SVID) *RotatingSource {
+	r := &RotatingSource{}
+	r.svid.Store(s)
+	return r
+}
+
+// Set replaces the SVID handed out from now on.
+func (r *RotatingSource) Set(s *x509svid.SVID) { r.svid.Store(s) }
+
+// GetX509SVID implements x509svid.Source.
+func (r *RotatingSource) GetX509SVID() (*x509svid.SVID, error) { return r.svid.Load(), nil }
