@@ -60,7 +60,7 @@ func (p *Proxy) metricsHandler() http.Handler {
 // serveReady is 200 once a config is in force, 503 before.
 func (p *Proxy) serveReady(w http.ResponseWriter, _ *http.Request) {
 	st := p.state.Load()
-	if st == nil {
+	if !st.ready {
 		http.Error(w, "no config applied yet", http.StatusServiceUnavailable)
 		return
 	}
@@ -76,7 +76,7 @@ type configView struct {
 
 func (p *Proxy) serveConfig(w http.ResponseWriter, _ *http.Request) {
 	st := p.state.Load()
-	if st == nil {
+	if !st.ready {
 		http.Error(w, "no config applied yet", http.StatusServiceUnavailable)
 		return
 	}

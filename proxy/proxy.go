@@ -97,6 +97,7 @@ func New(b *Bootstrap, opts Options) *Proxy {
 		conns:     map[net.Conn]struct{}{},
 		done:      make(chan struct{}),
 	}
+	p.state.Store(emptyState())
 	if opts.SVIDs != nil && opts.Bundles != nil {
 		p.mtls = newMeshTLS(opts.SVIDs, opts.Bundles)
 	}
@@ -132,6 +133,19 @@ func (p *Proxy) Start() error {
 	}
 	if p.boot.Config != nil {
 		if err := p.Apply(p.boot.Config); err != nil {
+			p.Close()
+			return err
+		}
+	} else {
+		// No config yet (it will come from the control plane): bind the
+		// fixed ports as TCP now so a port conflict shows at start.
+		p.mu.Lock()
+		bound, err := p.bindFixed(p.state.Load().table)
+		if err == nil {
+			p.swapFixed(bound)
+		}
+		p.mu.Unlock()
+		if err != nil {
 			p.Close()
 			return err
 		}
@@ -232,7 +246,7 @@ func (p *Proxy) apply(cfg *spec.NodeConfig) (string, error) {
 
 // Config returns the NodeConfig in force (nil before the first Apply).
 func (p *Proxy) Config() *spec.NodeConfig {
-	if st := p.state.Load(); st != nil {
+	if st := p.state.Load(); st.ready {
 		return st.cfg
 	}
 	return nil

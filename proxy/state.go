@@ -15,6 +15,9 @@ import (
 // atomic pointer read) and keep it to the end, which is what makes swaps safe
 // for requests in flight.
 type routingState struct {
+	// ready is false only for the empty state a proxy starts with, before
+	// its first config: it routes nothing and /ready says 503.
+	ready   bool
 	cfg     *spec.NodeConfig
 	table   *spec.Table
 	applied time.Time
@@ -111,6 +114,7 @@ func pickWeighted(bs []spec.WeightedCluster) (spec.WeightedCluster, bool) {
 // what is new). Called with Proxy.mu held.
 func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 	st := &routingState{
+		ready:     true,
 		cfg:       cfg,
 		table:     t,
 		applied:   time.Now(),
@@ -159,6 +163,15 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 		}
 	}
 	return st
+}
+
+// emptyState is what a proxy serves before its first config: every lookup
+// misses, so requests get 503 and connections are closed, never a panic.
+func emptyState() *routingState {
+	cfg := &spec.NodeConfig{Mode: spec.ModeStrict}
+	t, _ := cfg.Prepare()
+	return &routingState{cfg: cfg, table: t, clusters: map[clusterKey]*clusterPort{},
+		upstreams: map[spec.Key]*upstreamPolicy{}, inbound: map[int32]*inboundPort{}}
 }
 
 // policyFor merges the bootstrap's policy for one upstream service.

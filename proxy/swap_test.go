@@ -254,3 +254,47 @@ func TestMetricsAndTap(t *testing.T) {
 		t.Fatalf("tap event %s (%v)", line, err)
 	}
 }
+
+// TestStartWithoutConfig: a proxy waiting for its first config (the
+// control plane's) is not ready and refuses traffic without failing; the
+// first Apply makes it ready.
+func TestStartWithoutConfig(t *testing.T) {
+	p := startProxy(t, &proxy.Bootstrap{
+		Admin:    "127.0.0.1:0",
+		Inbound:  proxy.InboundConfig{Listen: "127.0.0.1:0"},
+		Outbound: proxy.OutboundConfig{HTTPProxy: "127.0.0.1:0", Ports: []proxy.FixedPort{{Service: "shop/web", Port: 80, Listen: "127.0.0.1:0"}}},
+	})
+	c := client(t)
+	admin := "http://" + p.AdminAddr().String()
+	if code, _, _ := do(t, c, mustReq(t, "GET", admin+"/ready", nil)); code != http.StatusServiceUnavailable {
+		t.Fatalf("/ready before any config: %d, want 503", code)
+	}
+	// Without a config the port's protocol is unknown: the connection is
+	// closed rather than answered in a protocol that may be wrong.
+	if resp, err := c.Get("http://" + p.FixedAddr("shop/web", 80).String() + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("fixed port before any config answered %s", resp.Status)
+	}
+	in, err := net.Dial("tcp", p.InboundAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(in, "CWY\x01\x00\x50\x00\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	in.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := in.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("inbound answered %d bytes with no config", n)
+	}
+	in.Close()
+	app := proxytest.App(t, demoapp.Options{Name: "web", Listen: "on"})
+	cfg := proxytest.Compile(t, spec.Input{Mode: spec.ModePermissive, Services: []spec.Service{
+		proxytest.Service("shop/web", 80, spec.ProtocolHTTP, proxytest.AppEndpoint(t, app.HTTPAddr, 80))}}, spec.Node{ID: "c"})
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := do(t, c, mustReq(t, "GET", admin+"/ready", nil)); code != 200 {
+		t.Fatalf("/ready after Apply: %d", code)
+	}
+	if code, name, _ := do(t, c, mustReq(t, "GET", "http://"+p.FixedAddr("shop/web", 80).String()+"/", nil)); code != 200 || name != "web" {
+		t.Fatalf("fixed port after Apply: %d %q", code, name)
+	}
+}
