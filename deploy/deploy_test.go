@@ -165,6 +165,60 @@ func TestServerSideDryRun(t *testing.T) {
 	t.Logf("dry-run of %d objects from %d files and %d kustomizations", len(docs), len(files), len(kustomizations))
 }
 
+// TestDryRunRejects shows that the dry-run above can fail: each object is
+// wrong in a way the apiserver (not a client-side check) catches.
+func TestDryRunRejects(t *testing.T) {
+	cfg := kubetest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kubetest.InstallCRDs(ctx, cfg, "crds/split.smi-spec.io.yaml", "crds/causeway.dev.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := kubetest.NewApplier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, yaml, want string }{
+		{"apiextensions v1beta1 CRD (smi-sdk-go's)", `
+apiVersion: apiextensions.k8s.io/v1beta1
+kind: CustomResourceDefinition
+metadata: {name: trafficsplits.split.smi-spec.io}
+spec: {group: split.smi-spec.io, version: v1alpha1, names: {kind: TrafficSplit, plural: trafficsplits}}`, "apiextensions.k8s.io/v1beta1"},
+		{"unknown field in a TrafficSplit", `
+apiVersion: split.smi-spec.io/v1alpha4
+kind: TrafficSplit
+metadata: {name: s, namespace: default}
+spec: {service: a, backends: [{service: b, weight: 1}], bakends: []}`, "bakends"},
+		{"wrong type in a TrafficSplit", `
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: s, namespace: default}
+spec: {service: [a]}`, "spec.service"},
+		{"MeshConfig mode outside the enum", `
+apiVersion: causeway.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: default}
+spec: {mode: open}`, "spec.mode"},
+		{"Deployment without containers", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: default}
+spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: []}}}`, "containers"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			docs, err := kubetest.Parse(c.name, []byte(c.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.Apply(ctx, docs[0].Obj, true)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("dry-run error = %v, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
 // TestRBAC applies the control plane's RBAC for real and asks the apiserver
 // (SubjectAccessReview) what its ServiceAccount may do: everything the
 // watcher needs, and nothing beyond (no spec writes, no secrets, no other

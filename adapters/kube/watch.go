@@ -1,5 +1,22 @@
 package kube
 
+// The Watcher (watch*.go) is the watching side of this package, kept apart
+// from the pure translate*.go files (DESIGN.md §1).
+//
+// What enters: a rest.Config, the kinds to watch, and a TranslateFunc (the
+// pipeline). What leaves: on Updates(), each snapshot translated without
+// errors (newest wins); on the cluster, while leader, an Accepted condition
+// in the status of every SMI object and an Event when one turns invalid or
+// valid again.
+//
+// Goroutines, all started and awaited by Run: the informers (client-go's);
+// the sync loop, sole consumer of the change queue, which translates and
+// publishes; the campaign loop (leader election); and, in each won term, the
+// status loop, sole consumer of the status queue. Informer callbacks only add
+// keys to a workqueue, which never blocks and folds duplicates, so a slow
+// translation can never stall a watch. Status writes are retried with the
+// queue's rate limiter, at most MaxStatusRetries times per change.
+
 import (
 	"cmp"
 	"context"
@@ -89,6 +106,10 @@ type Watcher struct {
 	status   *statusWriter
 	leader   atomic.Bool
 	lastDiag atomic.Pointer[spec.Diagnostics]
+	// published is the Version of the last snapshot sent; a translation
+	// that changes nothing (a status write, a resync) is not sent again.
+	// Only the sync loop touches it.
+	published string
 	// translations counts calls of Translate, for tests and diagnostics.
 	translations atomic.Int64
 }
@@ -154,14 +175,17 @@ func (w *Watcher) Diagnostics() spec.Diagnostics {
 
 // Run starts the informers (skipping kinds the apiserver does not serve, with
 // a warning), waits for their caches, then translates after every settled
-// change until ctx ends. With election configured it also campaigns for the
+// change until ctx ends. Call it once. With election configured it also campaigns for the
 // lease and, while leader, writes status conditions and Events. Run returns
 // after every goroutine it started has stopped.
 func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.setupInformers(); err != nil {
 		return err
 	}
+	// Deferred calls run last-first: goroutines end (wg.Wait), then the
+	// informers, then the queues' own timer goroutines.
 	defer w.changes.ShutDown()
+	defer w.status.queue.ShutDown()
 	w.typed.Start(ctx.Done())
 	w.dynamic.Start(ctx.Done())
 	defer w.typed.Shutdown()
@@ -311,7 +335,8 @@ func (w *Watcher) translate() {
 	w.lastDiag.Store(&diags)
 	if diags.HasErrors() {
 		w.log.Warn("input has errors; keeping the last good snapshot", "errors", len(diags.Errors()), "first", diags.Errors()[0].String())
-	} else if snap != nil {
+	} else if snap != nil && snap.Version != w.published {
+		w.published = snap.Version
 		// Drain, then send: the one sender never blocks and the reader
 		// always finds the newest snapshot.
 		select {

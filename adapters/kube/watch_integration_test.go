@@ -419,6 +419,18 @@ func TestSnapshotFollowsCluster(t *testing.T) {
 					t.Errorf("the split changed too: %v", weights(s, ns, "bookstore"))
 				}
 			}},
+		{"a v1alpha1 TrafficTarget (fields at the top level) keeps its shape and version",
+			apply(strings.ReplaceAll(`
+apiVersion: access.smi-spec.io/v1alpha1
+kind: TrafficTarget
+metadata: {name: legacy-target, namespace: NS}
+destination: {kind: ServiceAccount, name: bookstore, namespace: NS}
+sources: [{kind: ServiceAccount, name: bookbuyer, namespace: NS}]
+specs: [{kind: HTTPRouteGroup, name: bookstore-routes, matches: [books]}]
+`, "NS", ns)),
+			func(t *testing.T) {
+				waitSnapshot(t, w, "the v1alpha1 policy", func(s *spec.Snapshot) bool { return hasPolicy(s, ns, "legacy-target") })
+			}},
 		{"a negative weight is reported on the split and the last good snapshot stays",
 			apply(splitV1alpha4(-5, 90)),
 			func(t *testing.T) {
@@ -512,6 +524,37 @@ func TestLeadershipMoves(t *testing.T) {
 				t.Errorf("leadership took %v to move, want at most %v", took, c.limit)
 			}
 		})
+	}
+}
+
+// TestUnservedKindsAreSkipped asks for a kind the apiserver does not serve
+// (a CRD not installed): the watcher warns, watches the rest and publishes.
+func TestUnservedKindsAreSkipped(t *testing.T) {
+	admin, _ := cluster(t)
+	w, err := kube.NewWatcher(kube.WatchOptions{
+		Config:    admin,
+		Translate: pipeline,
+		Resources: []kube.Resource{kube.Services, {Kind: "Widget", GVR: schema.GroupVersionResource{Group: "widgets.example.com", Version: "v1", Resource: "widgets"}, Namespaced: true}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case u := <-w.Updates():
+		if service(u.Snapshot, ns, "bookstore") == nil && service(u.Snapshot, "default", "kubernetes") == nil {
+			t.Errorf("snapshot without any Service: %+v", u.Snapshot.Services)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no snapshot within 30s")
 	}
 }
 

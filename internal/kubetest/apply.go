@@ -137,7 +137,7 @@ func (a *Applier) Resource(obj *unstructured.Unstructured) (dynamic.ResourceInte
 }
 
 // Apply server-side-applies obj (field manager "kubetest", forcing
-// conflicts). With dryRun the apiserver runs admission, validation and
+// conflicts, strict field validation). With dryRun the apiserver runs admission, validation and
 // defaulting and stores nothing.
 func (a *Applier) Apply(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) (*unstructured.Unstructured, error) {
 	ri, _, err := a.Resource(obj)
@@ -148,7 +148,9 @@ func (a *Applier) Apply(ctx context.Context, obj *unstructured.Unstructured, dry
 	if err != nil {
 		return nil, err
 	}
-	opts := metav1.PatchOptions{FieldManager: "kubetest", Force: ptr(true)}
+	// Strict: an unknown or duplicate field is an error, not a warning the
+	// apiserver prunes away.
+	opts := metav1.PatchOptions{FieldManager: "kubetest", Force: ptr(true), FieldValidation: metav1.FieldValidationStrict}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}

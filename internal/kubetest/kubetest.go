@@ -80,7 +80,7 @@ type Env struct {
 	// Ready is how long the apiserver took from exec to a ready /readyz.
 	Ready time.Duration
 
-	etcd, apiserver *exec.Cmd
+	etcd, apiserver *proc
 	keepDir         bool
 	etcdDir         string // outside Dir when on tmpfs
 }
@@ -172,8 +172,16 @@ func Start(ctx context.Context) (env *Env, err error) {
 	return env, nil
 }
 
-// launch starts a process whose output goes to a log file.
-func launch(bin, logPath string, args ...string) (*exec.Cmd, error) {
+// proc is a started process and the goroutine that reaps it.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when Wait has returned
+	err  error         // Wait's result, readable after done
+}
+
+// launch starts a process whose output goes to a log file, and reaps it
+// whenever it exits.
+func launch(bin, logPath string, args ...string) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -181,25 +189,22 @@ func launch(bin, logPath string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
+	err = cmd.Start()
 	// The child holds its own descriptor; ours is not needed any more.
 	logf.Close()
-	return cmd, nil
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
 
 // waitReady polls /readyz until it says ok, a process dies, or ctx ends.
 func (e *Env) waitReady(ctx context.Context, host string) error {
-	exited := make(chan error, 2)
-	for _, c := range []*exec.Cmd{e.etcd, e.apiserver} {
-		go func() {
-			// Wait reaps the process; Stop then finds ProcessState set.
-			err := c.Wait()
-			exited <- fmt.Errorf("%s exited: %v", filepath.Base(c.Path), err)
-		}()
-	}
 	// The serving certificate does not exist yet when polling starts, so
 	// readiness is checked without verification; Config verifies it.
 	client := &http.Client{
@@ -212,8 +217,10 @@ func (e *Env) waitReady(ctx context.Context, host string) error {
 	defer tick.Stop()
 	for {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("%w\n%s", err, e.logTail())
+		case <-e.etcd.done:
+			return fmt.Errorf("etcd exited: %v\n%s", e.etcd.err, e.logTail())
+		case <-e.apiserver.done:
+			return fmt.Errorf("kube-apiserver exited: %v\n%s", e.apiserver.err, e.logTail())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
@@ -250,8 +257,8 @@ func (e *Env) logTail() string {
 // Stop ends the apiserver, then etcd (SIGTERM, then SIGKILL after 10s), and
 // removes Dir. It is safe to call more than once.
 func (e *Env) Stop() {
-	for _, c := range []*exec.Cmd{e.apiserver, e.etcd} {
-		stop(c)
+	for _, p := range []*proc{e.apiserver, e.etcd} {
+		p.stop()
 	}
 	e.apiserver, e.etcd = nil, nil
 	if e.Dir != "" && !e.keepDir {
@@ -260,20 +267,17 @@ func (e *Env) Stop() {
 	}
 }
 
-func stop(c *exec.Cmd) {
-	if c == nil || c.Process == nil {
+func (p *proc) stop() {
+	if p == nil {
 		return
 	}
-	_ = c.Process.Signal(syscall.SIGTERM)
-	for i := 0; i < 100; i++ {
-		// Wait runs in waitReady's goroutine; ProcessState tells us it
-		// returned. Signal 0 covers the case where it never ran.
-		if c.ProcessState != nil || c.Process.Signal(syscall.Signal(0)) != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
 	}
-	_ = c.Process.Kill()
 }
 
 // writeKeys writes the service-account signing key pair and the static token
