@@ -30,6 +30,10 @@ type Options struct {
 	// decide (adapters/pipeline: http when HTTP routes target the service).
 	// The fragment is then not ready for spec.Build until it has.
 	LeaveUndecided bool
+	// Strict makes unknown fields errors. By default they are warnings, as
+	// in the SMI translator: published manifests carry stray fields, and a
+	// typo in a required field still fails on the field it leaves empty.
+	Strict bool
 }
 
 func (o Options) withDefaults() Options {
@@ -251,7 +255,9 @@ func (t *translator) addTemplate(m objMeta, tpl *corev1.PodTemplateSpec) {
 // decode unmarshals raw into v the way the API server's strict field
 // validation does (sigs.k8s.io/json): case-sensitive keys, and every unknown
 // or duplicate field reported with its path, not just the first. A type
-// error stops decoding; unknown fields do not, but make the object invalid.
+// error stops decoding. A duplicate field makes the object invalid (which
+// value was meant is unknowable); an unknown field is a warning unless
+// Options.Strict, and then makes the object invalid too.
 func decode(t *translator, m objMeta, raw []byte, v any) bool {
 	strict, err := kjson.UnmarshalStrict(raw, v)
 	if err != nil {
@@ -259,19 +265,24 @@ func decode(t *translator, m objMeta, raw []byte, v any) bool {
 		t.errorf(m, field, "%s", msg)
 		return false
 	}
+	ok := true
 	for _, e := range strict {
 		var fe kjson.FieldError
-		if errors.As(e, &fe) {
-			what := "unknown field"
-			if strings.Contains(e.Error(), "duplicate field") {
-				what = "duplicate field"
-			}
-			t.errorf(m, fe.FieldPath(), "%s", what)
-			continue
+		switch {
+		case errors.As(e, &fe) && strings.Contains(e.Error(), "duplicate field"):
+			t.errorf(m, fe.FieldPath(), "duplicate field")
+			ok = false
+		case errors.As(e, &fe) && !t.opts.Strict:
+			t.warnf(m, fe.FieldPath(), "unknown field (ignored; an error with --strict)")
+		case errors.As(e, &fe):
+			t.errorf(m, fe.FieldPath(), "unknown field")
+			ok = false
+		default:
+			t.errorf(m, "", "%v", e)
+			ok = false
 		}
-		t.errorf(m, "", "%v", e)
 	}
-	return len(strict) == 0
+	return ok
 }
 
 // typeErrorText matches the message of the type error of sigs.k8s.io/json

@@ -262,16 +262,23 @@ func TestProtocol(t *testing.T) {
 func TestTranslateDiagnostics(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		yaml string
-		want []string
+		name   string
+		yaml   string
+		strict bool
+		want   []string
 	}{
 		{
-			name: "unknown fields are all reported with their paths",
+			name:   "unknown fields are errors with Strict",
+			yaml:   "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec:\n  ports: [{port: 80, nmae: http}]\n",
+			strict: true,
+			want:   []string{`in.yaml:1: Service ns/s: spec.ports[0].nmae: unknown field`},
+		},
+		{
+			name: "unknown fields are all reported with their paths, as warnings",
 			yaml: "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec:\n  ports: [{port: 80, nmae: http}]\n  selectr: {a: b}\n",
 			want: []string{
-				`in.yaml:1: Service ns/s: spec.ports[0].nmae: unknown field`,
-				`in.yaml:1: Service ns/s: spec.selectr: unknown field`,
+				`in.yaml:1: Service ns/s: spec.ports[0].nmae: warning: unknown field (ignored; an error with --strict)`,
+				`in.yaml:1: Service ns/s: spec.selectr: warning: unknown field (ignored; an error with --strict)`,
 			},
 		},
 		{
@@ -315,7 +322,7 @@ func TestTranslateDiagnostics(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, diags := Translate(objects(t, tc.yaml), Options{})
+			_, diags := Translate(objects(t, tc.yaml), Options{Strict: tc.strict})
 			got := diagStrings(diags)
 			if asJSON(t, got) != asJSON(t, tc.want) {
 				t.Fatalf("diagnostics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))

@@ -51,7 +51,7 @@ func Translators() []Translator {
 			Translate: func(objs []adapters.Object, o Options) (spec.Input, spec.Diagnostics) {
 				// Undecided ports are settled by decideProtocols once the
 				// SMI objects are known.
-				return kube.Translate(objs, kube.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace, LeaveUndecided: true})
+				return kube.Translate(objs, kube.Options{TrustDomain: o.TrustDomain, DefaultNamespace: o.DefaultNamespace, LeaveUndecided: true, Strict: o.Strict})
 			},
 		},
 		{

@@ -188,8 +188,14 @@ func TestValidate(t *testing.T) {
 			stderr: []string{in("type.yaml") + ":8: TrafficSplit shop/s: spec.backends[0].weight: ", `"abc"`},
 		},
 		{
-			name:   "unknown field",
+			name:   "unknown field is a warning",
 			args:   []string{"validate", "-f", in("unknown.yaml")},
+			code:   0,
+			stderr: []string{in("unknown.yaml") + ":5: Service shop/u: spec.selectr: warning: unknown field"},
+		},
+		{
+			name:   "unknown field is an error with --strict",
+			args:   []string{"validate", "--strict", "-f", in("unknown.yaml")},
 			code:   1,
 			stderr: []string{in("unknown.yaml") + ":5: Service shop/u: spec.selectr: unknown field"},
 		},
@@ -214,7 +220,7 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			name:   "-n sets the namespace of documents without one",
-			args:   []string{"validate", "-n", "other", "-f", "-"},
+			args:   []string{"validate", "--strict", "-n", "other", "-f", "-"},
 			stdin:  "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 1, name: UDP}], selectr: {}}\n",
 			code:   1,
 			stderr: []string{"-:4: Service other/x: spec.selectr: unknown field"},
