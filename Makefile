@@ -9,10 +9,15 @@ export GOFLAGS := -buildvcs=false
 build:
 	$(GO) build -o $(BIN) ./cmd/causeway
 
-## test: vet, gofmt check, the whole suite under -race, then a short fuzz pass.
-test: lint
-	$(GO) test -race -count=1 -timeout 25m ./...
-	$(MAKE) fuzz
+## test: real tools (SPIRE, kube-apiserver, etcd, protoc; cached), vet, gofmt, the whole
+## suite under -race, then a short fuzz pass. See scripts/test.sh.
+test:
+	FUZZTIME=$(FUZZTIME) ./scripts/test.sh
+
+## tools: build or install the real components the tests use (cached under ~/.cache/causeway).
+tools:
+	./scripts/spire.sh
+	./scripts/kube-apiserver.sh
 
 test-short:
 	$(GO) test -short -count=1 ./...
