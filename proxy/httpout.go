@@ -90,6 +90,13 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// Flush passes a flush through, so streamed bodies are not held back.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 // grpcStatus finds grpc-status in the response headers or, once the body is
 // done, in the trailers ReverseProxy copied into the header map.
 func grpcStatus(h http.Header) string {
@@ -202,7 +209,11 @@ func (b *cancelBody) Close() error {
 // roundTrip sends one outbound request to its cluster: breaker, endpoint
 // choice, retries within the budget, and the route timeout.
 func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
-	ex := req.Context().Value(exchangeKey{}).(*exchange)
+	return p.send(req, req.Context().Value(exchangeKey{}).(*exchange))
+}
+
+// send is roundTrip with the exchange in hand (the forwarder's way in).
+func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 	cp, up := ex.cp, ex.up
 	retry := up.Retry.Attempts > 0 && prepareRetry(req)
 	up.budget.Deposit()
@@ -320,17 +331,30 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, st *routin
 	rec.ResponseWriter, rec.status = w, 0
 	ex := exchangePool.Get().(*exchange)
 	*ex = exchange{cp: cp, up: up, timeout: up.timeout(dec.Match)}
-	if cp == nil {
+	var aborted error
+	switch {
+	case cp == nil:
 		proxyError(rec, r, errNoCluster)
-	} else {
+	case isUpgrade(r):
 		ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
 		p.outRP.ServeHTTP(rec, r.WithContext(ctx))
+	default:
+		prepareOutbound(r)
+		resp, err := p.send(r, ex)
+		if err != nil {
+			proxyError(rec, r, err)
+		} else {
+			aborted = p.writeResponse(rec, resp)
+		}
 	}
 	status, gs := rec.status, grpcStatus(w.Header())
 	if status == 0 {
 		status = http.StatusSwitchingProtocols // hijacked by an upgrade
 	}
 	class := classify(status, gs)
+	if aborted != nil {
+		class = "failure"
+	}
 	elapsed := time.Since(start)
 	p.m.responses.WithLabelValues("outbound", up.name, route, backendName, p.m.status(status), gs, class).Inc()
 	p.m.latency.WithLabelValues("outbound", up.name, backendName, class).Observe(elapsed.Seconds())
@@ -343,6 +367,9 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, st *routin
 	recorderPool.Put(rec)
 	*ex = exchange{}
 	exchangePool.Put(ex)
+	if aborted != nil {
+		panic(http.ErrAbortHandler) // cut the client's response: it is incomplete
+	}
 }
 
 // splitHostPort splits an authority, defaulting the port.

@@ -270,19 +270,38 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	// Whatever the caller claims about client certificates is dropped; only
 	// what this proxy verified reaches the app.
 	r.Header.Del(xfccHeader)
+	var aborted error
 	if !dec.Allowed {
 		http.Error(rec, "causeway: forbidden: "+dec.Reason, http.StatusForbidden)
 	} else {
 		if !ic.caller.IsZero() {
 			r.Header.Set(xfccHeader, ic.xfcc)
 		}
-		p.inRP.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), inboundTargetKey{}, ib)))
+		if isUpgrade(r) {
+			p.inRP.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), inboundTargetKey{}, ib)))
+		} else {
+			prepareOutbound(r)
+			r.URL.Host = ib.appAddr
+			t := p.appH2C
+			if ib.port.Protocol == spec.ProtocolHTTP {
+				t = p.appH1
+			}
+			resp, err := t.RoundTrip(r)
+			if err != nil {
+				proxyError(rec, r, err)
+			} else {
+				aborted = p.writeResponse(rec, resp)
+			}
+		}
 	}
 	status, gs := rec.status, grpcStatus(w.Header())
 	if status == 0 {
 		status = http.StatusSwitchingProtocols
 	}
 	class := classify(status, gs)
+	if aborted != nil {
+		class = "failure"
+	}
 	elapsed := time.Since(start)
 	p.m.responses.WithLabelValues("inbound", ib.name, route, "app", p.m.status(status), gs, class).Inc()
 	p.m.latency.WithLabelValues("inbound", ib.name, "app", class).Observe(elapsed.Seconds())
@@ -297,4 +316,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.ResponseWriter = nil
 	recorderPool.Put(rec)
+	if aborted != nil {
+		panic(http.ErrAbortHandler)
+	}
 }
