@@ -47,6 +47,9 @@ func newRootCmd() *cobra.Command {
 		newCheckCmd(),
 		newIdentityCmd(),
 		newControlCmd(),
+		newUpCmd(),
+		newStatCmd(),
+		newLoadCmd(),
 	)
 	return root
 }

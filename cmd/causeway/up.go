@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/causeway-mesh/causeway/internal/localmesh"
+	"github.com/causeway-mesh/causeway/proxy"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+func newUpCmd() *cobra.Command {
+	var o localmesh.Options
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "up -f DIR",
+		Short: "Run a whole local mesh from a folder of manifests, on loopback",
+		Long: `Run a whole mesh on 127.0.0.1 from a folder of Kubernetes, SMI and Causeway
+manifests: a CA and SPIFFE Workload API, the control plane (config stream, REST and
+SMI metrics API), one sidecar per causeway.dev/v1alpha1 Workload and the Workloads'
+commands, each with HTTP_PROXY pointing at its sidecar.
+
+The folder is watched: edits are applied within a second; an invalid edit is
+reported (FILE:LINE: Kind ns/name: field: message) and changes nothing.
+Ctrl-C stops every process it started. Watch traffic with 'causeway stat'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Dir == "" {
+				return usageErr("up: -f DIR is required")
+			}
+			if fi, err := os.Stat(o.Dir); err != nil || !fi.IsDir() {
+				return usageErr("up: -f %s: not a directory", o.Dir)
+			}
+			o.Out = cmd.OutOrStdout()
+			if verbose {
+				o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := localmesh.Run(ctx, o); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Dir, "file", "f", "", "folder of manifests (watched)")
+	f.StringVar(&o.REST, "rest", "127.0.0.1:15000", "REST and SMI metrics API address")
+	f.StringVar(&o.GRPC, "listen", "127.0.0.1:0", "config stream (gRPC) address")
+	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet period after an edit before the folder is reloaded")
+	f.DurationVar(&o.ScrapeEvery, "scrape-interval", time.Second, "how often the sidecars' metrics are read")
+	f.DurationVar(&o.Grace, "grace", 5*time.Second, "time a child gets between SIGTERM and SIGKILL")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log the control plane's and Workload API's events to stderr")
+	cmd.AddCommand(newUpSidecarCmd())
+	return cmd
+}
+
+// newUpSidecarCmd is the sidecar process `causeway up` starts per Workload:
+// the proxy of `causeway proxy`, plus its SVID from the Workload API and its
+// config from the control plane's stream. Hidden: its flags are an internal
+// contract between `up` and its children.
+func newUpSidecarCmd() *cobra.Command {
+	var o localmesh.SidecarOptions
+	var controlID, service string
+	cmd := &cobra.Command{
+		Use:    "sidecar --config FILE --control ADDR --control-id ID --spiffe-socket ADDR --node ID [--service NS/NAME]",
+		Short:  "One sidecar of `causeway up` (started by it)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := spiffeid.FromString(controlID)
+			if err != nil {
+				return usageErr("up sidecar: --control-id: %v", err)
+			}
+			o.ControlID = id
+			if service != "" {
+				k, err := proxy.ParseKey(service)
+				if err != nil {
+					return usageErr("up sidecar: --service: %v", err)
+				}
+				o.Node.Services = []spec.Key{k}
+			}
+			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := localmesh.RunSidecar(ctx, o); err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("up sidecar: %w", err)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Bootstrap, "config", "", "proxy bootstrap file")
+	f.StringVar(&o.Control, "control", "", "control plane gRPC address")
+	f.StringVar(&controlID, "control-id", "", "the control plane's SPIFFE ID")
+	f.StringVar(&o.SPIFFESocket, "spiffe-socket", "", "Workload API address (unix:///path)")
+	f.StringVar(&o.Node.ID, "node", "", "node ID")
+	f.StringVar(&service, "service", "", "service this node backs (ns/name)")
+	return cmd
+}

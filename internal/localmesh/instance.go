@@ -1,0 +1,317 @@
+package localmesh
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/causeway-mesh/causeway/adapters/local"
+	"github.com/causeway-mesh/causeway/proxy"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// instance is one running Workload: its sidecar and its command.
+type instance struct {
+	w       local.Workload
+	node    string // node ID: name.namespace
+	inbound int32
+	admin   int32
+	dir     string // per-workload files: bootstrap, sidecar log
+
+	sidecar  *child
+	app      *child
+	stopping bool // set before a deliberate stop; exits are then not news
+	mu       sync.Mutex
+}
+
+func (i *instance) isStopping() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.stopping
+}
+
+func (i *instance) adminAddr() string   { return "127.0.0.1:" + strconv.Itoa(int(i.admin)) }
+func (i *instance) inboundAddr() string { return "127.0.0.1:" + strconv.Itoa(int(i.inbound)) }
+
+// sameWorkload reports whether two reads of a Workload would run the same
+// processes (where it was written does not matter).
+func sameWorkload(a, b local.Workload) bool {
+	a.Origin, b.Origin = spec.Origin{}, spec.Origin{}
+	return reflect.DeepEqual(a, b)
+}
+
+// reconcile makes the running instances match the Workloads: removed or
+// changed ones are stopped, new (or changed) ones started — every new
+// sidecar first, and each command only once its sidecar has a config, so a
+// client's first call already goes through the mesh.
+func (m *Mesh) reconcile(res local.Result) {
+	want := map[spec.Key]local.Workload{}
+	for _, w := range res.Workloads {
+		want[w.Key] = w
+	}
+	var stop []*instance
+	for k, inst := range m.instances {
+		if w, ok := want[k]; !ok || !sameWorkload(inst.w, w) {
+			stop = append(stop, inst)
+			delete(m.instances, k)
+			what := "removed"
+			if ok {
+				what = "changed"
+			}
+			m.printf("%s workload %s %s: stopping it", time.Now().Format("15:04:05"), k, what)
+		}
+	}
+	m.stopInstances(stop)
+
+	var started []*instance
+	for _, w := range res.Workloads {
+		if _, ok := m.instances[w.Key]; ok {
+			continue
+		}
+		inst, err := m.startSidecar(w)
+		if err != nil {
+			m.printf("workload %s: %v", w.Key, err)
+			continue
+		}
+		m.instances[w.Key] = inst
+		started = append(started, inst)
+	}
+	var wg sync.WaitGroup
+	for _, inst := range started {
+		wg.Go(func() {
+			if err := waitReady(inst, 15*time.Second); err != nil {
+				m.printf("workload %s: sidecar not ready: %v (log: %s)", inst.w.Key, err, filepath.Join(inst.dir, "sidecar.log"))
+			}
+		})
+	}
+	wg.Wait()
+	for _, inst := range started {
+		if err := m.startApp(inst); err != nil {
+			m.printf("workload %s: %v", inst.w.Key, err)
+		}
+		if m.started {
+			m.printf("%s workload %s started: sidecar pid %d inbound %s admin %s%s", time.Now().Format("15:04:05"),
+				inst.w.Key, inst.sidecar.pid(), inst.inboundAddr(), inst.adminAddr(), appPID(inst))
+		}
+	}
+}
+
+func appPID(inst *instance) string {
+	if inst.app == nil {
+		return ""
+	}
+	return fmt.Sprintf(", app pid %d", inst.app.pid())
+}
+
+// stopInstances stops every command first, then every sidecar, each group
+// in parallel: a command never loses its sidecar while it still runs.
+func (m *Mesh) stopInstances(insts []*instance) {
+	for _, inst := range insts {
+		inst.mu.Lock()
+		inst.stopping = true
+		inst.mu.Unlock()
+	}
+	for _, pick := range []func(*instance) *child{
+		func(i *instance) *child { return i.app },
+		func(i *instance) *child { return i.sidecar },
+	} {
+		var wg sync.WaitGroup
+		for _, inst := range insts {
+			if c := pick(inst); c != nil {
+				wg.Go(func() { c.stop(m.opts.Grace) })
+			}
+		}
+		wg.Wait()
+	}
+}
+
+func (m *Mesh) stopAll() {
+	all := make([]*instance, 0, len(m.instances))
+	for _, inst := range m.instances {
+		all = append(all, inst)
+	}
+	m.stopInstances(all)
+	m.instances = map[spec.Key]*instance{}
+}
+
+// startSidecar writes the workload's bootstrap and starts `causeway up
+// sidecar` with it, registering the child's PID with the attestor before
+// the child can ask the Workload API for its SVID.
+func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
+	inst := &instance{w: w, node: w.Key.Name + "." + w.Key.Namespace}
+	var err error
+	if inst.inbound, err = m.ports.inboundPort(w.Key); err != nil {
+		return nil, err
+	}
+	if inst.admin, err = m.ports.free(); err != nil {
+		return nil, err
+	}
+	inst.dir = filepath.Join(m.runDir, w.Key.Namespace+"."+w.Key.Name)
+	if err := os.MkdirAll(inst.dir, 0o700); err != nil {
+		return nil, err
+	}
+	boot := proxy.Bootstrap{
+		Admin:   inst.adminAddr(),
+		Inbound: proxy.InboundConfig{Listen: inst.inboundAddr(), AppHost: "127.0.0.1"},
+	}
+	if p := w.Outbound.HTTPProxyPort; p != 0 {
+		boot.Outbound.HTTPProxy = "127.0.0.1:" + strconv.Itoa(int(p))
+	}
+	for _, u := range w.Outbound.Upstreams {
+		boot.Outbound.Ports = append(boot.Outbound.Ports, proxy.FixedPort{Service: u.Service.String(), Port: u.Port,
+			Listen: "127.0.0.1:" + strconv.Itoa(int(u.LocalPort))})
+	}
+	data, err := json.MarshalIndent(boot, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	bootFile := filepath.Join(inst.dir, "bootstrap.json")
+	if err := os.WriteFile(bootFile, data, 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(inst.dir, "sidecar.log"))
+	if err != nil {
+		return nil, err
+	}
+	argv := []string{m.opts.Binary, "up", "sidecar", "--config", bootFile, "--control", m.grpcAddr,
+		"--control-id", m.ctlID.String(), "--spiffe-socket", "unix://" + m.sock, "--node", inst.node}
+	if k := w.ServiceKey(); k != (spec.Key{}) {
+		argv = append(argv, "--service", k.String())
+	}
+	inst.sidecar, err = startChild(inst.node+" sidecar", argv, os.Environ(), m.opts.Dir, logFile, func(c *child) {
+		logFile.Close()
+		m.attestor.remove(c.pid())
+		if !inst.isStopping() {
+			m.printf("%s sidecar of %s exited: %v (log: %s)", time.Now().Format("15:04:05"), w.Key, c.err, logFile.Name())
+		}
+	})
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	m.attestor.add(inst.sidecar.pid(), w.Identity)
+	return inst, nil
+}
+
+// waitReady polls the sidecar's /ready until it has a config in force.
+func waitReady(inst *instance, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	url := "http://" + inst.adminAddr() + "/ready"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if inst.sidecar.exited() {
+			return fmt.Errorf("sidecar exited: %v", inst.sidecar.err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no config after %s", timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// env is what a workload's command is told, on top of this process's own
+// environment: its sidecar as HTTP proxy, its port, and one variable per
+// fixed upstream port, UPSTREAM_<NAME>_<NAMESPACE>_<PORT>=127.0.0.1:<localPort>.
+func (inst *instance) env() map[string]string {
+	w := inst.w
+	env := map[string]string{
+		"CAUSEWAY_WORKLOAD": w.Key.String(),
+		"NO_PROXY":          "", "no_proxy": "",
+	}
+	if w.Port != 0 {
+		env["PORT"] = strconv.Itoa(int(w.Port))
+	}
+	if p := w.Outbound.HTTPProxyPort; p != 0 {
+		u := "http://127.0.0.1:" + strconv.Itoa(int(p))
+		env["HTTP_PROXY"], env["http_proxy"] = u, u
+	}
+	for _, u := range w.Outbound.Upstreams {
+		name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(fmt.Sprintf("UPSTREAM_%s_%s_%d", u.Service.Name, u.Service.Namespace, u.Port)))
+		env[name] = "127.0.0.1:" + strconv.Itoa(int(u.LocalPort))
+	}
+	return env
+}
+
+// expand replaces $(VAR) with the variable's value, as Kubernetes does in a
+// container's command; $$ is a literal $, and an unknown $(VAR) is kept.
+func expand(s string, env map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteByte(s[i])
+				continue
+			}
+			name := s[i+2 : i+2+end]
+			if v, ok := env[name]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(s[i : i+3+end])
+			}
+			i += 2 + end
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// startApp runs the workload's command with HTTP_PROXY pointing at its
+// sidecar; a program named "causeway" is this binary.
+func (m *Mesh) startApp(inst *instance) error {
+	if len(inst.w.Command) == 0 {
+		return nil
+	}
+	env := inst.env()
+	argv := make([]string, len(inst.w.Command))
+	for i, a := range inst.w.Command {
+		argv[i] = expand(a, env)
+	}
+	if argv[0] == "causeway" {
+		argv[0] = m.opts.Binary
+	}
+	environ := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		_, ours := env[k]
+		return ours
+	})
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	slices.Sort(environ)
+	out := &prefixWriter{mu: &m.outMu, out: m.opts.Out, prefix: "[" + inst.w.Key.Name + "] "}
+	var err error
+	inst.app, err = startChild(inst.w.Key.String(), argv, environ, m.opts.Dir, out, func(c *child) {
+		if !inst.isStopping() {
+			m.printf("%s workload %s exited: %v", time.Now().Format("15:04:05"), inst.w.Key, c.err)
+		}
+	})
+	return err
+}

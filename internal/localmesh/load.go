@@ -1,0 +1,213 @@
+package localmesh
+
+import (
+	"fmt"
+	"net"
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/causeway-mesh/causeway/adapters/local"
+	"github.com/causeway-mesh/causeway/adapters/manifest"
+	"github.com/causeway-mesh/causeway/adapters/pipeline"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// portBook hands out free loopback ports for the sidecars' inbound and
+// admin listeners. The inbound port of a workload stays the same for the
+// whole run: it is in the snapshot, and a reload must not move it.
+type portBook struct {
+	mu      sync.Mutex
+	used    map[int32]bool
+	inbound map[spec.Key]int32
+}
+
+func newPortBook() *portBook {
+	return &portBook{used: map[int32]bool{}, inbound: map[spec.Key]int32{}}
+}
+
+// free asks the kernel for a free port, never one handed out before in this
+// run. The port is closed again before the sidecar binds it; on loopback,
+// with the kernel handing out ephemeral ports in sequence, nothing else
+// takes it in between in practice, and if something does the sidecar's
+// start fails loudly.
+func (b *portBook) free() (int32, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := int32(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		if !b.used[p] {
+			b.used[p] = true
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free loopback port")
+}
+
+func (b *portBook) inboundPort(k spec.Key) (int32, error) {
+	b.mu.Lock()
+	p, ok := b.inbound[k]
+	b.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := b.free()
+	if err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	b.inbound[k] = p
+	b.mu.Unlock()
+	return p, nil
+}
+
+// load is the control.Loader of the folder: the pipeline's translation plus
+// what the Workloads mean (local.Attach), then spec.Build. The local-mode
+// result is kept for publish, which runs next on the same goroutine.
+func (m *Mesh) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
+	objs, diags, err := manifest.Read([]string{dir}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	td := m.td.Name()
+	// Diagnostics of the local kinds come from the pipeline's registry
+	// entry; Decode is asked again only for the typed result.
+	res, _ := local.Decode(objs, local.Options{TrustDomain: td})
+	in, d, _ := pipeline.Translate(objs, pipeline.Options{TrustDomain: td})
+	diags = append(diags, d...)
+	if res.Mesh != nil && res.TrustDomain(td) != td {
+		o := res.Mesh.Origin
+		diags.Errorf(o.Source, o.Object, "spec.trustDomain", "the running mesh's trust domain is %s; changing it needs a restart of causeway up", td)
+	}
+	var portErr error
+	diags = append(diags, local.Attach(&in, res.Workloads, func(w *local.Workload) (string, int32) {
+		p, err := m.ports.inboundPort(w.Key)
+		if err != nil {
+			portErr = err
+		}
+		return "127.0.0.1", p
+	})...)
+	if portErr != nil {
+		return nil, nil, portErr
+	}
+	snap, d := spec.Build(in, spec.BuildOptions{})
+	diags = append(diags, d...)
+	diags.Sort()
+	m.pending = &res
+	return snap, diags, nil
+}
+
+// publish hands the load to the control plane and, when it was accepted,
+// makes the running processes match the Workloads and says what changed.
+func (m *Mesh) publish(snap *spec.Snapshot, diags spec.Diagnostics) bool {
+	res := m.pending
+	m.pending = nil
+	now := time.Now().Format("15:04:05")
+	if !m.srv.Publish(snap, diags) {
+		serving := "nothing is served yet"
+		if m.lastSnap != nil {
+			serving = "still serving " + short(m.lastSnap.Version)
+		}
+		errs := diags.Errors()
+		m.printf("%s rejected: %d error(s); nothing changed, %s", now, len(errs), serving)
+		for _, d := range errs {
+			m.printf("  %s", d)
+		}
+		return false
+	}
+	changes := describeChanges(m.lastSnap, snap)
+	first := m.lastSnap == nil
+	m.lastSnap = snap
+	if !first && len(changes) > 0 {
+		m.printf("%s applied %s: %s", now, short(snap.Version), strings.Join(changes, "; "))
+	}
+	if res != nil {
+		m.reconcile(*res)
+	}
+	if !m.started {
+		m.started = true
+		for _, d := range diags {
+			m.printf("  %s", d)
+		}
+		m.summary(snap)
+	}
+	return true
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	return v
+}
+
+// describeChanges names what differs between two snapshots, one phrase per
+// object, with a TrafficSplit's new weights spelt out.
+func describeChanges(old, cur *spec.Snapshot) []string {
+	if old == nil {
+		return nil
+	}
+	var out []string
+	if old.Mode != cur.Mode {
+		out = append(out, fmt.Sprintf("mode %s -> %s", old.Mode, cur.Mode))
+	}
+	out = append(out, diffObjects("Service", old.Services, cur.Services, func(s spec.Service) spec.Key { return s.Key }, nil)...)
+	out = append(out, diffObjects("route", old.Routes, cur.Routes, func(r spec.Route) spec.Key { return r.Key }, nil)...)
+	out = append(out, diffObjects("TrafficSplit", old.Splits, cur.Splits, func(s spec.Split) spec.Key { return s.Key }, func(s spec.Split) string {
+		var ws []string
+		for _, b := range s.Backends {
+			ws = append(ws, b.Service.Name+"="+spec.FormatWeight(b.Weight))
+		}
+		return " (" + strings.Join(ws, " ") + ")"
+	})...)
+	out = append(out, diffObjects("TrafficTarget", old.Policies, cur.Policies, func(p spec.AccessPolicy) spec.Key { return p.Key }, nil)...)
+	return out
+}
+
+func diffObjects[T any](kind string, old, cur []T, key func(T) spec.Key, detail func(T) string) []string {
+	om := map[spec.Key]T{}
+	for _, o := range old {
+		om[key(o)] = o
+	}
+	var out []string
+	seen := map[spec.Key]bool{}
+	for _, c := range cur {
+		k := key(c)
+		seen[k] = true
+		o, had := om[k]
+		d := ""
+		if detail != nil {
+			d = detail(c)
+		}
+		switch {
+		case !had:
+			out = append(out, "added "+kind+" "+k.String()+d)
+		case !sameJSON(o, c):
+			out = append(out, "changed "+kind+" "+k.String()+d)
+		}
+	}
+	for _, o := range old {
+		if k := key(o); !seen[k] {
+			out = append(out, "removed "+kind+" "+k.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sameJSON compares model objects as they are served: Origin (where in the
+// files an object was written) is not part of them, so moving a document
+// within a file is not a change.
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
