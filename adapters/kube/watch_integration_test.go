@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -555,6 +556,113 @@ func TestUnservedKindsAreSkipped(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no snapshot within 30s")
+	}
+}
+
+// TestOnlyTheLeaderWrites runs two watchers with status writing on one
+// Lease. Events carry the writer's identity (source.host): every Event about
+// an invalid split comes from the leader, and after the leader stops the
+// next one comes from its successor.
+func TestOnlyTheLeaderWrites(t *testing.T) {
+	admin, cp := cluster(t)
+	a, err := kubetest.NewApplier(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := kubernetes.NewForConfigOrDie(admin)
+	if err := a.ApplyYAML(context.Background(), `
+apiVersion: v1
+kind: Namespace
+metadata: {name: leader-it}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: leader-it}
+spec: {ports: [{name: http, port: 80, appProtocol: http}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: leader-it}
+spec: {ports: [{name: http, port: 80, appProtocol: http}]}
+`); err != nil {
+		t.Fatal(err)
+	}
+	// Leave no invalid object behind: it would hold back every later
+	// watcher's snapshot in this test binary.
+	t.Cleanup(func() {
+		_ = dynamic.NewForConfigOrDie(admin).Resource(splitGVR).Namespace("leader-it").Delete(context.Background(), "only-leader", metav1.DeleteOptions{})
+	})
+	split := func(w int) string {
+		return fmt.Sprintf(`
+apiVersion: split.smi-spec.io/v1alpha4
+kind: TrafficSplit
+metadata: {name: only-leader, namespace: leader-it}
+spec: {service: web, backends: [{service: web-v1, weight: %d}]}
+`, w)
+	}
+	e := kube.Election{Namespace: "causeway-system", LeaseName: "causeway-control-plane",
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
+	e1, e2 := e, e
+	e1.Identity, e2.Identity = "writer-a", "writer-b"
+	first, stopFirst := startWatcher(t, cp, e1)
+	waitFor(t, 15*time.Second, "writer-a leads", first.IsLeader)
+	second, _ := startWatcher(t, cp, e2)
+	waitFor(t, 10*time.Second, "writer-b synced", second.Synced)
+
+	// hosts waits for a Warning Event naming the weight and returns the
+	// source hosts of all such Events.
+	hosts := func(t *testing.T, weight string) []string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			evs, err := kc.CoreV1().Events("leader-it").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=only-leader,reason=Invalid"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			found := false
+			for _, ev := range evs.Items {
+				out = append(out, ev.Source.Host)
+				found = found || strings.Contains(ev.Message, "got "+weight)
+			}
+			if found {
+				return out
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("no Invalid Event for weight %s within 30s", weight)
+		return nil
+	}
+	steps := []struct {
+		name   string
+		weight int
+		before func(t *testing.T)
+		want   []string
+	}{
+		{"the leader reports", -3, func(*testing.T) {}, []string{"writer-a"}},
+		{"after the leader stops, its successor reports", -7, func(t *testing.T) {
+			stopFirst()
+			waitFor(t, 10*time.Second, "writer-b leads", second.IsLeader)
+		}, []string{"writer-a", "writer-b"}},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) {
+			s.before(t)
+			if err := a.ApplyYAML(context.Background(), split(s.weight)); err != nil {
+				t.Fatal(err)
+			}
+			got := hosts(t, fmt.Sprint(s.weight))
+			for _, h := range got {
+				if !slices.Contains(s.want, h) {
+					t.Errorf("Event from %q, want only from %v", h, s.want)
+				}
+			}
+			if !slices.Contains(got, s.want[len(s.want)-1]) {
+				t.Errorf("no Event from %s among %v", s.want[len(s.want)-1], got)
+			}
+		}) {
+			return
+		}
 	}
 }
 
