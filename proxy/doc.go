@@ -103,6 +103,9 @@
 //
 // # Protocols
 //
+// Requests are forwarded by a lean forwarder over net/http's Transport (the
+// server's request is reused as the outbound one); Upgrade requests go
+// through httputil.ReverseProxy, which handles the switch to a raw tunnel.
 // HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
 // from the app (net/http's own HTTP/2 through Go 1.24+ Protocols; apps talk
 // plaintext to their loopback sidecar), gRPC (classified by grpc-status from
