@@ -186,7 +186,7 @@ func (p *Proxy) serveFixedTCP(fl *fixedListener) {
 		st := p.state.Load()
 		port, ok := st.portOf(fl.key, fp.Port)
 		if ok && port.Protocol.IsHTTP() {
-			if !p.fixedCL.push(&taggedConn{Conn: c, tag: fp}) {
+			if !p.fixedCL.push(&taggedConn{Conn: c, tag: fl}) {
 				c.Close()
 			}
 			continue
@@ -205,14 +205,14 @@ func (p *Proxy) serveFixedTCP(fl *fixedListener) {
 
 // serveFixed handles an HTTP request on a fixed port.
 func (p *Proxy) serveFixed(w http.ResponseWriter, r *http.Request) {
-	fp, _ := r.Context().Value(fixedKey{}).(*FixedPort)
-	if fp == nil {
+	fl, _ := r.Context().Value(fixedKey{}).(*fixedListener)
+	if fl == nil {
 		w.WriteHeader(500)
 		return
 	}
-	k, _ := fp.Key()
+	k := fl.key
 	st := p.state.Load()
-	port, ok := st.portOf(k, fp.Port)
+	port, ok := st.portOf(k, fl.fp.Port)
 	if !ok || !port.Protocol.IsHTTP() {
 		w.WriteHeader(503)
 		return

@@ -121,7 +121,7 @@ func (p *Proxy) Start() error {
 	p.mu.Unlock()
 	p.fixedHS = p.newServer(http.HandlerFunc(p.serveFixed), func(ctx context.Context, c net.Conn) context.Context {
 		if fc, ok := c.(*taggedConn); ok {
-			return context.WithValue(ctx, fixedKey{}, fc.tag.(*FixedPort))
+			return context.WithValue(ctx, fixedKey{}, fc.tag.(*fixedListener))
 		}
 		return ctx
 	})
