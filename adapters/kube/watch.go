@@ -63,6 +63,10 @@ type Update struct {
 type WatchOptions struct {
 	// Config reaches the apiserver.
 	Config *rest.Config
+	// Kube and Dynamic, when both set, are used instead of clients built
+	// from Config (unit tests pass fakes: internal/kubetest.FakeClients).
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
 	// Resources are the informers to run; nil means DefaultResources().
 	Resources []Resource
 	// Namespace limits the namespaced informers to one namespace; "" is all.
@@ -121,8 +125,8 @@ type watched struct {
 
 // NewWatcher builds the clients and informers; nothing runs until Run.
 func NewWatcher(opts WatchOptions) (*Watcher, error) {
-	if opts.Config == nil {
-		return nil, errors.New("kube watcher: Config is required")
+	if opts.Config == nil && (opts.Kube == nil || opts.Dynamic == nil) {
+		return nil, errors.New("kube watcher: Config (or both Kube and Dynamic) is required")
 	}
 	if opts.Translate == nil {
 		return nil, errors.New("kube watcher: Translate is required")
@@ -140,12 +144,15 @@ func NewWatcher(opts WatchOptions) (*Watcher, error) {
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "causeway-kube-changes"}),
 	}
-	var err error
-	if w.kube, err = kubernetes.NewForConfig(opts.Config); err != nil {
-		return nil, fmt.Errorf("kube watcher: %w", err)
-	}
-	if w.dyn, err = dynamic.NewForConfig(opts.Config); err != nil {
-		return nil, fmt.Errorf("kube watcher: %w", err)
+	w.kube, w.dyn = opts.Kube, opts.Dynamic
+	if w.kube == nil || w.dyn == nil {
+		var err error
+		if w.kube, err = kubernetes.NewForConfig(opts.Config); err != nil {
+			return nil, fmt.Errorf("kube watcher: %w", err)
+		}
+		if w.dyn, err = dynamic.NewForConfig(opts.Config); err != nil {
+			return nil, fmt.Errorf("kube watcher: %w", err)
+		}
 	}
 	w.typed = informers.NewSharedInformerFactoryWithOptions(w.kube, opts.Resync, informers.WithNamespace(opts.Namespace))
 	w.dynamic = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, opts.Resync, opts.Namespace, nil)
