@@ -121,7 +121,7 @@ func newIdentityCARotateCmd() *cobra.Command {
 	var f caFlags
 	cmd := &cobra.Command{
 		Use:   "rotate",
-		Short: "Start signing with a new root; the old one stays trusted for --rotation-overlap",
+		Short: "Replace the CA now (prepare + activate); the old root stays trusted for --rotation-overlap. `identity serve` rotates on schedule without this",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.open(cmd.Context(), slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))

@@ -46,7 +46,8 @@ type authority struct {
 	jwtKey   crypto.Signer
 	jwtKID   string
 	created  time.Time
-	retireAt time.Time // zero while active
+	prepared bool      // in the bundle but not signing yet
+	retireAt time.Time // zero until a successor is activated
 }
 
 // organization is the subject O of every certificate, so an operator can tell
@@ -159,7 +160,7 @@ func (a *authority) state() (AuthorityState, error) {
 		RootCert: certPEM(a.root), RootKey: rk,
 		IntermediateCert: certPEM(a.inter), IntermediateKey: ik,
 		JWTKey: jk, JWTKeyID: a.jwtKID,
-		CreatedAt: a.created, RetireAt: a.retireAt,
+		CreatedAt: a.created, Prepared: a.prepared, RetireAt: a.retireAt,
 	}, nil
 }
 
@@ -198,7 +199,7 @@ func parseAuthority(s AuthorityState) (*authority, error) {
 	if s.JWTKeyID == "" {
 		return nil, fmt.Errorf("jwtKeyID: empty")
 	}
-	a.jwtKID, a.created, a.retireAt = s.JWTKeyID, s.CreatedAt, s.RetireAt
+	a.jwtKID, a.created, a.prepared, a.retireAt = s.JWTKeyID, s.CreatedAt, s.Prepared, s.RetireAt
 	return &a, nil
 }
 

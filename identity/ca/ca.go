@@ -56,7 +56,7 @@ type CA struct {
 	log  *slog.Logger
 
 	mu      sync.RWMutex
-	auths   []*authority // newest first; auths[0] signs
+	auths   []*authority // newest first: at most one prepared, then the active one, then retiring ones
 	seq     uint64
 	updated chan struct{} // closed and replaced on every change
 }
@@ -104,7 +104,13 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 			if err != nil {
 				return nil, fmt.Errorf("CA store: authorities[%d]: %w", i, err)
 			}
+			if a.prepared && i != 0 {
+				return nil, fmt.Errorf("CA store: authorities[%d]: only the newest authority may be prepared", i)
+			}
 			c.auths = append(c.auths, a)
+		}
+		if len(c.auths) == 1 && c.auths[0].prepared {
+			return nil, fmt.Errorf("CA store: authorities: no active authority, only a prepared one")
 		}
 		c.seq = st.Sequence
 	}
@@ -152,12 +158,35 @@ func (c *CA) Updated() <-chan struct{} {
 	return c.updated
 }
 
-// ActiveID names the signing authority; it changes on rotation, which tells
+// ActiveID names the signing authority; it changes on activation, which tells
 // SVID caches to reissue.
 func (c *CA) ActiveID() string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.auths[0].inter.SerialNumber.Text(16)
+	return c.activeLocked().inter.SerialNumber.Text(16)
+}
+
+// activeLocked returns the authority that signs: the newest one not merely prepared.
+func (c *CA) activeLocked() *authority {
+	for _, a := range c.auths {
+		if !a.prepared {
+			return a
+		}
+	}
+	panic("ca: no active authority") // New and Activate keep one; a state without is rejected at load
+}
+
+func (c *CA) preparedLocked() *authority {
+	if c.auths[0].prepared {
+		return c.auths[0]
+	}
+	return nil
+}
+
+func (c *CA) active() *authority {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.activeLocked()
 }
 
 // IssueX509SVID makes a fresh key and an X.509-SVID for id, chained leaf then
@@ -178,9 +207,7 @@ func (c *CA) IssueX509SVID(id spiffeid.ID, ttl time.Duration) (*x509svid.SVID, e
 	if err != nil {
 		return nil, err
 	}
-	c.mu.RLock()
-	a := c.auths[0]
-	c.mu.RUnlock()
+	a := c.active()
 	now := c.opts.Now()
 	notAfter := now.Add(ttl)
 	if notAfter.After(a.inter.NotAfter) {
@@ -266,49 +293,109 @@ func (c *CA) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bun
 	return b.JWTBundle(), nil
 }
 
-// Rotate makes a new root, intermediate and JWT key and starts signing with
-// them. The previous authorities stay trusted until now+Overlap, so SVIDs
-// already handed out keep verifying while workloads are pushed new ones.
-func (c *CA) Rotate(ctx context.Context) error {
+// Prepare adds a new root, intermediate and JWT key to the bundle without
+// signing with them yet (SPIRE's "prepared" slot). Peers and workloads learn
+// the new root from the bundle first, so that once Activate switches signing,
+// nothing they see is signed by a root they do not know yet; in particular a
+// federated peer authenticates the https_spiffe bundle endpoint with the
+// bundle it last fetched. A second Prepare before Activate is a no-op.
+func (c *CA) Prepare(ctx context.Context) error {
+	c.mu.RLock()
+	already := c.preparedLocked() != nil
+	c.mu.RUnlock()
+	if already {
+		return nil
+	}
 	a, err := newAuthority(c.opts.TrustDomain, c.opts.KeyType, c.opts.Now(), c.opts.CATTL)
 	if err != nil {
 		return err
 	}
+	a.prepared = true
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	retire := c.opts.Now().Add(c.opts.Overlap)
-	for _, old := range c.auths {
+	if c.preparedLocked() != nil { // lost a race with another Prepare
+		return nil
+	}
+	c.auths = append([]*authority{a}, c.auths...)
+	if err := c.changedLocked(ctx, true); err != nil {
+		c.auths = c.auths[1:]
+		return err
+	}
+	c.log.Info("prepared CA", "root", a.root.SerialNumber.Text(16))
+	return nil
+}
+
+// Activate starts signing with the prepared authority. The previous active
+// authority stays trusted until now+Overlap (or its expiry, if sooner) so the
+// SVIDs it signed keep verifying while workloads are pushed new ones. The
+// bundle's contents do not change, so its sequence number does not either;
+// watchers are still woken so SVID caches reissue.
+func (c *CA) Activate(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.preparedLocked()
+	if p == nil {
+		return fmt.Errorf("CA %s: no prepared authority to activate", c.opts.TrustDomain)
+	}
+	now := c.opts.Now()
+	p.prepared = false
+	for _, old := range c.auths[1:] {
+		retire := now.Add(c.opts.Overlap)
+		if retire.After(old.root.NotAfter) {
+			retire = old.root.NotAfter
+		}
 		if old.retireAt.IsZero() || old.retireAt.After(retire) {
 			old.retireAt = retire
 		}
 	}
-	c.auths = append([]*authority{a}, c.auths...)
-	if err := c.changedLocked(ctx); err != nil {
+	if err := c.changedLocked(ctx, false); err != nil {
 		return err
 	}
-	c.log.Info("rotated CA", "root", a.root.SerialNumber.Text(16), "previousTrustedUntil", retire)
+	c.log.Info("activated CA", "root", p.root.SerialNumber.Text(16), "previousTrustedUntil", c.auths[1].retireAt)
 	return nil
 }
 
-// Maintain drops authorities whose overlap has ended and rotates when the
-// active root comes within Overlap+SVIDTTL of expiry. It returns when it next
+// Rotate is Prepare then Activate at once: for an operator who must replace
+// the CA now (say, a leaked key). Federated peers that have not fetched the
+// new bundle reject the bundle endpoint and new SVIDs until they fetch it out
+// of band; Maintain's schedule avoids that by preparing long before activating.
+func (c *CA) Rotate(ctx context.Context) error {
+	if err := c.Prepare(ctx); err != nil {
+		return err
+	}
+	return c.Activate(ctx)
+}
+
+// Maintain runs the rotation schedule, as SPIRE does: prepare a successor
+// once the active root is half-way through its life, activate it at five
+// sixths, and drop authorities whose overlap has ended. It returns when it next
 // needs to run. Run calls it on a timer; it is exported for callers with their
 // own scheduling (and for tests with a fake clock).
 func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
 	now := c.opts.Now()
+	prepareAt, activateAt := c.schedule()
 	c.mu.RLock()
-	rotateAt := c.auths[0].root.NotAfter.Add(-(c.opts.Overlap + c.opts.SVIDTTL))
+	prepared := c.preparedLocked() != nil
 	c.mu.RUnlock()
-	if !now.Before(rotateAt) {
-		if err := c.Rotate(ctx); err != nil {
+	if !prepared && !now.Before(prepareAt) {
+		if err := c.Prepare(ctx); err != nil {
 			return now.Add(time.Minute), err
 		}
+		prepared = true
+	}
+	if prepared && !now.Before(activateAt) {
+		if err := c.Activate(ctx); err != nil {
+			return now.Add(time.Minute), err
+		}
+		prepareAt, activateAt = c.schedule()
+		prepared = false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kept := []*authority{c.auths[0]}
-	for _, a := range c.auths[1:] {
-		if now.Before(a.retireAt) && now.Before(a.root.NotAfter) {
+	active := c.activeLocked()
+	var kept []*authority
+	for _, a := range c.auths {
+		if a.prepared || a == active || (now.Before(a.retireAt) && now.Before(a.root.NotAfter)) {
 			kept = append(kept, a)
 		} else {
 			c.log.Info("retired CA", "root", a.root.SerialNumber.Text(16))
@@ -316,17 +403,27 @@ func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
 	}
 	if len(kept) != len(c.auths) {
 		c.auths = kept
-		if err := c.changedLocked(ctx); err != nil {
+		if err := c.changedLocked(ctx, true); err != nil {
 			return now.Add(time.Minute), err
 		}
 	}
-	next := c.auths[0].root.NotAfter.Add(-(c.opts.Overlap + c.opts.SVIDTTL))
-	for _, a := range c.auths[1:] {
-		if a.retireAt.Before(next) {
+	next := prepareAt
+	if prepared {
+		next = activateAt
+	}
+	for _, a := range c.auths {
+		if !a.retireAt.IsZero() && a.retireAt.Before(next) {
 			next = a.retireAt
 		}
 	}
 	return next, nil
+}
+
+// schedule returns when the active root's successor is prepared and activated.
+func (c *CA) schedule() (prepareAt, activateAt time.Time) {
+	a := c.active()
+	life := a.root.NotAfter.Sub(a.root.NotBefore)
+	return a.root.NotBefore.Add(life / 2), a.root.NotBefore.Add(life * 5 / 6)
 }
 
 // Run calls Maintain whenever it is due, until ctx ends. The caller owns the
@@ -347,10 +444,13 @@ func (c *CA) Run(ctx context.Context) error {
 	}
 }
 
-// changedLocked bumps the sequence number, persists and wakes watchers.
-// Persisting first means a restart never publishes an older sequence number.
-func (c *CA) changedLocked(ctx context.Context) error {
-	c.seq++
+// changedLocked bumps the sequence number if the bundle's contents changed,
+// persists and wakes watchers. Persisting first means a restart never
+// publishes an older sequence number.
+func (c *CA) changedLocked(ctx context.Context, bundleChanged bool) error {
+	if bundleChanged {
+		c.seq++
+	}
 	if err := c.saveLocked(ctx); err != nil {
 		return err
 	}

@@ -411,3 +411,117 @@ func TestLoadRejectsInconsistentState(t *testing.T) {
 		})
 	}
 }
+
+func TestPrepareThenActivate(t *testing.T) {
+	t.Parallel()
+	c := newCA(t, t.TempDir(), nil, nil)
+	ctx := context.Background()
+	id := spiffeid.RequireFromPath(td, "/ns/shop/sa/web")
+	seq := func() uint64 { s, _ := c.Bundle().SequenceNumber(); return s }
+	before, err := c.IssueX509SVID(id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq0, active0 := seq(), c.ActiveID()
+	if err := c.Activate(ctx); err == nil {
+		t.Errorf("Activate with nothing prepared succeeded")
+	}
+
+	if err := c.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Prepare(ctx); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	prepared, err := c.IssueX509SVID(id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("prepared: trusted but not signing", func(t *testing.T) {
+		if n := len(c.Bundle().X509Authorities()); n != 2 {
+			t.Errorf("bundle has %d roots, want 2", n)
+		}
+		if got := seq(); got != seq0+1 {
+			t.Errorf("sequence = %d, want %d", got, seq0+1)
+		}
+		if c.ActiveID() != active0 || !prepared.Certificates[1].Equal(before.Certificates[1]) {
+			t.Errorf("signing switched to the prepared authority before Activate")
+		}
+	})
+	if err := c.Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.IssueX509SVID(id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("activated: new signer, same bundle", func(t *testing.T) {
+		if c.ActiveID() == active0 || after.Certificates[1].Equal(before.Certificates[1]) {
+			t.Errorf("still signing with the old authority")
+		}
+		if got := seq(); got != seq0+1 {
+			t.Errorf("sequence = %d, want %d: activation does not change the bundle", got, seq0+1)
+		}
+		for _, s := range []*x509svid.SVID{before, after} {
+			if _, _, err := x509svid.Verify(s.Certificates, c); err != nil {
+				t.Errorf("SVID does not verify: %v", err)
+			}
+		}
+	})
+	t.Run("state survives a restart", func(t *testing.T) {
+		// Prepare again so the stored state has a prepared, an active and a retiring authority.
+		if err := c.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		again, err := New(ctx, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.ActiveID() != c.ActiveID() || !again.Bundle().Equal(c.Bundle()) {
+			t.Errorf("reloaded CA differs: active %s vs %s", again.ActiveID(), c.ActiveID())
+		}
+	})
+}
+
+// TestMaintainSchedule drives the automatic rotation with a fake clock:
+// prepare at 1/2 of the root's life, activate at 5/6, retire after the overlap.
+func TestMaintainSchedule(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Now()}
+	const caTTL = 12 * time.Hour
+	c := newCA(t, t.TempDir(), clock, func(o *Options) {
+		o.CATTL, o.SVIDTTL, o.Overlap = caTTL, time.Hour, time.Hour
+	})
+	ctx := context.Background()
+	first := c.ActiveID()
+	steps := []struct {
+		at          time.Duration // since creation
+		roots       int
+		activeFirst bool
+	}{
+		{time.Hour, 1, true},
+		{6*time.Hour + time.Minute, 2, true},   // prepared
+		{9 * time.Hour, 2, true},               // still only prepared
+		{10*time.Hour + time.Minute, 2, false}, // activated, old retiring
+		{11*time.Hour + 2*time.Minute, 1, false},
+	}
+	start := clock.Now()
+	for _, st := range steps {
+		t.Run(st.at.String(), func(t *testing.T) {
+			clock.Add(start.Add(st.at).Sub(clock.Now()))
+			next, err := c.Maintain(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(c.Bundle().X509Authorities()); n != st.roots {
+				t.Errorf("bundle has %d roots, want %d", n, st.roots)
+			}
+			if (c.ActiveID() == first) != st.activeFirst {
+				t.Errorf("first authority active = %v, want %v", c.ActiveID() == first, st.activeFirst)
+			}
+			if !next.After(clock.Now()) {
+				t.Errorf("next run %s not after now %s", next, clock.Now())
+			}
+		})
+	}
+}

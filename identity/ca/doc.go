@@ -6,10 +6,16 @@
 // and the trust bundle (roots + JWT keys, refresh hint, sequence number).
 //
 // Each authority is a self-signed root, an intermediate it signed, and a JWT
-// key. Rotate adds a new authority that starts signing at once; the older ones
-// stay in the bundle for Options.Overlap so SVIDs they signed keep verifying,
-// then Maintain drops them. Every change of the bundle bumps its sequence
-// number, is saved to the Store before it is published, and closes the channel
+// key. Rotation has two steps, as in SPIRE: Prepare publishes a successor in
+// the bundle without signing with it, Activate switches signing to it. In
+// between, peers and workloads fetch the bundle holding both roots, so no one
+// is shown a certificate from a root they have not heard of (a federated peer
+// authenticates our https_spiffe endpoint with the bundle it fetched last).
+// After activation the old authority stays trusted for Options.Overlap, then
+// Maintain drops it. Maintain prepares at half of the active root's life and
+// activates at five sixths; Rotate does both at once for emergencies.
+// Every change of the bundle's contents bumps its sequence number, and every
+// change is saved to the Store before it is published and closes the channel
 // returned by Updated.
 //
 // Goroutines: none of its own. Run(ctx) is a loop the caller starts and owns;

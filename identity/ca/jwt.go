@@ -22,9 +22,7 @@ func (c *CA) IssueJWTSVID(id spiffeid.ID, audience []string, ttl time.Duration) 
 	if ttl <= 0 {
 		ttl = c.opts.JWTTTL
 	}
-	c.mu.RLock()
-	a := c.auths[0]
-	c.mu.RUnlock()
+	a := c.active()
 	alg := jose.ES256
 	if c.opts.KeyType == KeyTypeECP384 {
 		alg = jose.ES384

@@ -30,8 +30,8 @@ type State struct {
 	// Sequence is the bundle sequence number; it grows on every change of the
 	// trusted set (SPIFFE Trust Domain and Bundle §4.1.2).
 	Sequence uint64 `json:"sequence"`
-	// Authorities, newest first. Authorities[0] signs; the rest are only
-	// trusted until their RetireAt.
+	// Authorities, newest first: possibly one Prepared (trusted, not yet
+	// signing), then the active one, then older ones trusted until RetireAt.
 	Authorities []AuthorityState `json:"authorities"`
 }
 
@@ -44,9 +44,10 @@ type AuthorityState struct {
 	JWTKey           string    `json:"jwtKey"`
 	JWTKeyID         string    `json:"jwtKeyID"`
 	CreatedAt        time.Time `json:"createdAt"`
-	// RetireAt is zero for the active authority. After a rotation the old
-	// authority stays in the bundle until RetireAt so that SVIDs it signed keep
-	// verifying while workloads pick up new ones.
+	Prepared         bool      `json:"prepared,omitempty"`
+	// RetireAt is zero until a successor is activated; then this authority
+	// stays in the bundle until RetireAt so that SVIDs it signed keep verifying
+	// while workloads pick up new ones.
 	RetireAt time.Time `json:"retireAt,omitzero"`
 }
 

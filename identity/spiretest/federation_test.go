@@ -52,25 +52,39 @@ func TestInteropFederation(t *testing.T) {
 	go ep.Serve(bl)
 	defer ep.Shutdown(context.Background())
 
-	// SPIRE starts from Causeway's bundle, then, after a rotation on the
-	// Causeway side, is made to refresh it from the endpoint: the bundle it
-	// then holds (two roots, the new sequence number) can only have come
-	// from there.
+	// SPIRE starts from Causeway's bundle. Causeway then rotates the way
+	// Maintain does (prepare, let peers fetch, activate) and SPIRE is made to
+	// refresh from the endpoint after each step: the bundle it then holds
+	// (both roots and both JWT keys) can only have come from there,
+	// and the second refresh authenticates an endpoint certificate signed by
+	// the new root, which SPIRE knows only from the first.
 	s.Federate(t, c.Bundle(), "https://"+bl.Addr().String(), bundle.ServerID(c.TrustDomain()))
-	if err := c.Rotate(ctx); err != nil {
+	refresh := func(t *testing.T) {
+		t.Helper()
+		s.ServerCLI(t, "federation", "refresh", "-id", c.TrustDomain().IDString())
+		listed := s.ServerCLI(t, "bundle", "list", "-id", c.TrustDomain().IDString(), "-format", "spiffe")
+		got, err := spiffebundle.Parse(c.TrustDomain(), []byte(listed[max(strings.Index(listed, "{"), 0):]))
+		if err != nil {
+			t.Fatalf("parse SPIRE's copy of %s's bundle: %v\n%s", c.TrustDomain(), err, listed)
+		}
+		// SPIRE's listing omits the sequence number, so compare the keys.
+		want := c.Bundle()
+		if !got.X509Bundle().Equal(want.X509Bundle()) || !got.JWTBundle().Equal(want.JWTBundle()) {
+			t.Fatalf("SPIRE holds %d roots and %d JWT keys for %s; want Causeway's current %d and %d",
+				len(got.X509Authorities()), len(got.JWTAuthorities()), c.TrustDomain(), len(want.X509Authorities()), len(want.JWTAuthorities()))
+		}
+	}
+	if err := c.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantSeq, _ := c.Bundle().SequenceNumber()
-	s.ServerCLI(t, "federation", "refresh", "-id", c.TrustDomain().IDString())
-	listed := s.ServerCLI(t, "bundle", "list", "-id", c.TrustDomain().IDString(), "-format", "spiffe")
-	got, err := spiffebundle.Parse(c.TrustDomain(), []byte(listed[max(strings.Index(listed, "{"), 0):]))
-	if err != nil {
-		t.Fatalf("parse SPIRE's copy of %s's bundle: %v\n%s", c.TrustDomain(), err, listed)
+	refresh(t)
+	if err := c.Activate(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if seq, _ := got.SequenceNumber(); seq != wantSeq || len(got.X509Authorities()) != 2 {
-		t.Fatalf("SPIRE holds %s's bundle with sequence %d and %d roots; want %d and 2 after refresh from the endpoint",
-			c.TrustDomain(), seq, len(got.X509Authorities()), wantSeq)
+	if sv, _ := endpointSVID.GetX509SVID(); sv.Certificates[1].CheckSignatureFrom(c.Bundle().X509Authorities()[0]) != nil {
+		t.Fatalf("endpoint SVID not reissued from the activated root")
 	}
+	refresh(t)
 	client := spiffeid.RequireFromPath(s.TrustDomain, "/ns/shop/sa/web")
 	s.RegisterUID(t, client, os.Getuid(), 10*time.Minute, c.TrustDomain())
 

@@ -150,7 +150,8 @@ func TestRefusals(t *testing.T) {
 }
 
 // TestX509SourceRenewalAndRotation: go-spiffe's X509Source sees the SVID
-// renewed at half-life, and a CA rotation pushes a new SVID and both roots.
+// renewed at half-life; preparing a new CA pushes its root, and activating it
+// pushes an SVID it signed while the old root stays in the bundle.
 func TestX509SourceRenewalAndRotation(t *testing.T) {
 	t.Parallel()
 	c := identitytest.NewCA(t, td, nil)
@@ -194,14 +195,34 @@ func TestX509SourceRenewalAndRotation(t *testing.T) {
 			t.Errorf("renewed SVID does not verify against the pushed bundle: %v", err)
 		}
 	})
-	t.Run("rotation pushes new SVID and both roots", func(t *testing.T) {
+	t.Run("prepare pushes the new root, signer unchanged", func(t *testing.T) {
 		before, _ := src.GetX509SVID()
-		if err := c.Rotate(ctx); err != nil {
+		if err := c.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			b, err := src.GetX509BundleForTrustDomain(td)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.X509Authorities()) == 2 {
+				break
+			}
+			next(t)
+		}
+		now, _ := src.GetX509SVID()
+		if !now.Certificates[1].Equal(before.Certificates[1]) {
+			t.Errorf("SVID chains to a new intermediate before Activate")
+		}
+	})
+	t.Run("activate pushes an SVID from the new authority", func(t *testing.T) {
+		before, _ := src.GetX509SVID()
+		if err := c.Activate(ctx); err != nil {
 			t.Fatal(err)
 		}
 		rotated := next(t)
 		if rotated.Certificates[1].Equal(before.Certificates[1]) {
-			t.Errorf("SVID after rotation still chains to the old intermediate")
+			t.Errorf("SVID after activation still chains to the old intermediate")
 		}
 		b, err := src.GetX509BundleForTrustDomain(td)
 		if err != nil {
