@@ -1,9 +1,11 @@
 package localmesh
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,15 +96,56 @@ func (m *Mesh) reconcile(res local.Result) {
 		})
 	}
 	wg.Wait()
-	for _, inst := range started {
+	// Servers first, and callers only once the servers listen, so the
+	// callers' first requests already find someone to answer.
+	slices.SortStableFunc(started, func(a, b *instance) int { return cmp.Compare(serverRank(a), serverRank(b)) })
+	for i, inst := range started {
+		if i > 0 && serverRank(inst) != serverRank(started[i-1]) {
+			m.waitListening(started[:i])
+		}
 		if err := m.startApp(inst); err != nil {
 			m.printf("workload %s: %v", inst.w.Key, err)
 		}
+	}
+	m.waitListening(started)
+	for _, inst := range started {
 		if m.started {
 			m.printf("%s workload %s started: sidecar pid %d inbound %s admin %s%s", time.Now().Format("15:04:05"),
 				inst.w.Key, inst.sidecar.pid(), inst.inboundAddr(), inst.adminAddr(), appPID(inst))
 		}
 	}
+}
+
+// serverRank orders workloads that serve a port before those that only call.
+func serverRank(inst *instance) int {
+	if inst.w.Port != 0 {
+		return 0
+	}
+	return 1
+}
+
+// waitListening waits (up to 10s each, in parallel) until the commands of
+// insts that serve a port accept connections on it.
+func (m *Mesh) waitListening(insts []*instance) {
+	var wg sync.WaitGroup
+	for _, inst := range insts {
+		if inst.app == nil || inst.w.Port == 0 {
+			continue
+		}
+		wg.Go(func() {
+			addr := "127.0.0.1:" + strconv.Itoa(int(inst.w.Port))
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) && !inst.app.exited() {
+				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+					c.Close()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			m.printf("workload %s: nothing listens on %s yet", inst.w.Key, addr)
+		})
+	}
+	wg.Wait()
 }
 
 func appPID(inst *instance) string {
@@ -187,7 +230,7 @@ func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
 	if k := w.ServiceKey(); k != (spec.Key{}) {
 		argv = append(argv, "--service", k.String())
 	}
-	inst.sidecar, err = startChild(inst.node+" sidecar", argv, os.Environ(), m.opts.Dir, logFile, func(c *child) {
+	inst.sidecar, err = startChild(inst.node+" sidecar", argv, os.Environ(), m.absDir, logFile, func(c *child) {
 		logFile.Close()
 		m.attestor.remove(c.pid())
 		if !inst.isStopping() {
@@ -308,7 +351,7 @@ func (m *Mesh) startApp(inst *instance) error {
 	slices.Sort(environ)
 	out := &prefixWriter{mu: &m.outMu, out: m.opts.Out, prefix: "[" + inst.w.Key.Name + "] "}
 	var err error
-	inst.app, err = startChild(inst.w.Key.String(), argv, environ, m.opts.Dir, out, func(c *child) {
+	inst.app, err = startChild(inst.w.Key.String(), argv, environ, m.absDir, out, func(c *child) {
 		if !inst.isStopping() {
 			m.printf("%s workload %s exited: %v", time.Now().Format("15:04:05"), inst.w.Key, c.err)
 		}

@@ -1,10 +1,10 @@
 package localmesh
 
 import (
-	"fmt"
-	"net"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"

@@ -60,6 +60,7 @@ type Mesh struct {
 	log    *slog.Logger
 	td     spiffeid.TrustDomain
 	runDir string
+	absDir string // Dir made absolute: the children's working directory
 	sock   string // Workload API socket path
 	ctlID  spiffeid.ID
 
@@ -111,14 +112,17 @@ func (m *Mesh) printf(format string, args ...any) {
 }
 
 func (m *Mesh) run(ctx context.Context) error {
-	dir, err := filepath.Abs(m.opts.Dir)
+	// Diagnostics name files as the user wrote the folder; children run
+	// in it, by absolute path.
+	dir := m.opts.Dir
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("up: -f %s: not a directory", dir)
+	}
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("up: -f %s: not a directory", m.opts.Dir)
-	}
-	m.opts.Dir = dir
+	m.absDir = abs
 	// The trust domain is fixed for the run: the CA is made for it. A Mesh
 	// that cannot be read yet leaves it at cluster.local.
 	objs, _, err := manifest.Read([]string{dir}, nil)

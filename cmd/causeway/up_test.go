@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestExampleBookstoreValidates: the README's example folder is valid
+// Kubernetes + SMI + Causeway YAML, every document read by a translator.
+func TestExampleBookstoreValidates(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := runIO([]string{"validate", "-f", filepath.Join("..", "..", "examples", "bookstore")}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("validate exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "(0 warnings, 0 objects ignored)") {
+		t.Fatalf("validate output %q: want no warnings and no ignored objects", out.String())
+	}
+}
+
+// upRun is one `causeway up` child of the test, with its output collected
+// line by line.
+type upRun struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu    sync.Mutex
+	lines []string
+	cond  *sync.Cond
+}
+
+func startUp(t *testing.T, bin, dir string) *upRun {
+	t.Helper()
+	cmd := exec.Command(bin, "up", "-f", dir, "--rest", "127.0.0.1:0", "--grace", "3s")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	u := &upRun{cmd: cmd, done: make(chan struct{})}
+	u.cond = sync.NewCond(&u.mu)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			u.mu.Lock()
+			u.lines = append(u.lines, sc.Text())
+			u.cond.Broadcast()
+			u.mu.Unlock()
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(u.done)
+		u.mu.Lock()
+		u.cond.Broadcast()
+		u.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		if !u.exited() {
+			_ = cmd.Process.Kill()
+			<-u.done
+		}
+		if t.Failed() {
+			u.mu.Lock()
+			t.Logf("causeway up output:\n%s", strings.Join(u.lines, "\n"))
+			u.mu.Unlock()
+		}
+	})
+	return u
+}
+
+func (u *upRun) exited() bool {
+	select {
+	case <-u.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitLine waits for a line after index from matching re and returns its
+// submatches and the index after it.
+func (u *upRun) waitLine(t *testing.T, from int, re *regexp.Regexp, timeout time.Duration) ([]string, int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() { u.mu.Lock(); u.cond.Broadcast(); u.mu.Unlock() })
+	defer timer.Stop()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for i := from; ; {
+		for ; i < len(u.lines); i++ {
+			if m := re.FindStringSubmatch(u.lines[i]); m != nil {
+				return m, i + 1
+			}
+		}
+		if time.Now().After(deadline) || u.exited() {
+			t.Fatalf("no line matching %q within %s (exited: %v)", re, timeout, u.exited())
+		}
+		u.cond.Wait()
+	}
+}
+
+func (u *upRun) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.lines)
+}
+
+// demoGet asks the bookstore through a workload's sidecar (its HTTP forward
+// proxy, as the workload's own calls go) and returns the status and the name
+// of the demo-app that answered.
+func demoGet(t *testing.T, proxyPort int) (int, string) {
+	t.Helper()
+	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
+	resp, err := c.Get("http://bookstore.bookstore:14001/books-bought")
+	if err != nil {
+		t.Fatalf("GET via :%d: %v", proxyPort, err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Name string `json:"name"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(body, &ans)
+	return resp.StatusCode, ans.Name
+}
+
+// backendsWithin sends requests through bookbuyer's sidecar until n in a
+// row are answered by want, and returns how long that took.
+func backendsWithin(t *testing.T, want string, n int, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	run := 0
+	for time.Since(start) < limit {
+		code, name := demoGet(t, 15001)
+		if code == http.StatusOK && name == want {
+			run++
+			if run == n {
+				return time.Since(start)
+			}
+			continue
+		}
+		run = 0
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("traffic did not move to %s within %s", want, limit)
+	return 0
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	// Write then rename, as editors do: the watcher must see one change.
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const splitYAML = `apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: bookstore-split, namespace: bookstore}
+spec:
+  service: bookstore
+  backends:
+  - {service: bookstore-v1, weight: %s}
+  - {service: bookstore-v2, weight: %s}
+`
+
+var (
+	readyLine  = regexp.MustCompile(`^causeway up: ready: (\d+) workloads`)
+	pidsLine   = regexp.MustCompile(`^  (\S+/\S+)\s.*\s(\d+),(\d+)$`)
+	reportLine = regexp.MustCompile(`^\[(bookbuyer|bookthief|bookwarehouse)\] \S+ \S+ requests=(\d+) ok=(\d+) failed=(\d+) status\{([^}]*)\}`)
+)
+
+// TestUpBookstore runs the README's main command on a copy of
+// examples/bookstore, with real processes on loopback: traffic flows through
+// the sidecars under mTLS, the access policy lets bookbuyer in and keeps
+// bookthief out, a TrafficSplit edit moves traffic within 2s, an invalid
+// edit is reported and changes nothing, Ctrl-C ends every child, and a
+// second `up` on the same folder starts cleanly.
+func TestUpBookstore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs a whole mesh")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "causeway")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "bookstore")
+	copyDir(t, filepath.Join("..", "..", "examples", "bookstore"), dir)
+
+	up := startUp(t, bin, dir)
+	m, next := up.waitLine(t, 0, readyLine, 30*time.Second)
+	if m[1] != "6" {
+		t.Fatalf("ready with %s workloads, want 6", m[1])
+	}
+	// Every child PID, from the summary table (sidecar, app).
+	var pids []int
+	up.mu.Lock()
+	for _, l := range up.lines[:next] {
+		if pm := pidsLine.FindStringSubmatch(l); pm != nil {
+			for _, s := range pm[2:] {
+				p, _ := strconv.Atoi(s)
+				pids = append(pids, p)
+			}
+		}
+	}
+	up.mu.Unlock()
+	sm, _ := up.waitLine(t, 0, regexp.MustCompile(`^  Workload API\s+unix://(\S+)$`), time.Second)
+	sock := sm[1]
+	if len(pids) != 12 {
+		t.Fatalf("found %d child PIDs in the summary, want 12 (6 sidecars, 6 apps)", len(pids))
+	}
+
+	t.Run("workloads report traffic through their sidecars", func(t *testing.T) {
+		seen := map[string]bool{}
+		i := next
+		for len(seen) < 3 {
+			var rm []string
+			rm, i = up.waitLine(t, i, reportLine, 10*time.Second)
+			who, req, ok, failed, status := rm[1], rm[2], rm[3], rm[4], rm[5]
+			if req == "0" {
+				continue
+			}
+			switch who {
+			case "bookbuyer", "bookwarehouse":
+				if failed != "0" || ok != req {
+					t.Errorf("%s: %s", who, rm[0])
+				}
+			case "bookthief":
+				if ok != "0" || !strings.HasPrefix(status, "403=") || strings.Contains(status, ",") {
+					t.Errorf("bookthief is not kept out with 403: %s", rm[0])
+				}
+			}
+			seen[who] = true
+		}
+	})
+	t.Run("access policy at the bookstore's sidecar", func(t *testing.T) {
+		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
+			t.Fatalf("bookbuyer: %d from %q, want 200 from a bookstore", code, name)
+		}
+		if code, name := demoGet(t, 15002); code != http.StatusForbidden || name != "" {
+			t.Fatalf("bookthief: %d from %q, want 403 from the sidecar", code, name)
+		}
+	})
+
+	split := filepath.Join(dir, "traffic-split.yaml")
+	t.Run("split edits move traffic within 2s", func(t *testing.T) {
+		for _, tc := range []struct{ v1, v2, want string }{{"0", "100", "bookstore-v2"}, {"100", "0", "bookstore-v1"}} {
+			writeFile(t, split, fmt.Sprintf(splitYAML, tc.v1, tc.v2))
+			took := backendsWithin(t, tc.want, 20, 2*time.Second)
+			t.Logf("v1=%s v2=%s: all traffic at %s %s after the write", tc.v1, tc.v2, tc.want, took.Round(time.Millisecond))
+			up.waitLine(t, next, regexp.MustCompile(`applied \S+: changed TrafficSplit bookstore/bookstore-split \(bookstore-v1=`+tc.v1+` bookstore-v2=`+tc.v2+`\)`), 2*time.Second)
+		}
+	})
+	t.Run("an invalid edit is reported and changes nothing", func(t *testing.T) {
+		from := up.count()
+		writeFile(t, split, fmt.Sprintf(splitYAML, "-5", "100"))
+		up.waitLine(t, from, regexp.MustCompile(`rejected: \d+ error\(s\); nothing changed, still serving`), 3*time.Second)
+		up.waitLine(t, from, regexp.MustCompile(`^  \S*traffic-split\.yaml:\d+: TrafficSplit bookstore/bookstore-split: spec\.backends\[0\]\.weight: must be >= 0, got -5$`), time.Second)
+		for range 20 {
+			if code, name := demoGet(t, 15001); code != http.StatusOK || name != "bookstore-v1" {
+				t.Fatalf("after the invalid edit: %d from %q, want 200 from bookstore-v1 (the last good split, 100/0)", code, name)
+			}
+		}
+	})
+
+	t.Run("SIGINT stops every child", func(t *testing.T) {
+		if err := up.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-up.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("causeway up did not exit within 15s of SIGINT")
+		}
+		if code := up.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Workload API socket %s left behind (stat: %v)", sock, err)
+		}
+		if _, err := os.Stat(filepath.Dir(sock)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("run directory %s left behind (stat: %v)", filepath.Dir(sock), err)
+		}
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("child pid %d still exists after up exited (kill 0: %v)", pid, err)
+			}
+		}
+	})
+
+	t.Run("a second up on the same folder works", func(t *testing.T) {
+		// Valid again, so the second run starts serving at once.
+		writeFile(t, split, fmt.Sprintf(splitYAML, "50", "50"))
+		up2 := startUp(t, bin, dir)
+		up2.waitLine(t, 0, readyLine, 30*time.Second)
+		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
+			t.Fatalf("second run, bookbuyer: %d from %q", code, name)
+		}
+		if err := up2.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-up2.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("second causeway up did not exit within 15s of SIGINT")
+		}
+	})
+}
