@@ -18,9 +18,13 @@ import (
 // only from the NodeConfig (Config, or later the control plane's stream).
 type Bootstrap struct {
 	// Admin is the admin server's address; it must be a loopback address.
-	Admin    string         `json:"admin,omitempty"`
-	Inbound  InboundConfig  `json:"inbound,omitzero"`
-	Outbound OutboundConfig `json:"outbound,omitzero"`
+	Admin string `json:"admin,omitempty"`
+	// WorkloadAPI is the SPIFFE Workload API socket ("unix:///run/spire/
+	// agent.sock") the proxy gets its SVID and trust bundles from; set, it
+	// turns on mTLS between proxies. Empty: a plaintext mesh.
+	WorkloadAPI string         `json:"workloadAPI,omitempty"`
+	Inbound     InboundConfig  `json:"inbound,omitzero"`
+	Outbound    OutboundConfig `json:"outbound,omitzero"`
 	// Policy holds the defaults for every upstream service.
 	Policy Policy `json:"policy,omitzero"`
 	// Services override Policy per upstream service.

@@ -8,6 +8,7 @@
 // testdata/bootstrap-example.yaml for a commented sample; in short:
 //
 //	admin: 127.0.0.1:9901          # /ready /live /metrics /config /tap; loopback only
+//	workloadAPI: unix:///run/spire/agent.sock   # SVIDs + bundles: mTLS on (optional)
 //	inbound: {listen: 0.0.0.0:4143, appHost: 127.0.0.1}
 //	outbound:
 //	  httpProxy: 127.0.0.1:4140      # HTTP_PROXY target: absolute-form and CONNECT

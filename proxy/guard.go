@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"time"
-
 	"github.com/causeway-mesh/causeway/proxy/balance"
 	"github.com/causeway-mesh/causeway/proxy/resilience"
 )
@@ -34,15 +32,13 @@ func newBudget(rp RetryPolicy) *resilience.RetryBudget {
 	return resilience.NewRetryBudget(resilience.RetryBudgetOptions{Ratio: rp.BudgetRatio, MinPerSecond: rp.MinPerSecond, TTL: rp.TTL.D()})
 }
 
-// newBalancer is P2C over peak-EWMA with outlier ejection (proxy/balance).
-// Ejection follows the breaker's failure count so the two agree on what a
-// failing endpoint is.
-func newBalancer(bp BreakerPolicy) *balance.Balancer {
+// newBalancer is P2C over peak-EWMA with outlier ejection (proxy/balance),
+// with that package's defaults (Envoy's: eject after 5 consecutive
+// failures for 30 s, doubling). The breaker guards the cluster as a whole;
+// ejection takes single bad endpoints out of it.
+func newBalancer() *balance.Balancer {
 	return balance.New(balance.Options{})
 }
-
-// noPick is the done func of a flow that never got an endpoint.
-func noPick(time.Duration, bool) {}
 
 // stringsEqual reports whether two address lists are the same in order;
 // Apply skips balancer updates that change nothing.

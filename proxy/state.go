@@ -129,7 +129,7 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 			cp := p.clusters[k]
 			if cp == nil {
 				pol := p.policyFor(c.Service)
-				cp = newClusterPort(k, pol.Policy, newBalancer(pol.Breaker), newBreaker(pol.Breaker), p.mtls)
+				cp = newClusterPort(k, pol.Policy, newBalancer(), newBreaker(pol.Breaker), p.mtls)
 				p.clusters[k] = cp
 			}
 			cp.update(c)

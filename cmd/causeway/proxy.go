@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/causeway-mesh/causeway/proxy"
 )
@@ -31,7 +34,20 @@ proxy/testdata/bootstrap-example.yaml.`,
 				return &exitError{code: 1, err: err}
 			}
 			lg := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			p := proxy.New(b, proxy.Options{Logger: lg})
+			opts := proxy.Options{Logger: lg}
+			if b.WorkloadAPI != "" {
+				// The SVID and bundles come only from the Workload API, so the
+				// same proxy runs against Causeway's or a SPIRE agent's.
+				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+				src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(b.WorkloadAPI)))
+				cancel()
+				if err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("proxy: workloadAPI %s: %w", b.WorkloadAPI, err)}
+				}
+				defer src.Close()
+				opts.SVIDs, opts.Bundles = src, src
+			}
+			p := proxy.New(b, opts)
 			if err := p.Start(); err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("proxy: %w", err)}
 			}
