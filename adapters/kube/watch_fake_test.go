@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"go.uber.org/goleak"
+
 	"github.com/causeway-mesh/causeway/adapters/kube"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/spec"
@@ -70,6 +72,8 @@ func fakeAPI(t *testing.T, text string) (*fake.Clientset, *dynamicfake.FakeDynam
 // path on fake clients, so it is covered where no apiserver binary exists.
 // Status writing needs a real apiserver (TestSnapshotFollowsCluster).
 func TestWatcherWithFakeClients(t *testing.T) {
+	// Every goroutine Run starts must be gone when it returns.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	kc, dc := fakeAPI(t, fakeWorkloads)
 	w, err := kube.NewWatcher(kube.WatchOptions{Kube: kc, Dynamic: dc, Translate: pipeline, Settle: 20 * time.Millisecond})
 	if err != nil {
