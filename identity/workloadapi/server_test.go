@@ -355,3 +355,31 @@ func TestJWTSVIDRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamsShareSVID: two streams of one identity get the same certificate
+// and key (one cache entry per SPIFFE ID), and closing a client ends its
+// stream on the server (checked by goleak in TestMain).
+func TestStreamsShareSVID(t *testing.T) {
+	t.Parallel()
+	c := identitytest.NewCA(t, td, nil)
+	addr := identitytest.StartWorkloadAPI(t, c, identitytest.WorkloadAPI{Entries: identitytest.Self(t, "shop/web", "")})
+	ctx := ctxT(t)
+	var got []*x509svid.SVID
+	for range 2 {
+		src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := src.GetX509SVID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+		if err := src.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got[0].Certificates[0].Equal(got[1].Certificates[0]) {
+		t.Errorf("two streams of one identity got different certificates")
+	}
+}
