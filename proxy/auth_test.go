@@ -84,6 +84,7 @@ func newAuthMesh(t *testing.T) *authMesh {
 	in.Services = append(in.Services, books)
 	m := &authMesh{ca: ca, tcpConns: &tcpConns}
 	m.server = startProxy2(t, &proxy.Bootstrap{
+		Admin:   "127.0.0.1:0",
 		Inbound: proxy.InboundConfig{Listen: "127.0.0.1:0"},
 		Config:  proxytest.Compile(t, in, spec.Node{ID: "books", Identity: booksID, Services: []spec.Key{books.Key}}),
 	}, proxy.Options{SVIDs: ca.SVID(t, booksID, time.Time{}, time.Time{}), Bundles: ca.Bundle()})
@@ -150,6 +151,23 @@ func TestAuthorization(t *testing.T) {
 			}
 		})
 	}
+	t.Run("decisions counted by caller identity", func(t *testing.T) {
+		mfs := proxytest.Scrape(t, "http://"+m.server.AdminAddr().String()+"/metrics")
+		counts := []struct {
+			caller, decision string
+			want             float64
+		}{
+			{"spiffe://cluster.local/ns/shop/sa/web", "allow", 1},
+			{"spiffe://cluster.local/ns/shop/sa/web", "deny", 2},
+			{"spiffe://cluster.local/ns/shop/sa/other", "deny", 1},
+		}
+		for _, c := range counts {
+			got := proxytest.Sum(mfs, "causeway_inbound_authorization_total", map[string]string{"caller": c.caller, "decision": c.decision})
+			if got != c.want {
+				t.Errorf("authorization %s %s = %v, want %v", c.caller, c.decision, got, c.want)
+			}
+		}
+	})
 	t.Run("tcp without a TCPRoute rule is closed", func(t *testing.T) {
 		conn, err := net.Dial("tcp", webTCP)
 		if err != nil {
