@@ -178,11 +178,22 @@ func (s *SPIRE) ServerCLI(t testing.TB, args ...string) string {
 // agent should deliver with that SVID.
 func (s *SPIRE) RegisterUID(t testing.TB, id spiffeid.ID, uid int, ttl time.Duration, federatesWith ...spiffeid.TrustDomain) {
 	t.Helper()
+	s.Register(t, id, []string{"unix:uid:" + strconv.Itoa(uid)}, ttl, federatesWith...)
+}
+
+// Register creates an entry giving id to workloads on the test's agent node
+// that match every selector (SPIRE syntax, e.g. "unix:uid:1001",
+// "unix:gid:20"). Processes started with a different uid (the tests may run
+// as root) are the simplest way to give several workloads distinct identities.
+func (s *SPIRE) Register(t testing.TB, id spiffeid.ID, selectors []string, ttl time.Duration, federatesWith ...spiffeid.TrustDomain) {
+	t.Helper()
 	args := []string{"entry", "create",
 		"-parentID", s.NodeID.String(),
 		"-spiffeID", id.String(),
-		"-selector", "unix:uid:" + strconv.Itoa(uid),
 		"-x509SVIDTTL", strconv.Itoa(int(ttl.Seconds()))}
+	for _, sel := range selectors {
+		args = append(args, "-selector", sel)
+	}
 	for _, td := range federatesWith {
 		args = append(args, "-federatesWith", td.IDString())
 	}
