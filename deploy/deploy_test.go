@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,10 @@ func id(d kubetest.Doc) string {
 // nothing is stored. Any rejection fails the object's subtest.
 func TestServerSideDryRun(t *testing.T) {
 	cfg := kubetest.Config(t)
+	// Warnings (Pod Security violations in a Deployment's template, a
+	// deprecated API) are failures too: kubectl would print them.
+	warns := &warnings{}
+	cfg.WarningHandler = warns
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	files := manifests(t)
@@ -145,9 +150,13 @@ func TestServerSideDryRun(t *testing.T) {
 	for _, d := range docs {
 		kinds[d.Obj.GetKind()]++
 		t.Run(d.String(), func(t *testing.T) {
+			warns.take()
 			got, err := a.Apply(ctx, d.Obj, true)
 			if err != nil {
 				t.Fatalf("rejected: %v", err)
+			}
+			for _, w := range warns.take() {
+				t.Errorf("warning: %s", w)
 			}
 			// Dry-run still answers with the object as it would be stored.
 			if got.GetName() != d.Obj.GetName() {
@@ -163,6 +172,27 @@ func TestServerSideDryRun(t *testing.T) {
 		}
 	}
 	t.Logf("dry-run of %d objects from %d files and %d kustomizations", len(docs), len(files), len(kustomizations))
+}
+
+// warnings collects the apiserver's warning headers.
+type warnings struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.list = append(w.list, text)
+}
+
+// take returns the warnings so far and forgets them.
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.list
+	w.list = nil
+	return l
 }
 
 // TestDryRunRejects shows that the dry-run above can fail: each object is
@@ -216,6 +246,49 @@ spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, s
 				t.Errorf("dry-run error = %v, want one mentioning %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestDryRunWarnings shows that warnings reach the check above: a pod
+// template that breaks the namespace's restricted Pod Security level is
+// admitted with a warning, which TestServerSideDryRun would report.
+func TestDryRunWarnings(t *testing.T) {
+	cfg := kubetest.Config(t)
+	warns := &warnings{}
+	cfg.WarningHandler = warns
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := kubetest.NewApplier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := kubetest.ReadFiles("base/namespace.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, ns[0].Obj, false); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := kubetest.Parse("root-deployment", []byte(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: runs-as-root, namespace: causeway-system}
+spec:
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec: {containers: [{name: c, image: example.invalid/c}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warns.take()
+	if _, err := a.Apply(ctx, docs[0].Obj, true); err != nil {
+		t.Fatal(err)
+	}
+	got := warns.take()
+	if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), "PodSecurity") {
+		t.Errorf("warnings = %q, want a PodSecurity warning", got)
 	}
 }
 
