@@ -20,6 +20,10 @@ type Caller struct {
 	UID      uint32
 	GID      uint32
 	Metadata map[string][]string
+	// Alive, if set, reports whether the process that connected still runs.
+	// An attestor that reads /proc/<PID> must call it afterwards: only a
+	// still-running original process proves the pid was not recycled.
+	Alive func() bool
 }
 
 // Attestor maps a caller to its SPIFFE ID. It returns ErrNoIdentity (possibly

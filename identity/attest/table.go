@@ -22,9 +22,9 @@ const (
 	SelectorUID SelectorKind = "uid" // the caller's effective uid
 	SelectorGID SelectorKind = "gid" // the caller's effective gid
 	// SelectorExe matches the absolute path of the caller's executable
-	// (/proc/<pid>/exe). It is read at attestation time, so like SPIRE's unix
-	// attestor path selector it trusts that the pid was not recycled between
-	// connect and the RPC; prefer uid/gid where they are distinct.
+	// (/proc/<pid>/exe), read at attestation time. Caller.Alive, checked after
+	// the read, rules out a recycled pid (the Workload API pins the process
+	// with a pidfd at connect).
 	SelectorExe SelectorKind = "exe"
 )
 
@@ -179,6 +179,9 @@ func (t *Table) Attest(_ context.Context, c Caller) (spiffeid.ID, error) {
 		case SelectorExe:
 			if !exeRead {
 				exe, exeErr = t.readExe(c.PID)
+				if exeErr == nil && c.Alive != nil && !c.Alive() {
+					exeErr = fmt.Errorf("process %d exited; its pid may belong to another process now", c.PID)
+				}
 				exeRead = true
 			}
 			if exeErr == nil && exe == e.Selector.Value {

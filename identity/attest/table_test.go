@@ -52,6 +52,8 @@ func TestTableAttest(t *testing.T) {
 		{"exe entry", Caller{UID: 5, GID: 5, PID: 42}, "spiffe://cluster.local/ns/shop/sa/orders"},
 		{"uid beats later entries", Caller{UID: 1000, GID: 2000, PID: 42}, "spiffe://cluster.local/ns/shop/sa/web"},
 		{"unknown caller", Caller{UID: 5, GID: 5, PID: 7}, ""},
+		{"exe entry, process gone after the read (pid may be recycled)", Caller{UID: 5, GID: 5, PID: 42, Alive: func() bool { return false }}, ""},
+		{"exe entry, process still alive", Caller{UID: 5, GID: 5, PID: 42, Alive: func() bool { return true }}, "spiffe://cluster.local/ns/shop/sa/orders"},
 		{"root is not special", Caller{UID: 0, GID: 0, PID: 1}, ""},
 	}
 	for _, tt := range tests {

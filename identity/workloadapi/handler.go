@@ -40,7 +40,7 @@ func (s *Server) attest(ctx context.Context, rpc string) (spiffeid.ID, error) {
 	if !ok {
 		return spiffeid.ID{}, status.Error(codes.Internal, "no peer credentials")
 	}
-	caller := attest.Caller{PID: pc.PID, UID: pc.UID, GID: pc.GID, Metadata: md}
+	caller := attest.Caller{PID: pc.PID, UID: pc.UID, GID: pc.GID, Metadata: md, Alive: pc.Alive}
 	id, err := s.cfg.Attestor.Attest(ctx, caller)
 	switch {
 	case errors.Is(err, attest.ErrNoIdentity):

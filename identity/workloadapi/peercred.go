@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,53 @@ type PeerCredentials struct {
 	PID int32
 	UID uint32
 	GID uint32
+
+	proc *pidHandle // nil when the kernel has no pidfd_open
+}
+
+// Alive reports whether the process that connected is still running. It is
+// checked after anything is read from /proc/<pid>: if it is still alive then,
+// the pid was not recycled by another process in between (the attack SPIRE's
+// peertracker guards against). Without a pidfd it cannot tell and says true.
+func (p PeerCredentials) Alive() bool {
+	if p.proc == nil {
+		return true
+	}
+	return p.proc.alive()
+}
+
+// pidHandle holds a pidfd for the connection's lifetime. The mutex keeps a
+// late alive() from signalling an fd number reused after close.
+type pidHandle struct {
+	mu     sync.Mutex
+	fd     int
+	closed bool
+}
+
+func (h *pidHandle) alive() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.closed && unix.PidfdSendSignal(h.fd, 0, nil, 0) == nil
+}
+
+func (h *pidHandle) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		unix.Close(h.fd)
+		h.closed = true
+	}
+}
+
+// pidConn closes the pidfd with the connection.
+type pidConn struct {
+	net.Conn
+	proc *pidHandle
+}
+
+func (c *pidConn) Close() error {
+	c.proc.close()
+	return c.Conn.Close()
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -51,10 +99,16 @@ func (peerCredTransport) ServerHandshake(conn net.Conn) (net.Conn, credentials.A
 	if credErr != nil {
 		return nil, nil, fmt.Errorf("workload API: SO_PEERCRED: %w", credErr)
 	}
-	return conn, PeerCredentials{
+	pc := PeerCredentials{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
 		PID:            cred.Pid, UID: cred.Uid, GID: cred.Gid,
-	}, nil
+	}
+	// Pin the process now, while it is certainly the peer.
+	if fd, err := unix.PidfdOpen(int(cred.Pid), 0); err == nil {
+		pc.proc = &pidHandle{fd: fd}
+		return &pidConn{Conn: conn, proc: pc.proc}, pc, nil
+	}
+	return conn, pc, nil
 }
 
 func (peerCredTransport) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {

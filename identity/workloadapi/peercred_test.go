@@ -3,6 +3,7 @@ package workloadapi
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -92,4 +93,71 @@ func TestListenKeepsRegularFile(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	l2.Close()
+}
+
+// TestPeerCredHelperProcess is not a test: it is the child process of
+// TestPeerCredAlive, connecting to the socket named in its environment.
+func TestPeerCredHelperProcess(t *testing.T) {
+	path := os.Getenv("CW_PEERCRED_SOCKET")
+	if path == "" {
+		return
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		os.Exit(2)
+	}
+	var b [1]byte
+	c.Read(b[:]) // returns when the parent closes its end
+	os.Exit(0)
+}
+
+// TestPeerCredAlive: the pidfd taken at connect says the peer is alive while
+// it runs and not after it exits, which is what rules out pid reuse for
+// /proc-based selectors.
+func TestPeerCredAlive(t *testing.T) {
+	dir, err := os.MkdirTemp("", "cw-pa-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerCredHelperProcess$")
+	cmd.Env = append(os.Environ(), "CW_PEERCRED_SOCKET="+path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, info, err := peerCredTransport{}.ServerHandshake(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := info.(PeerCredentials)
+	if int(pc.PID) != cmd.Process.Pid {
+		t.Errorf("peer pid = %d, want the child's %d", pc.PID, cmd.Process.Pid)
+	}
+	if !pc.Alive() {
+		t.Errorf("Alive() = false while the child runs")
+	}
+	conn.Close() // the child's Read returns and it exits
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if pc.proc == nil {
+		t.Skip("kernel without pidfd_open: Alive cannot tell")
+	}
+	if pc.Alive() {
+		t.Errorf("Alive() = true after the child exited")
+	}
+	wrapped.Close()
+	if pc.Alive() {
+		t.Errorf("Alive() = true after the connection closed")
+	}
 }
