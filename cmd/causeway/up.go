@@ -56,6 +56,7 @@ Ctrl-C stops every process it started. Watch traffic with 'causeway stat'.`,
 	f.StringVar(&o.GRPC, "listen", "127.0.0.1:0", "config stream (gRPC) address")
 	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet period after an edit before the folder is reloaded")
 	f.DurationVar(&o.ScrapeEvery, "scrape-interval", time.Second, "how often the sidecars' metrics are read")
+	f.DurationVar(&o.MetricsWindow, "metrics-window", 10*time.Second, "span the SMI metrics API (and causeway stat) covers")
 	f.DurationVar(&o.Grace, "grace", 5*time.Second, "time a child gets between SIGTERM and SIGKILL")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log the control plane's and Workload API's events to stderr")
 	cmd.AddCommand(newUpSidecarCmd())

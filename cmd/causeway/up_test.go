@@ -278,6 +278,34 @@ func TestUpBookstore(t *testing.T) {
 			seen[who] = true
 		}
 	})
+	rm, _ := up.waitLine(t, 0, regexp.MustCompile(`^  REST API\s+http://(\S+)`), time.Second)
+	t.Run("causeway stat shows the live traffic", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := exec.Command(bin, "stat", "--api", rm[1], "-n", "bookstore", "-o", "json").Output()
+			if err != nil {
+				t.Fatalf("causeway stat: %v", err)
+			}
+			var rows []statRow
+			if err := json.Unmarshal(out, &rows); err != nil {
+				t.Fatalf("causeway stat -o json: %v\n%s", err, out)
+			}
+			var v1 *statRow
+			for i := range rows {
+				if rows[i].Name == "bookstore-v1" {
+					v1 = &rows[i]
+				}
+			}
+			if v1 != nil && v1.Requests > 0 && v1.RPS > 1 && v1.SuccessRate != nil && *v1.SuccessRate == 1 && v1.P99ms > 0 {
+				t.Logf("bookstore-v1: %.0f requests, %.1f rps, p50 %.2fms p99 %.2fms", v1.Requests, v1.RPS, v1.P50ms, v1.P99ms)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no traffic at bookstore-v1 in causeway stat within 10s: %s", out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 	t.Run("access policy at the bookstore's sidecar", func(t *testing.T) {
 		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
 			t.Fatalf("bookbuyer: %d from %q, want 200 from a bookstore", code, name)
@@ -305,6 +333,53 @@ func TestUpBookstore(t *testing.T) {
 			if code, name := demoGet(t, 15001); code != http.StatusOK || name != "bookstore-v1" {
 				t.Fatalf("after the invalid edit: %d from %q, want 200 from bookstore-v1 (the last good split, 100/0)", code, name)
 			}
+		}
+	})
+
+	t.Run("workloads come and go with their files", func(t *testing.T) {
+		from := up.count()
+		var thief []int
+		up.mu.Lock()
+		for _, l := range up.lines {
+			if pm := pidsLine.FindStringSubmatch(l); pm != nil && pm[1] == "bookthief/bookthief" {
+				for _, s := range pm[2:] {
+					p, _ := strconv.Atoi(s)
+					thief = append(thief, p)
+				}
+			}
+		}
+		up.mu.Unlock()
+		// The folder is valid again (the split as it was), without bookthief.
+		writeFile(t, split, fmt.Sprintf(splitYAML, "100", "0"))
+		if err := os.Remove(filepath.Join(dir, "bookthief.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		up.waitLine(t, from, regexp.MustCompile(`workload bookthief/bookthief removed: stopping it`), 3*time.Second)
+		for _, pid := range thief {
+			deadline := time.Now().Add(5 * time.Second)
+			for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("bookthief pid %d still exists after its file was removed", pid)
+			}
+		}
+		writeFile(t, filepath.Join(dir, "bookbuyer2.yaml"), `apiVersion: causeway.dev/v1alpha1
+kind: Workload
+metadata: {name: bookbuyer2, namespace: bookbuyer}
+spec:
+  serviceAccount: bookbuyer
+  outbound: {httpProxyPort: 15003}
+  command: [causeway, load, --url, "http://bookstore.bookstore:14001/books-bought", --rate, "20", --name, bookbuyer2, --report-every, 500ms]
+`)
+		sm, _ := up.waitLine(t, from, regexp.MustCompile(`workload bookbuyer/bookbuyer2 started: sidecar pid (\d+) .*, app pid (\d+)$`), 5*time.Second)
+		for _, s := range sm[1:] {
+			p, _ := strconv.Atoi(s)
+			pids = append(pids, p)
+		}
+		rep, _ := up.waitLine(t, from, regexp.MustCompile(`^\[bookbuyer2\] \S+ bookbuyer2 requests=([1-9]\d*) ok=(\d+) failed=0 `), 5*time.Second)
+		if rep[1] != rep[2] {
+			t.Fatalf("bookbuyer2: %s", rep[0])
 		}
 	})
 

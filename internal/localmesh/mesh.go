@@ -47,6 +47,10 @@ type Options struct {
 	Debounce time.Duration
 	// ScrapeEvery is how often the proxies' metrics are read; 0 means 1s.
 	ScrapeEvery time.Duration
+	// MetricsWindow is the span the SMI metrics API covers; 0 means 10s,
+	// shorter than SMI's 30s so that `causeway stat` follows an edit of
+	// the folder within seconds.
+	MetricsWindow time.Duration
 	// Grace is how long a child gets between SIGTERM and SIGKILL; 0 means 5s.
 	Grace time.Duration
 }
@@ -88,6 +92,7 @@ func Run(ctx context.Context, o Options) error {
 	o.GRPC = cmp.Or(o.GRPC, "127.0.0.1:0")
 	o.Debounce = cmp.Or(o.Debounce, 100*time.Millisecond)
 	o.ScrapeEvery = cmp.Or(o.ScrapeEvery, time.Second)
+	o.MetricsWindow = cmp.Or(o.MetricsWindow, 10*time.Second)
 	o.Grace = cmp.Or(o.Grace, 5*time.Second)
 	if o.Binary == "" {
 		exe, err := os.Executable()
@@ -186,7 +191,7 @@ func (m *Mesh) run(ctx context.Context) error {
 		return fmt.Errorf("up: REST API: %w (another `causeway up` or `causeway control` running? use --rest)", err)
 	}
 	m.restAddr = rl.Addr().String()
-	agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: rest.ProxyTargets(m.srv)}}
+	agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: rest.ProxyTargets(m.srv)}, Window: m.opts.MetricsWindow}
 	wg.Go(func() { agg.Run(ctx, m.opts.ScrapeEvery, func(error) {}) })
 	hs := &http.Server{Handler: (&rest.API{Control: m.srv, Metrics: agg, Logger: m.log}).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	wg.Go(func() { _ = hs.Serve(rl) })
