@@ -20,6 +20,7 @@ package kube
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,10 +111,13 @@ type Watcher struct {
 	status   *statusWriter
 	leader   atomic.Bool
 	lastDiag atomic.Pointer[spec.Diagnostics]
-	// published is the Version of the last snapshot sent; a translation
-	// that changes nothing (a status write, a resync) is not sent again.
-	// Only the sync loop touches it.
+	// published is the Version of the last snapshot sent on updates, and
+	// outcome identifies the last translation's result (outcomeKey). Only the
+	// sync loop touches them.
 	published string
+	outcome   string
+	// publish, set by Serve before Run, receives every new result.
+	publish func(*spec.Snapshot, spec.Diagnostics) bool
 	// translations counts calls of Translate, for tests and diagnostics.
 	translations atomic.Int64
 }
@@ -340,20 +344,58 @@ func (w *Watcher) translate() {
 	snap, diags := w.opts.Translate(objs)
 	w.translations.Add(1)
 	w.lastDiag.Store(&diags)
+	// Conditions are compared with the objects every time: someone may have
+	// edited them even when the translation did not change.
+	defer w.status.observe(w.statusObjects(), diags)
+	// A status write or a resync translates again to the same result; that
+	// is neither published nor logged twice.
+	outcome := outcomeKey(snap, diags)
+	if outcome == w.outcome {
+		return
+	}
+	w.outcome = outcome
+	if w.publish != nil {
+		w.publish(snap, diags)
+	}
 	if diags.HasErrors() {
 		w.log.Warn("input has errors; keeping the last good snapshot", "errors", len(diags.Errors()), "first", diags.Errors()[0].String())
-	} else if snap != nil && snap.Version != w.published {
-		w.published = snap.Version
-		// Drain, then send: the one sender never blocks and the reader
-		// always finds the newest snapshot.
-		select {
-		case <-w.updates:
-		default:
-		}
-		w.updates <- Update{Snapshot: snap, Diagnostics: diags}
-		w.log.Info("snapshot published", "version", snap.Version, "objects", len(objs), "warnings", len(diags))
+		return
 	}
-	w.status.observe(w.statusObjects(), diags)
+	if snap == nil || snap.Version == w.published {
+		return
+	}
+	w.published = snap.Version
+	// Drain, then send: the one sender never blocks and the reader always
+	// finds the newest snapshot.
+	select {
+	case <-w.updates:
+	default:
+	}
+	w.updates <- Update{Snapshot: snap, Diagnostics: diags}
+	w.log.Info("snapshot published", "version", snap.Version, "objects", len(objs), "warnings", len(diags))
+}
+
+// outcomeKey identifies a translation's result: the snapshot's content hash
+// and the diagnostics.
+func outcomeKey(snap *spec.Snapshot, diags spec.Diagnostics) string {
+	h := sha256.New()
+	if snap != nil {
+		h.Write([]byte(snap.Version))
+	}
+	_ = json.NewEncoder(h).Encode(diags)
+	return string(h.Sum(nil))
+}
+
+// Serve is Run for a caller that wants every translation, errors included:
+// publish is called on the sync goroutine with each new result (a snapshot
+// and its diagnostics; the snapshot must not be served when they hold an
+// error), and should return quickly. control.Server.Publish fits, so
+// a control.Source is one line: func (k kubeSource) Run(ctx context.Context,
+// p control.Publisher) error { return k.Serve(ctx, p) }. Updates still
+// works alongside.
+func (w *Watcher) Serve(ctx context.Context, publish func(*spec.Snapshot, spec.Diagnostics) bool) error {
+	w.publish = publish
+	return w.Run(ctx)
 }
 
 // objects converts every cached object to an adapters.Object, in a stable

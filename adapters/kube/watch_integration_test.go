@@ -90,28 +90,60 @@ func pipeline(objs []adapters.Object) (*spec.Snapshot, spec.Diagnostics) {
 	return snap, diags
 }
 
-// startWatcher runs a Watcher until the test ends (or stop is called) and
-// returns it with a stop function that waits for Run to return.
+// results records what a Watcher passed to Serve's publish function.
+type results struct {
+	mu    sync.Mutex
+	calls []spec.Diagnostics
+}
+
+func (r *results) publish(_ *spec.Snapshot, d spec.Diagnostics) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, d)
+	return !d.HasErrors()
+}
+
+// withErrors counts the published results that held an error.
+func (r *results) withErrors() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, d := range r.calls {
+		if d.HasErrors() {
+			n++
+		}
+	}
+	return n
+}
+
+// startWatcher serves a Watcher until the test ends (or stop is called) and
+// returns it with a stop function that waits for Serve to return.
 func startWatcher(t *testing.T, cfg *rest.Config, e kube.Election) (*kube.Watcher, func()) {
+	w, _, stop := startServing(t, cfg, e)
+	return w, stop
+}
+
+func startServing(t *testing.T, cfg *rest.Config, e kube.Election) (*kube.Watcher, *results, func()) {
 	t.Helper()
 	w, err := kube.NewWatcher(kube.WatchOptions{Config: cfg, Translate: pipeline, Election: e, Settle: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := &results{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	go func() { done <- w.Serve(ctx, r.publish) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				t.Errorf("watcher %s: Run: %v", e.Identity, err)
+				t.Errorf("watcher %s: Serve: %v", e.Identity, err)
 			}
 		})
 	}
 	t.Cleanup(stop)
-	return w, stop
+	return w, r, stop
 }
 
 // waitSnapshot reads published snapshots until one satisfies ok.
@@ -369,7 +401,7 @@ func TestSnapshotFollowsCluster(t *testing.T) {
 	}
 	kc := kubernetes.NewForConfigOrDie(admin)
 	dyn := dynamic.NewForConfigOrDie(admin)
-	w, _ := startWatcher(t, cp, kube.Election{
+	w, served, _ := startServing(t, cp, kube.Election{
 		Namespace: "causeway-system", LeaseName: "causeway-control-plane", Identity: "it-main",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
 	})
@@ -439,6 +471,12 @@ specs: [{kind: HTTPRouteGroup, name: bookstore-routes, matches: [books]}]
 				waitEvent(t, kc, corev1.EventTypeWarning, kube.ReasonInvalid, "spec.backends[0].weight")
 				if !w.Diagnostics().HasErrors() {
 					t.Errorf("watcher diagnostics hold no error: %v", w.Diagnostics())
+				}
+				// The status write made the watcher translate again, to the
+				// same result, which Serve does not pass on twice.
+				time.Sleep(300 * time.Millisecond)
+				if n := served.withErrors(); n != 1 {
+					t.Errorf("Serve published %d results with errors, want 1", n)
 				}
 				// Anything published since the delete must still be 1:9.
 				select {
