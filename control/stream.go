@@ -41,9 +41,34 @@ func (st *stream) offer(snap *spec.Snapshot) {
 // grpc's Recv blocks and must not hold up a push.
 func (s *Server) StreamConfig(ss configv1.ConfigService_StreamConfigServer) error {
 	ctx := ss.Context()
-	first, err := ss.Recv()
-	if err != nil {
+	// The reader starts first so that even the wait for the node's hello
+	// gives way to Stop: a peer that connects and says nothing must not
+	// hold up a graceful stop.
+	reqs := make(chan *configv1.StreamConfigRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := ss.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var first *configv1.StreamConfigRequest
+	select {
+	case first = <-reqs:
+	case err := <-recvErr:
 		return err
+	case <-s.stopCh:
+		return status.Error(codes.Unavailable, "control plane shutting down")
+	case <-ctx.Done():
+		return nil
 	}
 	node, err := first.GetNode().ToSpec()
 	if err != nil {
@@ -85,23 +110,6 @@ func (s *Server) StreamConfig(ss configv1.ConfigService_StreamConfigServer) erro
 		s.notifyLocked()
 		s.mu.Unlock()
 		s.log.Info("control: proxy disconnected", "node", node.ID)
-	}()
-
-	reqs := make(chan *configv1.StreamConfigRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			r, err := ss.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
 	}()
 
 	// sent is the version last sent on this stream, or the one the proxy

@@ -8,6 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	configv1 "github.com/causeway-mesh/causeway/api/config/v1"
 	"github.com/causeway-mesh/causeway/control"
 	. "github.com/causeway-mesh/causeway/control/controltest"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
@@ -312,5 +318,34 @@ func TestDisconnectedProxiesAreForgotten(t *testing.T) {
 				t.Errorf("sync state kept = %v, want %v", ok, tc.kept)
 			}
 		})
+	}
+}
+
+// TestStopDoesNotWaitForSilentPeers: a peer that opens a stream and never
+// says who it is does not hold up a graceful stop.
+func TestStopDoesNotWaitForSilentPeers(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := configv1.NewConfigServiceClient(conn).StreamConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing on the server side is observable before a hello, so give the
+	// stream a moment to reach the handler.
+	time.Sleep(100 * time.Millisecond)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stopCancel()
+	srv.Stop(stopCtx)
+	if stopCtx.Err() != nil {
+		t.Fatal("Stop fell back to the hard stop: the silent stream held it up")
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("silent peer's stream ended with %v, want Unavailable", err)
 	}
 }
