@@ -74,8 +74,15 @@ func startUp(t *testing.T, bin, dir string) *upRun {
 	}()
 	t.Cleanup(func() {
 		if !u.exited() {
-			_ = cmd.Process.Kill()
-			<-u.done
+			// Interrupt first, so a failed test still leaves nothing
+			// behind; kill only if that does not work.
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-u.done:
+			case <-time.After(15 * time.Second):
+				_ = cmd.Process.Kill()
+				<-u.done
+			}
 		}
 		if t.Failed() {
 			u.mu.Lock()

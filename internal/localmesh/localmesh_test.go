@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -370,4 +372,37 @@ func sumCounts(parts []string) string {
 		}
 	}
 	return joinCounts(tot)
+}
+
+// TestRemoveStaleRunDirs: a run directory whose up.pid names a dead process
+// is removed; a live run's and anything without up.pid are left alone.
+func TestRemoveStaleRunDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dead := exec.Command("/bin/true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{ // dir -> up.pid ("" = none)
+		runDirPrefix + "dead":  strconv.Itoa(dead.Process.Pid),
+		runDirPrefix + "alive": strconv.Itoa(os.Getpid()),
+		runDirPrefix + "nopid": "",
+	}
+	for d, pid := range dirs {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if pid != "" {
+			if err := os.WriteFile(filepath.Join(tmp, d, "up.pid"), []byte(pid), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	removeStaleRunDirs(slog.New(slog.DiscardHandler))
+	for d := range dirs {
+		_, err := os.Stat(filepath.Join(tmp, d))
+		if gone := errors.Is(err, os.ErrNotExist); gone != (d == runDirPrefix+"dead") {
+			t.Errorf("%s: gone=%v", d, gone)
+		}
+	}
 }

@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -141,16 +144,22 @@ func (m *Mesh) run(ctx context.Context) error {
 	m.ctlID = spiffeid.RequireFromSegments(m.td, "ns", controlNS, "sa", controlSA)
 
 	// A short path: unix socket paths are limited to 108 bytes.
-	if m.runDir, err = os.MkdirTemp("", "causeway-up-"); err != nil {
+	removeStaleRunDirs(m.log)
+	if m.runDir, err = os.MkdirTemp("", runDirPrefix); err != nil {
 		return err
 	}
 	defer os.RemoveAll(m.runDir)
+	if err := os.WriteFile(filepath.Join(m.runDir, "up.pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return err
+	}
 	m.sock = filepath.Join(m.runDir, "workload.sock")
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Deferred in this order so that cancel runs first and the goroutines
+	// waited for can end, on every return path.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	authority, err := ca.New(ctx, ca.Options{TrustDomain: m.td, Store: ca.DirStore{Dir: filepath.Join(m.runDir, "ca")}, Logger: m.log})
 	if err != nil {
@@ -215,4 +224,27 @@ func (m *Mesh) run(ctx context.Context) error {
 		runErr = nil
 	}
 	return runErr
+}
+
+const runDirPrefix = "causeway-up-"
+
+// removeStaleRunDirs deletes the run directories of earlier runs that were
+// killed before they could clean up (SIGKILL): their up.pid names a process
+// that no longer exists. Their children died with them (Pdeathsig).
+func removeStaleRunDirs(lg *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPrefix+"*"))
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(d, "up.pid"))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			lg.Info("up: removing the run directory of a run that did not stop cleanly", "dir", d, "pid", pid)
+			_ = os.RemoveAll(d)
+		}
+	}
 }
