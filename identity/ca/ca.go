@@ -74,6 +74,11 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 	if opts.SVIDTTL < MinSVIDTTL {
 		return nil, fmt.Errorf("CA %s: SVID TTL %s is below the minimum %s", opts.TrustDomain, opts.SVIDTTL, MinSVIDTTL)
 	}
+	if opts.Overlap < opts.SVIDTTL {
+		// Otherwise an SVID signed just before an activation would outlive
+		// the trust in its root.
+		return nil, fmt.Errorf("CA %s: rotation overlap %s is shorter than SVID TTL %s", opts.TrustDomain, opts.Overlap, opts.SVIDTTL)
+	}
 	if opts.CATTL <= opts.SVIDTTL {
 		return nil, fmt.Errorf("CA %s: CA TTL %s must exceed SVID TTL %s", opts.TrustDomain, opts.CATTL, opts.SVIDTTL)
 	}
@@ -86,7 +91,7 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 			return nil, err
 		}
 		c.auths, c.seq = []*authority{a}, 1
-		if err := c.saveLocked(ctx); err != nil {
+		if err := c.saveLocked(ctx, c.seq); err != nil {
 			return nil, err
 		}
 		c.log.Info("created CA", "root", a.root.SerialNumber.Text(16), "notAfter", a.root.NotAfter)
@@ -338,6 +343,11 @@ func (c *CA) Activate(ctx context.Context) error {
 		return fmt.Errorf("CA %s: no prepared authority to activate", c.opts.TrustDomain)
 	}
 	now := c.opts.Now()
+	// Remember what changes, to undo it if the new state cannot be saved.
+	oldRetire := make([]time.Time, len(c.auths))
+	for i, a := range c.auths {
+		oldRetire[i] = a.retireAt
+	}
 	p.prepared = false
 	for _, old := range c.auths[1:] {
 		retire := now.Add(c.opts.Overlap)
@@ -349,6 +359,10 @@ func (c *CA) Activate(ctx context.Context) error {
 		}
 	}
 	if err := c.changedLocked(ctx, false); err != nil {
+		p.prepared = true
+		for i, a := range c.auths {
+			a.retireAt = oldRetire[i]
+		}
 		return err
 	}
 	c.log.Info("activated CA", "root", p.root.SerialNumber.Text(16), "previousTrustedUntil", c.auths[1].retireAt)
@@ -402,8 +416,10 @@ func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
 		}
 	}
 	if len(kept) != len(c.auths) {
+		old := c.auths
 		c.auths = kept
 		if err := c.changedLocked(ctx, true); err != nil {
+			c.auths = old
 			return now.Add(time.Minute), err
 		}
 	}
@@ -444,23 +460,27 @@ func (c *CA) Run(ctx context.Context) error {
 	}
 }
 
-// changedLocked bumps the sequence number if the bundle's contents changed,
-// persists and wakes watchers. Persisting first means a restart never
-// publishes an older sequence number.
+// changedLocked persists the authorities (with the sequence number bumped if
+// the bundle's contents changed), then publishes: the new sequence number and
+// a wake-up of watchers. Persisting first means a restart never publishes an
+// older sequence number; on a save error nothing is published and the caller
+// undoes its change.
 func (c *CA) changedLocked(ctx context.Context, bundleChanged bool) error {
+	seq := c.seq
 	if bundleChanged {
-		c.seq++
+		seq++
 	}
-	if err := c.saveLocked(ctx); err != nil {
+	if err := c.saveLocked(ctx, seq); err != nil {
 		return err
 	}
+	c.seq = seq
 	close(c.updated)
 	c.updated = make(chan struct{})
 	return nil
 }
 
-func (c *CA) saveLocked(ctx context.Context) error {
-	st := &State{TrustDomain: c.opts.TrustDomain.Name(), Sequence: c.seq}
+func (c *CA) saveLocked(ctx context.Context, seq uint64) error {
+	st := &State{TrustDomain: c.opts.TrustDomain.Name(), Sequence: seq}
 	for _, a := range c.auths {
 		as, err := a.state()
 		if err != nil {

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -521,6 +522,88 @@ func TestMaintainSchedule(t *testing.T) {
 			}
 			if !next.After(clock.Now()) {
 				t.Errorf("next run %s not after now %s", next, clock.Now())
+			}
+		})
+	}
+}
+
+// flakyStore fails Save while fail is set, as a full disk or an apiserver
+// outage would.
+type flakyStore struct {
+	DirStore
+	fail bool
+}
+
+func (f *flakyStore) Save(ctx context.Context, s *State) error {
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return f.DirStore.Save(ctx, s)
+}
+
+// TestFailedSaveChangesNothing: a rotation step that cannot be persisted is
+// not published either, so memory, disk and what peers saw stay in step.
+func TestFailedSaveChangesNothing(t *testing.T) {
+	t.Parallel()
+	store := &flakyStore{DirStore: DirStore{Dir: t.TempDir()}}
+	c := newCA(t, "", nil, func(o *Options) { o.Store = store })
+	ctx := context.Background()
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"prepare", func() error { return c.Prepare(ctx) }},
+		{"activate", func() error { return c.Activate(ctx) }},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			bundle, active, updated := c.Bundle(), c.ActiveID(), c.Updated()
+			store.fail = true
+			if err := st.do(); err == nil {
+				t.Fatalf("%s succeeded with a failing store", st.name)
+			}
+			if !c.Bundle().Equal(bundle) || c.ActiveID() != active {
+				t.Errorf("failed %s changed the CA", st.name)
+			}
+			select {
+			case <-updated:
+				t.Errorf("failed %s woke watchers", st.name)
+			default:
+			}
+			store.fail = false
+			if err := st.do(); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			reloaded, err := New(ctx, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reloaded.Bundle().Equal(c.Bundle()) || reloaded.ActiveID() != c.ActiveID() {
+				t.Errorf("stored state differs from memory after %s", st.name)
+			}
+		})
+	}
+}
+
+func TestOptionsRejected(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		mod  func(*Options)
+	}{
+		{"overlap shorter than SVID TTL", func(o *Options) { o.SVIDTTL, o.Overlap = 2*time.Hour, time.Hour }},
+		{"SVID TTL below minimum", func(o *Options) { o.SVIDTTL = time.Millisecond }},
+		{"CA TTL not above SVID TTL", func(o *Options) { o.SVIDTTL, o.CATTL = time.Hour, time.Hour }},
+		{"no store", func(o *Options) { o.Store = nil }},
+		{"unknown key type", func(o *Options) { o.KeyType = "rsa-2048" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := Options{TrustDomain: td, Store: DirStore{Dir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler)}
+			tt.mod(&o)
+			if _, err := New(context.Background(), o); err == nil {
+				t.Errorf("New accepted %s", tt.name)
 			}
 		})
 	}
