@@ -152,6 +152,10 @@ func (c *CA) TrustDomain() spiffeid.TrustDomain { return c.opts.TrustDomain }
 // SVIDTTL returns the default X.509-SVID lifetime.
 func (c *CA) SVIDTTL() time.Duration { return c.opts.SVIDTTL }
 
+// Overlap returns how long a rotated-out root stays trusted; no SVID may
+// live longer.
+func (c *CA) Overlap() time.Duration { return c.opts.Overlap }
+
 // Now returns the CA's clock, so callers scheduling renewals agree with it.
 func (c *CA) Now() time.Time { return c.opts.Now() }
 

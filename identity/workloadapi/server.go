@@ -60,6 +60,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Attestor == nil {
 		return nil, errors.New("workload API: no attestor")
 	}
+	if cfg.SVIDTTL > cfg.CA.Overlap() {
+		return nil, fmt.Errorf("workload API: SVID TTL %s exceeds the CA's rotation overlap %s; SVIDs would outlive their root's trust", cfg.SVIDTTL, cfg.CA.Overlap())
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
