@@ -76,6 +76,10 @@ type clusterPort struct {
 	name      string // "ns/name:port", the circuit metric label
 	svcName   string // "ns/name", the backend metric label
 	transport *http.Transport
+	// rt is what requests go through: h1 for plain HTTP/1.1 ports with no
+	// connection cap, else transport (Upgrade requests always use it).
+	rt http.RoundTripper
+	h1 *h1Client
 	lb        *balance.Balancer
 	breaker   circuitBreaker
 	// meshed holds the endpoint addresses that are Causeway sidecars and so
@@ -101,6 +105,11 @@ func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBr
 	cp.meshed.Store(&empty)
 	if k.Proto.IsHTTP() {
 		cp.transport = newTransport(k.Proto, pol, cp.dial)
+		cp.rt = cp.transport
+		if k.Proto == spec.ProtocolHTTP && pol.MaxConnsPerHost <= 0 {
+			cp.h1 = newH1Client(cp.dial, pol.MaxIdleConnsPerHost)
+			cp.rt = cp.h1
+		}
 	}
 	return cp
 }
@@ -188,5 +197,8 @@ func (cp *clusterPort) update(c *spec.Cluster) {
 func (cp *clusterPort) close() {
 	if cp.transport != nil {
 		cp.transport.CloseIdleConnections()
+	}
+	if cp.h1 != nil {
+		cp.h1.close()
 	}
 }

@@ -65,7 +65,13 @@ func prepareOutbound(r *http.Request) {
 		r.Body = nil
 	}
 	removeHopHeaders(r.Header, true)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		// An empty entry stops Go's client from adding its own.
+		r.Header["User-Agent"] = emptyUA
+	}
 }
+
+var emptyUA = []string{""}
 
 // writeResponse copies a response to the client: headers, body (flushed as
 // it comes when the length is unknown, so streams and gRPC stay live) and

@@ -271,7 +271,11 @@ func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *u
 		out.URL.Host = addr
 		ex.endpoint = addr
 		t0 := time.Now()
-		resp, err := cp.transport.RoundTrip(out)
+		rt := cp.rt
+		if isUpgrade(out) {
+			rt = cp.transport // hands back a writable 101 body
+		}
+		resp, err := rt.RoundTrip(out)
 		if err != nil && req.Context().Err() != nil && context.Cause(req.Context()) != errTimeout {
 			// The client went away (or the proxy is closing): not the
 			// endpoint's failure, so neither the breaker nor the balancer

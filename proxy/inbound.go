@@ -282,9 +282,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 		} else {
 			prepareOutbound(r)
 			r.URL.Host = ib.appAddr
-			t := p.appH2C
+			var t http.RoundTripper = p.appH2C
 			if ib.port.Protocol == spec.ProtocolHTTP {
-				t = p.appH1
+				t = p.appFast
 			}
 			resp, err := t.RoundTrip(r)
 			if err != nil {

@@ -59,6 +59,7 @@ type Proxy struct {
 	inRP    *httputil.ReverseProxy
 	appH1   *http.Transport // inbound to the local app, HTTP/1.1
 	appH2C  *http.Transport // inbound to the local app, h2c prior knowledge
+	appFast *h1Client       // inbound to the local app, HTTP/1.1 hot path
 	servers []*http.Server
 	lns     []net.Listener
 	udps    []*udpRelay
@@ -107,6 +108,7 @@ func New(b *Bootstrap, opts Options) *Proxy {
 	pol := b.Policy.merge(DefaultPolicy)
 	p.appH1 = newTransport(spec.ProtocolHTTP, pol, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
 	p.appH2C = newTransport(spec.ProtocolHTTP2, pol, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
+	p.appFast = newH1Client((&net.Dialer{Timeout: 5 * time.Second}).DialContext, pol.MaxIdleConnsPerHost)
 	return p
 }
 
@@ -309,5 +311,6 @@ func (p *Proxy) Close() error {
 	p.mu.Unlock()
 	p.appH1.CloseIdleConnections()
 	p.appH2C.CloseIdleConnections()
+	p.appFast.close()
 	return nil
 }
