@@ -78,10 +78,10 @@ type clusterPort struct {
 	transport *http.Transport
 	// rt is what requests go through: h1 for plain HTTP/1.1 ports with no
 	// connection cap, else transport (Upgrade requests always use it).
-	rt http.RoundTripper
-	h1 *h1Client
-	lb        *balance.Balancer
-	breaker   circuitBreaker
+	rt      http.RoundTripper
+	h1      *h1Client
+	lb      *balance.Balancer
+	breaker circuitBreaker
 	// meshed holds the endpoint addresses that are Causeway sidecars and so
 	// get the preamble, with the identity each must prove over mTLS (zero:
 	// plaintext). Immutable map behind an atomic pointer.
