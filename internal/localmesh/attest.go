@@ -38,7 +38,10 @@ func (a *pidAttestor) remove(pid int) {
 func (a *pidAttestor) Attest(_ context.Context, c attest.Caller) (spiffeid.ID, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if id, ok := a.pids[c.PID]; ok {
+	// Alive closes the small window between reaping a child and removing
+	// its PID here: the connecting process must still be the one that
+	// connected (the server pins it with a pidfd).
+	if id, ok := a.pids[c.PID]; ok && (c.Alive == nil || c.Alive()) {
 		return id, nil
 	}
 	return spiffeid.ID{}, fmt.Errorf("%w: pid %d is not a sidecar started by causeway up", attest.ErrNoIdentity, c.PID)

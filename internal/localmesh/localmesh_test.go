@@ -133,6 +133,8 @@ func TestPIDAttestor(t *testing.T) {
 	}{
 		{"registered child", attest.Caller{PID: 4242, UID: 1000}, id},
 		{"same uid, other pid", attest.Caller{PID: 4243, UID: 1000}, spiffeid.ID{}},
+		{"registered pid, but the process that connected is gone", attest.Caller{PID: 4242, Alive: func() bool { return false }}, spiffeid.ID{}},
+		{"registered pid, still alive", attest.Caller{PID: 4242, Alive: func() bool { return true }}, id},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
