@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,6 +275,9 @@ func (s *SPIRE) spawn(t testing.TB, name, bin string, args ...string) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If the test binary dies without running cleanups (a timeout panic, a
+	// kill), the kernel ends SPIRE too rather than leaving it on its ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatalf("spiretest: start %s: %v", name, err)
