@@ -137,3 +137,11 @@ func addTree(w *fsnotify.Watcher, root string) error {
 		return nil
 	})
 }
+
+// ServeFunc adapts a watcher whose Serve method publishes like Server.Publish
+// (adapters/kube.Watcher.Serve) into a Source, so control does not import
+// client-go: `control.ServeFunc(watcher.Serve)`.
+type ServeFunc func(ctx context.Context, publish func(*spec.Snapshot, spec.Diagnostics) bool) error
+
+// Run implements Source.
+func (f ServeFunc) Run(ctx context.Context, publish Publisher) error { return f(ctx, publish) }

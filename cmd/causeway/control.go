@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,15 +17,23 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/causeway-mesh/causeway/adapters"
+	"github.com/causeway-mesh/causeway/adapters/kube"
 	"github.com/causeway-mesh/causeway/adapters/pipeline"
 	"github.com/causeway-mesh/causeway/control"
 	"github.com/causeway-mesh/causeway/control/metrics"
-	"github.com/causeway-mesh/causeway/control/rest"
+	controlrest "github.com/causeway-mesh/causeway/control/rest"
+	"github.com/causeway-mesh/causeway/spec"
 )
 
 type controlFlags struct {
 	manifests   string
+	kube        bool
+	kubeconfig  string
+	leaseName   string
 	listen      string
 	rest        string
 	insecure    bool
@@ -37,13 +46,18 @@ type controlFlags struct {
 func newControlCmd() *cobra.Command {
 	var f controlFlags
 	cmd := &cobra.Command{
-		Use:   "control --manifests DIR [--listen ADDR] [--rest ADDR] [--insecure]",
+		Use:   "control (--manifests DIR | --kube [--kubeconfig FILE]) [--listen ADDR] [--rest ADDR] [--insecure]",
 		Short: "Run the control plane: watch manifests, stream config to proxies, serve the REST and SMI metrics API",
-		Long: `Run Causeway's control plane on a directory of Kubernetes and SMI manifests.
+		Long: `Run Causeway's control plane on a directory of Kubernetes and SMI manifests
+(--manifests) or on a Kubernetes cluster (--kube).
 
 The directory is watched; every change is reloaded after a short quiet
-period. An invalid change is reported (log, GET /api/v1/diagnostics) and
-never replaces the last good snapshot. Proxies connect over gRPC (--listen)
+period. With --kube, shared informers watch the SMI and Causeway CRDs and the
+core kinds (in-cluster config, or --kubeconfig); replicas elect a leader with
+a Lease (--lease-name in $POD_NAMESPACE, this replica named $POD_NAME), and
+only the leader writes status conditions and Events. Either way, an invalid
+change is reported (log, GET /api/v1/diagnostics) and never replaces the last
+good snapshot. Proxies connect over gRPC (--listen)
 and get only the config they need; the REST API (--rest) serves the model,
 each proxy's sync state, and the SMI TrafficMetrics API aggregated from the
 proxies' /metrics.
@@ -57,6 +71,9 @@ identity a proxy claims: for loopback experiments only.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.manifests, "manifests", "", "directory of manifests to serve (watched)")
+	fl.BoolVar(&f.kube, "kube", false, "read a Kubernetes cluster instead of --manifests (in-cluster config unless --kubeconfig)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file for --kube (implies --kube)")
+	fl.StringVar(&f.leaseName, "lease-name", "causeway-control-plane", "leader-election Lease in $POD_NAMESPACE for --kube; empty disables election (and status writes)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:15010", "gRPC address for the config stream")
 	fl.StringVar(&f.rest, "rest", "127.0.0.1:15000", "HTTP address for the REST and SMI metrics API; empty disables it")
 	fl.BoolVar(&f.insecure, "insecure", false, "plaintext gRPC, trusting proxies' claimed identities (INSECURE: loopback tests only)")
@@ -68,11 +85,16 @@ identity a proxy claims: for loopback experiments only.`,
 }
 
 func runControl(cmd *cobra.Command, f controlFlags) error {
-	if f.manifests == "" {
-		return usageErr("control: --manifests is required")
-	}
-	if fi, err := os.Stat(f.manifests); err != nil || !fi.IsDir() {
-		return usageErr("control: --manifests %s: not a directory", f.manifests)
+	f.kube = f.kube || f.kubeconfig != ""
+	switch {
+	case f.kube && f.manifests != "":
+		return usageErr("control: --manifests and --kube are exclusive")
+	case !f.kube && f.manifests == "":
+		return usageErr("control: --manifests DIR or --kube is required")
+	case !f.kube:
+		if fi, err := os.Stat(f.manifests); err != nil || !fi.IsDir() {
+			return usageErr("control: --manifests %s: not a directory", f.manifests)
+		}
 	}
 	td, err := spiffeid.TrustDomainFromString(f.ca.trustDomain)
 	if err != nil {
@@ -93,19 +115,21 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("control: --listen: %w", err)}
 	}
-	src := &control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log,
-		Load: control.ManifestLoader(pipeline.Options{TrustDomain: td.Name()})}
+	src, err := controlSource(f, td, log)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- src.Run(ctx, srv.Publish) }()
-	log.Info("control plane started", "manifests", f.manifests, "grpc", lis.Addr().String(), "insecure", f.insecure)
+	log.Info("control plane started", "manifests", f.manifests, "kube", f.kube, "grpc", lis.Addr().String(), "insecure", f.insecure)
 
 	var httpSrv *http.Server
 	if f.rest != "" {
-		agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: rest.ProxyTargets(srv)}}
+		agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: controlrest.ProxyTargets(srv)}}
 		go agg.Run(ctx, f.scrapeEvery, func(err error) { log.Debug("control: metrics scrape", "err", err) })
-		httpSrv = &http.Server{Addr: f.rest, Handler: (&rest.API{Control: srv, Metrics: agg, Logger: log}).Handler(),
+		httpSrv = &http.Server{Addr: f.rest, Handler: (&controlrest.API{Control: srv, Metrics: agg, Logger: log}).Handler(),
 			ReadHeaderTimeout: 5 * time.Second}
 		restLis, err := net.Listen("tcp", f.rest)
 		if err != nil {
@@ -160,4 +184,38 @@ func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, 
 		return nil, nil, fmt.Errorf("control: SVID for %s: %w", id, err)
 	}
 	return control.MTLS(svid, ca, td), func() {}, nil
+}
+
+// controlSource is the one input of this control plane: the manifest
+// directory, or the cluster through adapters/kube's Watcher. Both feed the
+// same pipeline of translators.
+func controlSource(f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (control.Source, error) {
+	popts := pipeline.Options{TrustDomain: td.Name()}
+	if !f.kube {
+		return &control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log, Load: control.ManifestLoader(popts)}, nil
+	}
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("control: kubernetes config: %w", err)
+	}
+	w, err := kube.NewWatcher(kube.WatchOptions{
+		Config:   cfg,
+		Settle:   f.debounce,
+		Logger:   log,
+		Election: kube.Election{Namespace: cmp.Or(os.Getenv("POD_NAMESPACE"), "causeway-system"), LeaseName: f.leaseName, Identity: os.Getenv("POD_NAME")},
+		Translate: func(objs []adapters.Object) (*spec.Snapshot, spec.Diagnostics) {
+			snap, diags, _ := pipeline.Build(objs, popts)
+			return snap, diags
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control: kubernetes watcher: %w", err)
+	}
+	return control.ServeFunc(w.Serve), nil
 }

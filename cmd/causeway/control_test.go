@@ -49,6 +49,7 @@ func TestControlCommandUsage(t *testing.T) {
 	}{
 		{"no manifests", []string{"control", "--insecure"}},
 		{"manifests is a file", []string{"control", "--insecure", "--manifests", file}},
+		{"manifests and kube", []string{"control", "--insecure", "--manifests", filepath.Dir(file), "--kubeconfig", file}},
 		{"bad trust domain", []string{"control", "--manifests", filepath.Dir(file), "--trust-domain", "UPPER"}},
 	}
 	for _, tc := range cases {
