@@ -6,6 +6,9 @@
 #   BENCH_SYSTEMS   e.g. none,causeway-1hop,causeway-2hop,haproxy,nginx
 #   BENCH_LOADS     e.g. h1-max,h1-fixed,h2,tcp
 #   BENCH_ROUNDS    rounds over all systems, median reported (default 1; 3 on a noisy machine)
+#   BENCH_NICE      e.g. -10: run everything (harness, tools, upstream, systems: all
+#                   inherit it) at that niceness, so on a machine shared with other
+#                   work the systems under test keep more of their core. Off by default.
 #   BENCH_ARGS      any other benchreport flags (see: go run ./bench/cmd/benchreport -h)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +32,7 @@ args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$
 # shellcheck disable=SC2206 # BENCH_ARGS is a list of flags on purpose
 [ -n "${BENCH_ARGS:-}" ] && args+=(${BENCH_ARGS})
 
-if [ -n "$LOAD_CPU" ]; then
-	exec taskset -c "$LOAD_CPU" bin/benchreport "${args[@]}"
-fi
-exec bin/benchreport "${args[@]}"
+prefix=()
+[ -n "${BENCH_NICE:-}" ] && prefix+=(nice -n "$BENCH_NICE")
+[ -n "$LOAD_CPU" ] && prefix+=(taskset -c "$LOAD_CPU")
+exec "${prefix[@]}" bin/benchreport "${args[@]}"

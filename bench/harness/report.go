@@ -16,6 +16,7 @@ const (
 // Environment describes where the figures were taken, for the report head.
 type Environment struct {
 	Date, Machine, Commit, LoadAvg string
+	Nice                           string   // niceness every process of the run had
 	Tools                          []string // "haproxy 2.6.12", ...
 }
 
@@ -106,7 +107,11 @@ func Render(w io.Writer, rep *Report, env Environment) {
 	if len(env.Tools) > 0 {
 		fmt.Fprintf(w, "- tools: %s\n", strings.Join(env.Tools, ", "))
 	}
-	fmt.Fprintf(w, "- pinning: systems under test on CPU %s, load generators and the upstream on CPU %s (taskset)\n", p.ProxyCores, p.LoadCores)
+	fmt.Fprintf(w, "- pinning: systems under test on CPU %s, load generators and the upstream on CPU %s (taskset)", p.ProxyCores, p.LoadCores)
+	if env.Nice != "" {
+		fmt.Fprintf(w, "; niceness %s", env.Nice)
+	}
+	fmt.Fprintln(w)
 	if p.Rounds > 1 {
 		fmt.Fprintf(w, "- rounds: %d, systems taking turns in each; every row is the round with the median rate\n", p.Rounds)
 	}

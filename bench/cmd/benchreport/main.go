@@ -209,6 +209,11 @@ func environment() harness.Environment {
 			env.Commit += " (with uncommitted changes)"
 		}
 	}
+	// Children inherit the harness's niceness (run.sh's BENCH_NICE).
+	if prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0); err == nil {
+		// The raw syscall returns 20 - nice on Linux.
+		env.Nice = fmt.Sprint(20 - prio)
+	}
 	for _, t := range [][]string{{"haproxy", "-v"}, {"nginx", "-v"}, {"wrk", "-v"}, {"h2load", "--version"}} {
 		b, _ := exec.Command(t[0], t[1:]...).CombinedOutput()
 		if line := firstLine(string(b)); line != "" {
