@@ -3,9 +3,11 @@
 //
 // Data flow:
 //
-//  1. A Source (DirSource: a manifest directory watched with fsnotify,
-//     debounced; later Kubernetes informers) loads the inputs into a
-//     spec.Snapshot plus diagnostics and calls Server.Publish.
+//  1. A Source loads the inputs into a spec.Snapshot plus diagnostics and
+//     calls Server.Publish: DirSource watches a manifest directory with
+//     fsnotify, debounced, and loads it with ManifestLoader
+//     (adapters/pipeline); ServeFunc wraps adapters/kube.Watcher.Serve for a
+//     cluster, without control importing client-go.
 //  2. Publish keeps the last good snapshot: a load whose diagnostics hold an
 //     error is recorded (Status, the REST API) and never replaces it.
 //  3. Each accepted snapshot is offered to every connected stream through a
@@ -29,5 +31,6 @@
 //
 // Subpackages: control/rest serves the REST and SMI metrics API over a
 // *Server; control/metrics scrapes proxies and aggregates TrafficMetrics;
-// control/controltest holds test fixtures.
+// control/controltest holds test fixtures; control/kubeint is the end-to-end
+// test of `causeway control --kube` on a real kube-apiserver.
 package control

@@ -142,3 +142,34 @@ func TestViewIsAWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestInboundSeriesAreNotCountedTwice: the callee's inbound series describe
+// the same requests as the caller's outbound ones.
+func TestInboundSeriesAreNotCountedTwice(t *testing.T) {
+	flow := metrics.Flow{Success: 10, Latency: []metrics.Bucket{{UpperBound: .01, Count: 10}, {UpperBound: math.Inf(1), Count: 10}}}
+	snap := MustBuild(spec.Input{TrustDomain: TrustDomain, Services: []spec.Service{HTTPService("shop/api", 80, "127.0.0.1:8080")}})
+	v := metrics.View{Window: 10 * time.Second, Nodes: []metrics.Scrape{
+		{Node: spec.Node{ID: "web-0"}, Flows: map[metrics.FlowKey]metrics.Flow{{Direction: "outbound", Service: "shop/api", Backend: "shop/api"}: flow}},
+		{Node: spec.Node{ID: "api-0", Services: []spec.Key{K("shop/api")}}, Flows: map[metrics.FlowKey]metrics.Flow{
+			{Direction: "inbound", Service: "shop/api", Backend: "app"}:      flow,
+			{Direction: "inbound", Service: "shop/api", Backend: "shop/api"}: flow, // even if labelled like outbound
+		}},
+	}}
+	kinds := []string{"services", "namespaces"}
+	for _, kn := range kinds {
+		t.Run(kn, func(t *testing.T) {
+			k, _ := metrics.LookupKind(kn)
+			ns, name := "shop", "api"
+			if kn == "namespaces" {
+				ns, name = "", "shop"
+			}
+			got, err := metrics.Query{View: v, Snapshot: snap}.Get(k, ns, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := got.(*metrics.TrafficMetrics).Get("success_count").Value.Value(); n != 10 {
+				t.Fatalf("success_count = %d, want 10 (outbound only)", n)
+			}
+		})
+	}
+}

@@ -171,6 +171,9 @@ func (q Query) Edges(kind Kind, ns, name string) (*TrafficMetricsList, error) {
 	for _, n := range q.View.Nodes {
 		serves := slices.Contains(n.Node.Services, key)
 		for k, f := range n.Flows {
+			if k.Direction != Outbound {
+				continue
+			}
 			if k.Backend == key.String() {
 				e := edge{smimetrics.From, callerRef(n.Node)}
 				flows[e] = flows[e].Add(f)
@@ -212,11 +215,17 @@ func (q Query) splitItems(kind Kind, sp spec.Split) []*TrafficMetrics {
 	return out
 }
 
+// Outbound is the direction every answer is computed from: traffic as the
+// calling proxy saw it, which covers callers of unmeshed services too. The
+// callee's inbound series count the same requests again, so they are left
+// out rather than added.
+const Outbound = "outbound"
+
 func (q Query) sum(keep func(Scrape, FlowKey) bool) Flow {
 	var total Flow
 	for _, n := range q.View.Nodes {
 		for k, f := range n.Flows {
-			if keep(n, k) {
+			if k.Direction == Outbound && keep(n, k) {
 				total = total.Add(f)
 			}
 		}
