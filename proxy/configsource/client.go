@@ -160,8 +160,14 @@ func (c *Client) Run(ctx context.Context) error {
 			failures = 0
 		}
 		d := c.opts.Backoff.Delay(failures)
+		// One line when the control plane goes away; the retries of a long
+		// outage log at debug so they do not flood the proxy's log.
+		lvl := slog.LevelDebug
+		if failures == 0 {
+			lvl = slog.LevelWarn
+		}
 		failures++
-		c.log.Info("configsource: control plane unavailable; keeping the last config", "addr", c.opts.Addr, "retry_in", d, "err", err)
+		c.log.Log(ctx, lvl, "configsource: control plane unavailable; keeping the last config", "addr", c.opts.Addr, "retry_in", d, "err", err)
 		if err := c.sleep(ctx, d); err != nil {
 			return nil
 		}
