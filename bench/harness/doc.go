@@ -2,23 +2,32 @@
 // Causeway's proxy with no proxy, HAProxy and NGINX on loopback (issue 3,
 // "Benchmarks"). Its numbers are figures for people, never test assertions.
 //
-// What enters: a Plan (which systems, which loads, how long, which CPU
-// cores) and the paths of the binaries under test. What leaves: one Result
-// per (load, system) pair and a Markdown report (Render) with the ratio of
-// Causeway to the best peer and whether the issue's targets were met.
+// What enters: a Plan (systems, loads, duration, rounds, CPU lists, the
+// causeway binary). What leaves: a Report (Run) with one Result per (load,
+// system) pair, the median of the rounds (MedianRounds), idle memory and a
+// profile summary, and its Markdown form (Render) with ratios to the best of
+// HAProxy and NGINX and whether issue 3's targets were met (Targets).
 //
-// Processes and goroutines:
-//   - The upstream (Upstream: a tiny HTTP/1.1 + h2c server and a TCP sink)
-//     runs as a child process of the harness so its CPU time can be read from
-//     /proc apart from the load generators'.
-//   - Each system under test (System) is a child process (two for Causeway's
-//     two hops), started by Start, pinned to the proxy core with taskset, and
-//     ended by its PID in Stop. Nothing else is ever signalled.
-//   - Load generators: wrk and h2load are child processes; the fixed-rate
-//     HTTP/1.1 generator (FixedRate) and the TCP bulk client (Bulk) run in
-//     the harness's own goroutines, which the calling goroutine owns and
-//     waits for before returning.
+// Data flow of Run:
+//  1. The upstream (ServeUpstream: HTTP/1.1 + h2c with a fixed body, and a
+//     TCP sink) starts as a child process (`benchreport upstream`), pinned to
+//     the load CPU, so its CPU time is read apart from the generators'.
+//  2. For each round, for each system: StartSystem writes its config
+//     (HAProxyConfig, NginxConfig, CausewayClientConfig/CausewayServerConfig)
+//     into the scratch directory, starts it pinned to the proxy CPU and waits
+//     until it proxies; then every load runs on it with a warm-up, CPU and
+//     peak memory sampled from /proc around the load (Sample, ResetPeak);
+//     then the system is stopped by PID (Running.Stop).
+//  3. Results collapse to the median round; Render writes the tables.
 //
-// Parsing (ParseWrk, ParseH2load, ParseH2loadLog) is pure and table-tested
-// on outputs recorded from the real tools in testdata/.
+// Processes and goroutines: every process the harness starts is its child,
+// started through StartPinned or pinnedCmd and ended by its own PID (SIGTERM,
+// then SIGKILL), with Pdeathsig so none outlives an interrupted run. wrk,
+// h2load and perf are child processes that exit by themselves. The
+// fixed-rate HTTP/1.1 generator (FixedRate) and the TCP client (Bulk) run in
+// goroutines of the caller, which waits for them before returning; each
+// Child owns one goroutine that waits for its process.
+//
+// Parsing (ParseWrk, ParseH2load, ParseH2loadLog, TopPerf, TopDSO) is pure
+// and table-tested on output recorded from the real tools in testdata/.
 package harness
