@@ -31,15 +31,14 @@ func IsCauseway(name string) bool { return name == SysCauseway1 || name == SysCa
 // Running is a started system: where to aim each load and which processes
 // to measure.
 type Running struct {
-	Name         string
-	H1, H2, TCP  string // host:port; TCP is "" when the system cannot proxy TCP
-	TCPNA        string // why TCP is not measured, when TCP is ""
-	Admin        string // Causeway's client-sidecar admin address
-	Children     []*Child
-	IdleRSS      int64 // bytes, summed over Children, a moment after start
-	IdleAnon     int64 // the anonymous part of IdleRSS
-	ConfigFiles  []string
-	upstreamHTTP int
+	Name        string
+	H1, H2, TCP string // host:port; TCP is "" when the system cannot proxy TCP
+	TCPNA       string // why TCP is not measured, when TCP is ""
+	Admin       string // Causeway's client-sidecar admin address
+	Children    []*Child
+	IdleRSS     int64 // bytes, summed over Children, a moment after start
+	IdleAnon    int64 // the anonymous part of IdleRSS
+	ConfigFiles []string
 }
 
 // PIDs are the processes whose CPU and memory count as the system's.
@@ -61,7 +60,7 @@ func (r *Running) Stop() {
 // StartSystem generates name's config into dir, starts it pinned to cores
 // and waits until it proxies an HTTP request and accepts TCP.
 func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Ports, conns int) (*Running, error) {
-	r := &Running{Name: name, upstreamHTTP: up.UpHTTP}
+	r := &Running{Name: name}
 	sysDir := filepath.Join(dir, name)
 	if err := os.MkdirAll(sysDir, 0o755); err != nil {
 		return nil, err
