@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -66,4 +69,38 @@ func TestTopDSO(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHasPprof(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		status int
+		want   bool
+	}{
+		{"admin serves /debug/pprof/", http.StatusOK, true},
+		{"admin without pprof", http.StatusNotFound, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/debug/pprof/" {
+					http.NotFound(w, r)
+					return
+				}
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			if got := hasPprof(context.Background(), strings.TrimPrefix(srv.URL, "http://")); got != tt.want {
+				t.Errorf("hasPprof = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	t.Run("nothing listening", func(t *testing.T) {
+		t.Parallel()
+		if hasPprof(context.Background(), "127.0.0.1:1") {
+			t.Error("hasPprof = true for a closed port")
+		}
+	})
 }
