@@ -32,7 +32,14 @@ type instance struct {
 	sidecar  *child
 	app      *child
 	stopping bool // set before a deliberate stop; exits are then not news
+	broken   bool // the sidecar never got ready; the command was not started
 	mu       sync.Mutex
+}
+
+func (i *instance) isBroken() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.broken
 }
 
 func (i *instance) isStopping() bool {
@@ -90,12 +97,27 @@ func (m *Mesh) reconcile(res local.Result) {
 	var wg sync.WaitGroup
 	for _, inst := range started {
 		wg.Go(func() {
-			if err := waitReady(inst, 15*time.Second); err != nil {
-				m.printf("workload %s: sidecar not ready: %v (log: %s)", inst.w.Key, err, filepath.Join(inst.dir, "sidecar.log"))
+			if err := waitReady(m.ctx, inst, 15*time.Second); err != nil {
+				m.printf("workload %s: sidecar not ready: %v; not started (tried again on the next change of the folder)", inst.w.Key, err)
+				inst.mu.Lock()
+				inst.broken = true
+				inst.mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
+	// A workload whose sidecar could not start is forgotten, so the next
+	// change of the folder tries it again (a port freed, a file fixed).
+	var broken []*instance
+	started = slices.DeleteFunc(started, func(inst *instance) bool {
+		if inst.isBroken() {
+			broken = append(broken, inst)
+			delete(m.instances, inst.w.Key)
+			return true
+		}
+		return false
+	})
+	m.stopInstances(broken)
 	// Servers first, and callers only once the servers listen, so the
 	// callers' first requests already find someone to answer.
 	slices.SortStableFunc(started, func(a, b *instance) int { return cmp.Compare(serverRank(a), serverRank(b)) })
@@ -135,7 +157,7 @@ func (m *Mesh) waitListening(insts []*instance) {
 		wg.Go(func() {
 			addr := "127.0.0.1:" + strconv.Itoa(int(inst.w.Port))
 			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) && !inst.app.exited() {
+			for time.Now().Before(deadline) && !inst.app.exited() && m.ctx.Err() == nil {
 				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 					c.Close()
 					return
@@ -234,7 +256,7 @@ func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
 		logFile.Close()
 		m.attestor.remove(c.pid())
 		if !inst.isStopping() {
-			m.printf("%s sidecar of %s exited: %v (log: %s)", time.Now().Format("15:04:05"), w.Key, c.err, logFile.Name())
+			m.printf("%s sidecar of %s exited: %v; its last words:\n%s", time.Now().Format("15:04:05"), w.Key, c.err, tail(logFile.Name(), 3))
 		}
 	})
 	if err != nil {
@@ -246,8 +268,8 @@ func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
 }
 
 // waitReady polls the sidecar's /ready until it has a config in force.
-func waitReady(inst *instance, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+func waitReady(ctx context.Context, inst *instance, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
 	url := "http://" + inst.adminAddr() + "/ready"
@@ -264,7 +286,7 @@ func waitReady(inst *instance, timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no config after %s", timeout)
+			return fmt.Errorf("no config after %s: %w", timeout, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -357,4 +379,16 @@ func (m *Mesh) startApp(inst *instance) error {
 		}
 	})
 	return err
+}
+
+// tail returns the last n lines of a file, indented, for a message about a
+// child that died: the run directory holding its log goes away at exit.
+func tail(file string, n int) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "    (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "    " + strings.Join(lines, "\n    ")
 }

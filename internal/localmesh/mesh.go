@@ -76,6 +76,9 @@ type Mesh struct {
 	grpcAddr string
 	restAddr string
 
+	// ctx ends when the run stops: waits for children give way to it.
+	ctx context.Context
+
 	outMu sync.Mutex // one writer at a time on Out (lines never interleave)
 
 	// Owned by the DirSource goroutine (load, publish, reconcile).
@@ -160,6 +163,7 @@ func (m *Mesh) run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.ctx = ctx
 
 	authority, err := ca.New(ctx, ca.Options{TrustDomain: m.td, Store: ca.DirStore{Dir: filepath.Join(m.runDir, "ca")}, Logger: m.log})
 	if err != nil {
