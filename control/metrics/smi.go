@@ -90,10 +90,13 @@ type Query struct {
 	Snapshot *spec.Snapshot
 }
 
-// ErrNotFound is returned for a resource the snapshot does not hold.
-type ErrNotFound struct{ What string }
+// ErrNotFound is returned for a resource the snapshot does not hold, or a
+// path this API does not serve.
+type ErrNotFound struct{ Msg string }
 
-func (e ErrNotFound) Error() string { return e.What + " not found" }
+func (e ErrNotFound) Error() string { return e.Msg }
+
+func notFound(what string) ErrNotFound { return ErrNotFound{what + " not found"} }
 
 // Get is GET .../namespaces/{ns}/{resource}/{name} (ns is "" and name the
 // namespace for namespaces). A TrafficSplit answers with a list, one item
@@ -103,25 +106,25 @@ func (q Query) Get(kind Kind, ns, name string) (any, error) {
 	switch kind.Resource {
 	case "namespaces":
 		if !slices.Contains(q.namespaces(), name) {
-			return nil, ErrNotFound{"namespace " + name}
+			return nil, notFound("namespace " + name)
 		}
 		return q.item(ref(kind, "", name), q.sum(func(_ Scrape, k FlowKey) bool { return keyNS(k.Backend) == name }), nil, nil), nil
 	case "services":
 		key := spec.Key{Namespace: ns, Name: name}
 		if q.Snapshot.Service(key) == nil {
-			return nil, ErrNotFound{"service " + key.String()}
+			return nil, notFound("service " + key.String())
 		}
 		return q.item(ref(kind, ns, name), q.sum(func(_ Scrape, k FlowKey) bool { return k.Backend == key.String() }), nil, nil), nil
 	case "trafficsplits":
 		i := slices.IndexFunc(q.Snapshot.Splits, func(s spec.Split) bool { return s.Key == spec.Key{Namespace: ns, Name: name} })
 		if i < 0 {
-			return nil, ErrNotFound{"trafficsplit " + ns + "/" + name}
+			return nil, notFound("trafficsplit " + ns + "/" + name)
 		}
 		l := q.list(ref(kind, ns, name), selfLink(ref(kind, ns, name)))
 		l.Items = q.splitItems(kind, q.Snapshot.Splits[i])
 		return l, nil
 	}
-	return nil, ErrNotFound{"resource type " + kind.Resource}
+	return nil, notFound("resource type " + kind.Resource)
 }
 
 // List is GET .../namespaces/{ns}/{resource} (or .../namespaces).
@@ -155,11 +158,11 @@ func (q Query) List(kind Kind, ns string) *TrafficMetricsList {
 // caller's proxy) and one per service it called (direction to).
 func (q Query) Edges(kind Kind, ns, name string) (*TrafficMetricsList, error) {
 	if kind.Resource != "services" {
-		return nil, ErrNotFound{"edges of " + kind.Resource + " (edges are served for services)"}
+		return nil, ErrNotFound{"edges are served for services, not " + kind.Resource}
 	}
 	key := spec.Key{Namespace: ns, Name: name}
 	if q.Snapshot.Service(key) == nil {
-		return nil, ErrNotFound{"service " + key.String()}
+		return nil, notFound("service " + key.String())
 	}
 	res := ref(kind, ns, name)
 	l := q.list(res, path.Join(selfLink(res), "edges"))

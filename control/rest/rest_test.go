@@ -127,6 +127,10 @@ func TestGolden(t *testing.T) {
 		{"smi-service-edges-caller", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/services/api/edges", 200},
 		{"smi-service-edges-callee", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/services/api-v1/edges", 200},
 		{"smi-trafficsplit", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/trafficsplits/api-split", 200},
+		{"smi-trafficsplits", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/trafficsplits", 200},
+		{"smi-namespace-missing", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/nope", 404},
+		{"smi-edges-of-trafficsplit", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/trafficsplits/api-split/edges", 404},
+		{"unknown-path", "/api/v2/services", 404},
 		{"smi-unknown-service", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/services/nope", 404},
 		{"smi-unsupported-kind", "/apis/metrics.smi-spec.io/v1alpha1/namespaces/shop/deployments/web", 404},
 	}
