@@ -104,9 +104,13 @@
 //
 // # Protocols
 //
-// Requests are forwarded by a lean forwarder over net/http's Transport (the
-// server's request is reused as the outbound one); Upgrade requests go
-// through httputil.ReverseProxy, which handles the switch to a raw tunnel.
+// Requests are forwarded by a lean forwarder (forward.go: the server's
+// request is reused as the outbound one). To plain HTTP/1.1 ports it sends
+// them with its own goroutine-free HTTP/1.1 client (h1client.go: request
+// written and response headers read on the handler's goroutine, the route
+// timeout a socket deadline); HTTP/2 and gRPC ports, and pools capped by
+// maxConnsPerHost, use net/http's Transport; Upgrade requests go through
+// httputil.ReverseProxy, which handles the switch to a raw tunnel.
 // HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
 // from the app (net/http's own HTTP/2 through Go 1.24+ Protocols; apps talk
 // plaintext to their loopback sidecar), gRPC (classified by grpc-status from

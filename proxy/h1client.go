@@ -118,6 +118,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 // can be replayed is sent once more on a fresh one: the backend may have
 // closed the idle connection as we took it.
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	return h.roundTrip(req, time.Time{})
+}
+
+// roundTrip is RoundTrip with a deadline for the response headers (zero:
+// none); passing it, the request fails with errTimeout. The body, once
+// headers are in, has no deadline: streams are not cut.
+func (h *h1Client) roundTrip(req *http.Request, deadline time.Time) (*http.Response, error) {
 	ctx := req.Context()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for try := 0; ; try++ {
@@ -131,16 +138,30 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
+		if !deadline.IsZero() {
+			_ = c.nc.SetDeadline(deadline)
+		}
+		// Until the headers are in, the client hanging up ends the wait.
+		// After, whoever copies the body notices a gone client on write.
 		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
 		resp, err := h.exchange(c, req)
-		if err == nil {
-			resp.Body = &h1Body{rc: resp.Body, h: h, c: c, stop: stop, keep: !resp.Close && !req.Close}
+		if stopped := stop(); err == nil && stopped {
+			if !deadline.IsZero() {
+				_ = c.nc.SetDeadline(time.Time{})
+			}
+			resp.Body = &h1Body{rc: resp.Body, h: h, c: c, keep: !resp.Close && !req.Close}
 			return resp, nil
 		}
-		stop()
+		if err == nil {
+			resp.Body.Close()
+		}
 		c.nc.Close()
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
+		}
+		var ne net.Error
+		if !deadline.IsZero() && errors.As(err, &ne) && ne.Timeout() {
+			return nil, errTimeout
 		}
 		if !reused || !replayable || try > 0 {
 			return nil, err
@@ -176,7 +197,6 @@ type h1Body struct {
 	rc   io.ReadCloser
 	h    *h1Client
 	c    *h1Conn
-	stop func() bool
 	keep bool
 	done bool
 }
@@ -201,12 +221,9 @@ func (b *h1Body) Close() error {
 
 func (b *h1Body) release(eof bool) {
 	b.done = true
-	// stop reports false when the context already ended and the deadline
-	// may have been set: such a connection cannot be reused.
-	if eof && b.keep && b.stop() {
+	if eof && b.keep {
 		b.h.put(b.c)
 		return
 	}
-	b.stop()
 	b.c.nc.Close()
 }

@@ -218,7 +218,14 @@ func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 	retry := up.Retry.Attempts > 0 && prepareRetry(req)
 	up.budget.Deposit()
 
-	upgrade := req.Header.Get("Upgrade") != ""
+	upgrade := isUpgrade(req)
+	var deadline time.Time
+	if ex.timeout > 0 && cp.h1 != nil && !upgrade {
+		// The HTTP/1.1 hot path enforces the timeout as a socket deadline
+		// on the header wait: no context, timer or body wrapper per request.
+		deadline = time.Now().Add(ex.timeout)
+		return p.attempts(req, ex, cp, up, retry, deadline)
+	}
 	var cancel context.CancelCauseFunc
 	var timer *time.Timer
 	if ex.timeout > 0 && !upgrade {
@@ -227,7 +234,7 @@ func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 		timer = time.AfterFunc(ex.timeout, func() { cancel(errTimeout) })
 		req = req.WithContext(ctx)
 	}
-	resp, err := p.attempts(req, ex, cp, up, retry)
+	resp, err := p.attempts(req, ex, cp, up, retry, deadline)
 	if cancel != nil {
 		stopped := timer.Stop()
 		if err != nil || !stopped {
@@ -246,7 +253,9 @@ func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 	return resp, err
 }
 
-func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *upstreamPolicy, retry bool) (*http.Response, error) {
+// attempts sends req until it succeeds, retries are used up or not allowed,
+// or the deadline (zero: none; only the h1 client takes it) has passed.
+func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *upstreamPolicy, retry bool, deadline time.Time) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		done, ok := cp.breaker.Allow()
 		if !ok {
@@ -271,11 +280,15 @@ func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *u
 		out.URL.Host = addr
 		ex.endpoint = addr
 		t0 := time.Now()
-		rt := cp.rt
-		if isUpgrade(out) {
-			rt = cp.transport // hands back a writable 101 body
+		var resp *http.Response
+		switch {
+		case isUpgrade(out):
+			resp, err = cp.transport.RoundTrip(out) // hands back a writable 101 body
+		case cp.h1 != nil:
+			resp, err = cp.h1.roundTrip(out, deadline)
+		default:
+			resp, err = cp.rt.RoundTrip(out)
 		}
-		resp, err := rt.RoundTrip(out)
 		if err != nil && req.Context().Err() != nil && context.Cause(req.Context()) != errTimeout {
 			// The client went away (or the proxy is closing): not the
 			// endpoint's failure, so neither the breaker nor the balancer
@@ -287,7 +300,7 @@ func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *u
 		failed := err != nil || resp.StatusCode >= 500 || (resp.StatusCode == 200 && grpcFailure(resp.Header))
 		pick.Done(time.Since(t0), failed)
 		done(!failed)
-		if !failed || !retry || attempt >= up.Retry.Attempts || req.Context().Err() != nil {
+		if !failed || !retry || attempt >= up.Retry.Attempts || req.Context().Err() != nil || errors.Is(err, errTimeout) {
 			return resp, err
 		}
 		if !up.budget.Withdraw() {
