@@ -1,6 +1,9 @@
 // Package local reads Causeway's local-mode kinds, causeway.dev/v1alpha1
-// (DESIGN.md §8): Workload, Mesh, and — parsed and validated only, until
-// federation lands — Cluster and ClusterLink.
+// (DESIGN.md §8): Workload (serviceAccount, service, port, command, env,
+// outbound), Mesh (mode, trustDomain; also read under deploy/crds' name
+// MeshConfig), and — parsed and validated only, until federation lands —
+// Cluster (name, trustDomain, gatewayPort, adminPort) and ClusterLink
+// (clusters).
 //
 // What enters: adapters.Object values of those kinds (from adapters/manifest).
 // Each is decoded strictly (unknown or duplicate fields are diagnostics with

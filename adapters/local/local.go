@@ -24,8 +24,10 @@ const (
 	APIVersion = Group + "/" + Version
 )
 
-// Kinds this package reads, in the order Result lists them.
-var Kinds = []string{"Mesh", "Workload", "Cluster", "ClusterLink"}
+// Kinds this package reads, in the order Decode reads them (the Mesh first:
+// its trust domain names the workloads). MeshConfig is the name
+// deploy/crds gives the Mesh kind; both are read, with the same fields.
+var Kinds = []string{"Mesh", "MeshConfig", "Workload", "Cluster", "ClusterLink"}
 
 // Options tune Decode and Translate.
 type Options struct {
@@ -46,7 +48,10 @@ type Workload struct {
 	// Port is where the application listens on loopback; 0 with no Service.
 	Port int32
 	// Command is the application to run; empty when it is started by hand.
-	Command  []string
+	Command []string
+	// Env is added to the command's environment, in order; a value may use
+	// $(VAR) of the variables before it, as in a Kubernetes container.
+	Env      []EnvVar
 	Outbound Outbound
 	// Identity is spiffe://<td>/ns/<ns>/sa/<serviceAccount>.
 	Identity spiffeid.ID
@@ -59,6 +64,12 @@ func (w *Workload) ServiceKey() spec.Key {
 		return spec.Key{}
 	}
 	return spec.Key{Namespace: w.Key.Namespace, Name: w.Service}
+}
+
+// EnvVar is one environment variable of a Workload's command.
+type EnvVar struct {
+	Name  string
+	Value string
 }
 
 // Outbound is how the workload's application reaches the mesh.
@@ -187,7 +198,11 @@ type (
 			Service        string   `json:"service,omitempty"`
 			Port           int32    `json:"port,omitempty"`
 			Command        []string `json:"command,omitempty"`
-			Outbound       struct {
+			Env            []struct {
+				Name  string `json:"name"`
+				Value string `json:"value,omitempty"`
+			} `json:"env,omitempty"`
+			Outbound struct {
 				HTTPProxyPort int32 `json:"httpProxyPort,omitempty"`
 				Upstreams     []struct {
 					Service   string `json:"service"`
@@ -272,7 +287,7 @@ func (d *decoder) object(o *adapters.Object) {
 		if d.decode(m, o.Raw, &doc) {
 			d.workload(m, &doc)
 		}
-	case "Mesh":
+	case "Mesh", "MeshConfig":
 		var doc meshDoc
 		if d.decode(m, o.Raw, &doc) {
 			d.mesh(m, &doc)
@@ -361,6 +376,17 @@ func (d *decoder) workload(m meta, doc *workloadDoc) {
 			d.errorf(m, "spec.command[0]", "empty program name")
 			ok = false
 		}
+	}
+	for i, e := range s.Env {
+		f := fmt.Sprintf("spec.env[%d].name", i)
+		if errs := validation.IsEnvVarName(e.Name); len(errs) > 0 {
+			d.errorf(m, f, "invalid variable name %q: %s", e.Name, errs[0])
+			ok = false
+		} else if j := slices.IndexFunc(w.Env, func(x EnvVar) bool { return x.Name == e.Name }); j >= 0 {
+			d.errorf(m, f, "%s is already set by spec.env[%d]", e.Name, j)
+			ok = false
+		}
+		w.Env = append(w.Env, EnvVar{Name: e.Name, Value: e.Value})
 	}
 	ok = d.port(m, "spec.outbound.httpProxyPort", s.Outbound.HTTPProxyPort, false) && ok
 	w.Outbound.HTTPProxyPort = s.Outbound.HTTPProxyPort

@@ -108,6 +108,52 @@ spec: {serviceAccount: buyer, outbound: {httpProxyPort: 15001}}
 			},
 		},
 		{
+			name: "env in order",
+			doc: `
+apiVersion: causeway.dev/v1alpha1
+kind: Workload
+metadata: {name: w, namespace: ns}
+spec:
+  serviceAccount: sa
+  env: [{name: GREETING, value: hi}, {name: LISTEN, value: "127.0.0.1:$(PORT)"}, {name: EMPTY}]
+`,
+			check: func(t *testing.T, r Result) {
+				want := []EnvVar{{"GREETING", "hi"}, {"LISTEN", "127.0.0.1:$(PORT)"}, {"EMPTY", ""}}
+				if len(r.Workloads) != 1 || !reflect.DeepEqual(r.Workloads[0].Env, want) {
+					t.Fatalf("env = %+v, want %+v", r.Workloads, want)
+				}
+			},
+		},
+		{
+			name: "bad env names",
+			doc: `
+apiVersion: causeway.dev/v1alpha1
+kind: Workload
+metadata: {name: w, namespace: ns}
+spec:
+  serviceAccount: sa
+  env: [{name: "1X"}, {name: A, value: a}, {name: A, value: b}]
+`,
+			want: []string{
+				`w.yaml:2: Workload ns/w: spec.env[0].name: invalid variable name "1X": a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')`,
+				`w.yaml:2: Workload ns/w: spec.env[2].name: A is already set by spec.env[1]`,
+			},
+		},
+		{
+			name: "MeshConfig is the Mesh by deploy/crds' name",
+			doc: `
+apiVersion: causeway.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: m}
+spec: {mode: permissive, trustDomain: example.org}
+`,
+			check: func(t *testing.T, r Result) {
+				if r.Mesh == nil || r.Mesh.Mode != spec.ModePermissive || r.Mesh.Origin.Object.Kind != "MeshConfig" {
+					t.Fatalf("mesh = %+v", r.Mesh)
+				}
+			},
+		},
+		{
 			name: "unknown and mistyped fields are named with their path",
 			doc: `
 apiVersion: causeway.dev/v1alpha1
@@ -181,7 +227,7 @@ metadata: {name: g}
 `,
 			want: []string{
 				"w.yaml:2: Workload ns/w: apiVersion: causeway.dev/v1beta9 Workload is not supported; use causeway.dev/v1alpha1",
-				`w.yaml:7: Gateway g: kind: unknown kind "Gateway" in causeway.dev/v1alpha1 (want one of Mesh, Workload, Cluster, ClusterLink)`,
+				`w.yaml:7: Gateway g: kind: unknown kind "Gateway" in causeway.dev/v1alpha1 (want one of Mesh, MeshConfig, Workload, Cluster, ClusterLink)`,
 			},
 		},
 		{

@@ -312,6 +312,11 @@ func (inst *instance) env() map[string]string {
 		name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(fmt.Sprintf("UPSTREAM_%s_%s_%d", u.Service.Name, u.Service.Namespace, u.Port)))
 		env[name] = "127.0.0.1:" + strconv.Itoa(int(u.LocalPort))
 	}
+	// The Workload's own variables come last and win: they may use the
+	// ones above ($(PORT)) and each other, in order.
+	for _, e := range w.Env {
+		env[e.Name] = expand(e.Value, env)
+	}
 	return env
 }
 

@@ -65,6 +65,13 @@ func TestInstanceEnv(t *testing.T) {
 				"UPSTREAM_MY_SQL_DB_3306": "127.0.0.1:13306"},
 		},
 		{
+			name: "the workload's env comes last, expanded in order",
+			w: local.Workload{Key: spec.Key{Namespace: "ns", Name: "w"}, Port: 8080, Env: []local.EnvVar{
+				{Name: "LISTEN", Value: "127.0.0.1:$(PORT)"}, {Name: "URL", Value: "http://$(LISTEN)/"}, {Name: "NO_PROXY", Value: "example.org"}}},
+			want: map[string]string{"CAUSEWAY_WORKLOAD": "ns/w", "NO_PROXY": "example.org", "no_proxy": "", "PORT": "8080",
+				"LISTEN": "127.0.0.1:8080", "URL": "http://127.0.0.1:8080/"},
+		},
+		{
 			name: "client behind the forward proxy",
 			w:    local.Workload{Key: spec.Key{Namespace: "b", Name: "buyer"}, Outbound: local.Outbound{HTTPProxyPort: 15001}},
 			want: map[string]string{"CAUSEWAY_WORKLOAD": "b/buyer", "NO_PROXY": "", "no_proxy": "",
