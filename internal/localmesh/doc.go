@@ -16,15 +16,21 @@
 //     Loader adds what the Workloads mean (adapters/local.Attach) before
 //     spec.Build, so an invalid edit is rejected whole and the last good
 //     snapshot keeps serving;
-//  3. one sidecar per Workload, a child process `causeway up sidecar` (a
-//     proxy.Proxy fed by proxy/configsource over the mTLS stream, its SVID
-//     and bundle from the Workload API), then the Workload's command with
-//     HTTP_PROXY pointing at its sidecar.
+//  3. one sidecar per Workload, a child process `causeway up sidecar`
+//     (RunSidecar: a proxy.Proxy fed by proxy/configsource over the mTLS
+//     stream, its SVID and bundle from the Workload API; `causeway proxy`
+//     itself has no control-plane or Workload API flags yet), then the
+//     Workload's command with HTTP_PROXY pointing at its sidecar — servers
+//     first, callers once the servers listen.
 //
-// What leaves: a startup summary and one line per change on Options.Out, the
-// children's output prefixed with their names, and on ctx's end every child
-// stopped (SIGTERM to its process group, SIGKILL after a grace period) and the
-// run directory removed.
+// What leaves: a startup summary and one line per change on Options.Out
+// (applied with what changed, or rejected with every error; workloads
+// started and stopped), the commands' output prefixed with their names (the
+// sidecars log to the run directory; a sidecar that dies has its last lines
+// printed), and on ctx's end every child stopped (SIGTERM to its process
+// group, SIGKILL after a grace period) and the run directory removed. A
+// run killed before it could clean up leaves a run directory that the next
+// run removes; its children died with it (Pdeathsig).
 //
 // Goroutines: Run owns the DirSource goroutine (loads, publishes, then
 // reconciles the children, in that order, on that goroutine), the gRPC,
