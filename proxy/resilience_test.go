@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,5 +224,49 @@ func TestClientCancelNotCounted(t *testing.T) {
 	}
 	if code, _, body := do(t, client(t), mustReq(t, "GET", base+"/", nil)); code != 200 {
 		t.Fatalf("after cancellations: %d %s", code, body)
+	}
+}
+
+// TestConnectionCap: maxConnsPerHost bounds the connections to an endpoint;
+// requests beyond it wait for one instead of failing.
+func TestConnectionCap(t *testing.T) {
+	// HTTP/1.1 carries one request at a time per connection, so requests
+	// in the handler at once never exceed the connections open.
+	var inflight, peak atomic.Int64
+	addr, _ := proxytest.HTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		inflight.Add(-1)
+		w.Write([]byte("ok"))
+	}))
+	base, _ := oneService(t, "capped", addr, proxy.Policy{MaxConnsPerHost: 2}, spec.Input{})
+	c := client(t)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(base + "/")
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 || peak.Load() > 2 {
+		t.Fatalf("failed %d, peak concurrent requests at the backend %d; want 0 and at most 2", failed.Load(), peak.Load())
 	}
 }
