@@ -130,10 +130,10 @@ func (u *upRun) count() int {
 	return len(u.lines)
 }
 
-// demoGet asks the bookstore through a workload's sidecar (its HTTP forward
-// proxy, as the workload's own calls go) and returns the status and the name
-// of the demo-app that answered.
-func demoGet(t *testing.T, proxyPort int) (int, string) {
+// demoAsk asks the bookstore through a workload's sidecar (its HTTP forward
+// proxy, as the workload's own calls go) and returns the status and, when
+// a demo-app answered, its answer: its name and the headers it received.
+func demoAsk(t *testing.T, proxyPort int) (int, demoAnswer) {
 	t.Helper()
 	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
 	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
@@ -142,12 +142,21 @@ func demoGet(t *testing.T, proxyPort int) (int, string) {
 		t.Fatalf("GET via :%d: %v", proxyPort, err)
 	}
 	defer resp.Body.Close()
-	var ans struct {
-		Name string `json:"name"`
-	}
+	var ans demoAnswer
 	body, _ := io.ReadAll(resp.Body)
-	_ = json.Unmarshal(body, &ans)
-	return resp.StatusCode, ans.Name
+	_ = json.Unmarshal(body, &ans) // a sidecar's own answer (403) is not JSON
+	return resp.StatusCode, ans
+}
+
+type demoAnswer struct {
+	Name    string      `json:"name"`
+	Headers http.Header `json:"headers"`
+}
+
+func demoGet(t *testing.T, proxyPort int) (int, string) {
+	t.Helper()
+	code, ans := demoAsk(t, proxyPort)
+	return code, ans.Name
 }
 
 // backendsWithin sends requests through bookbuyer's sidecar until n in a
@@ -316,6 +325,12 @@ func TestUpBookstore(t *testing.T) {
 	t.Run("access policy at the bookstore's sidecar", func(t *testing.T) {
 		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
 			t.Fatalf("bookbuyer: %d from %q, want 200 from a bookstore", code, name)
+		}
+		// The bookstore saw the caller its sidecar verified over mTLS.
+		_, ans := demoAsk(t, 15001)
+		xfcc := ans.Headers.Get("X-Forwarded-Client-Cert")
+		if !regexp.MustCompile(`^By=spiffe://cluster\.local/ns/bookstore/sa/bookstore;Hash=[0-9a-f]{64};URI=spiffe://cluster\.local/ns/bookbuyer/sa/bookbuyer$`).MatchString(xfcc) {
+			t.Fatalf("X-Forwarded-Client-Cert at the bookstore = %q, want bookbuyer's verified identity", xfcc)
 		}
 		if code, name := demoGet(t, 15002); code != http.StatusForbidden || name != "" {
 			t.Fatalf("bookthief: %d from %q, want 403 from the sidecar", code, name)
