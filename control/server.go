@@ -19,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	configv1 "github.com/causeway-mesh/causeway/api/config/v1"
@@ -58,6 +60,7 @@ type Server struct {
 	forget time.Duration
 	creds  credentials.TransportCredentials
 	grpc   *grpc.Server
+	health *health.Server
 	nonce  atomic.Uint64
 	stopCh chan struct{} // closed by Stop: every stream handler returns
 	stop   sync.Once
@@ -104,6 +107,11 @@ func New(opts Options) *Server {
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	configv1.RegisterConfigServiceServer(s.grpc, s)
+	// The standard gRPC health service, so load balancers and probes can
+	// tell a draining control plane from a serving one.
+	s.health = health.NewServer()
+	s.health.SetServingStatus(configv1.ConfigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
 	return s
 }
 
@@ -120,7 +128,10 @@ func (s *Server) Serve(lis net.Listener) error {
 // elsewhere or later), then stops the gRPC server, waiting for handlers to
 // return until ctx ends.
 func (s *Server) Stop(ctx context.Context) {
-	s.stop.Do(func() { close(s.stopCh) })
+	s.stop.Do(func() {
+		s.health.Shutdown() // every service NOT_SERVING before streams end
+		close(s.stopCh)
+	})
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

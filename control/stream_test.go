@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	configv1 "github.com/causeway-mesh/causeway/api/config/v1"
@@ -347,5 +348,37 @@ func TestStopDoesNotWaitForSilentPeers(t *testing.T) {
 	}
 	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("silent peer's stream ended with %v, want Unavailable", err)
+	}
+}
+
+func TestHealthService(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for _, svc := range []string{"", configv1.ConfigService_ServiceDesc.ServiceName} {
+		t.Run("service "+svc, func(t *testing.T) {
+			resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("Check(%q) = %v, %v; want SERVING", svc, resp, err)
+			}
+		})
+	}
+	// A watcher sees NOT_SERVING when the control plane starts to stop.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: configv1.ConfigService_ServiceDesc.ServiceName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first watch status %v, %v", r, err)
+	}
+	go Stop(t, srv)
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("status on stop %v, %v; want NOT_SERVING", r, err)
 	}
 }
