@@ -322,6 +322,37 @@ func TestUpBookstore(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+	t.Run("every sidecar is connected over mTLS and in sync", func(t *testing.T) {
+		resp, err := http.Get("http://" + rm[1] + "/api/v1/proxies")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Items []struct {
+				Node struct {
+					ID       string `json:"id"`
+					Identity string `json:"identity"`
+				} `json:"node"`
+				Connected bool `json:"connected"`
+				InSync    bool `json:"inSync"`
+			} `json:"items"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		if len(body.Items) != 6 {
+			t.Fatalf("%d proxies, want 6: %+v", len(body.Items), body.Items)
+		}
+		for _, p := range body.Items {
+			// The identity is the one the sidecar's client SVID proves
+			// (the control plane takes it from the certificate).
+			ns, sa, _ := strings.Cut(strings.TrimPrefix(p.Node.Identity, "spiffe://cluster.local/ns/"), "/sa/")
+			if !p.Connected || !p.InSync || !strings.HasSuffix(p.Node.ID, "."+ns) || sa == "" {
+				t.Errorf("proxy %+v: want connected, in sync, with its workload's identity", p)
+			}
+		}
+	})
 	t.Run("access policy at the bookstore's sidecar", func(t *testing.T) {
 		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
 			t.Fatalf("bookbuyer: %d from %q, want 200 from a bookstore", code, name)
