@@ -248,8 +248,10 @@ func TestUpBookstore(t *testing.T) {
 	dir := filepath.Join(tmp, "bookstore")
 	copyDir(t, filepath.Join("..", "..", "examples", "bookstore"), dir)
 
+	began := time.Now()
 	up := startUp(t, bin, dir)
 	m, next := up.waitLine(t, 0, readyLine, 30*time.Second)
+	t.Logf("ready %s after start", time.Since(began).Round(time.Millisecond))
 	if m[1] != "6" {
 		t.Fatalf("ready with %s workloads, want 6", m[1])
 	}
