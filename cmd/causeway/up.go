@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -9,11 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/causeway-mesh/causeway/internal/localmesh"
-	"github.com/causeway-mesh/causeway/proxy"
-	"github.com/causeway-mesh/causeway/spec"
 )
 
 func newUpCmd() *cobra.Command {
@@ -59,50 +55,5 @@ Ctrl-C stops every process it started. Watch traffic with 'causeway stat'.`,
 	f.DurationVar(&o.MetricsWindow, "metrics-window", 10*time.Second, "span the SMI metrics API (and causeway stat) covers")
 	f.DurationVar(&o.Grace, "grace", 5*time.Second, "time a child gets between SIGTERM and SIGKILL")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log the control plane's and Workload API's events to stderr")
-	cmd.AddCommand(newUpSidecarCmd())
-	return cmd
-}
-
-// newUpSidecarCmd is the sidecar process `causeway up` starts per Workload:
-// the proxy of `causeway proxy`, plus its SVID from the Workload API and its
-// config from the control plane's stream. Hidden: its flags are an internal
-// contract between `up` and its children.
-func newUpSidecarCmd() *cobra.Command {
-	var o localmesh.SidecarOptions
-	var controlID, service string
-	cmd := &cobra.Command{
-		Use:    "sidecar --config FILE --control ADDR --control-id ID --spiffe-socket ADDR --node ID [--service NS/NAME]",
-		Short:  "One sidecar of `causeway up` (started by it)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := spiffeid.FromString(controlID)
-			if err != nil {
-				return usageErr("up sidecar: --control-id: %v", err)
-			}
-			o.ControlID = id
-			if service != "" {
-				k, err := proxy.ParseKey(service)
-				if err != nil {
-					return usageErr("up sidecar: --service: %v", err)
-				}
-				o.Node.Services = []spec.Key{k}
-			}
-			o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if err := localmesh.RunSidecar(ctx, o); err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("up sidecar: %w", err)}
-			}
-			return nil
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&o.Bootstrap, "config", "", "proxy bootstrap file")
-	f.StringVar(&o.Control, "control", "", "control plane gRPC address")
-	f.StringVar(&controlID, "control-id", "", "the control plane's SPIFFE ID")
-	f.StringVar(&o.SPIFFESocket, "spiffe-socket", "", "Workload API address (unix:///path)")
-	f.StringVar(&o.Node.ID, "node", "", "node ID")
-	f.StringVar(&service, "service", "", "service this node backs (ns/name)")
 	return cmd
 }

@@ -16,10 +16,10 @@
 //     Loader adds what the Workloads mean (adapters/local.Attach) before
 //     spec.Build, so an invalid edit is rejected whole and the last good
 //     snapshot keeps serving;
-//  3. one sidecar per Workload, a child process `causeway up sidecar`
-//     (RunSidecar: a proxy.Proxy fed by proxy/configsource over the mTLS
-//     stream, its SVID and bundle from the Workload API; `causeway proxy`
-//     itself has no control-plane or Workload API flags yet), then the
+//  3. one sidecar per Workload, a child process `causeway proxy --control`
+//     (the same sidecar an injected pod runs: a proxy.Proxy fed by
+//     proxy/configsource over the mTLS stream, its SVID and bundle from the
+//     Workload API, attested by its PID), then the
 //     Workload's command with HTTP_PROXY pointing at its sidecar — servers
 //     first, callers once the servers listen.
 //

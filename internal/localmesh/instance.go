@@ -247,7 +247,7 @@ func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{m.opts.Binary, "up", "sidecar", "--config", bootFile, "--control", m.grpcAddr,
+	argv := []string{m.opts.Binary, "proxy", "--config", bootFile, "--control", m.grpcAddr,
 		"--control-id", m.ctlID.String(), "--spiffe-socket", "unix://" + m.sock, "--node", inst.node}
 	if k := w.ServiceKey(); k != (spec.Key{}) {
 		argv = append(argv, "--service", k.String())
