@@ -125,6 +125,17 @@ func TestServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The local-mode example is ordinary Kubernetes, SMI and causeway.dev
+	// YAML: the same folder must apply to a cluster (DESIGN §8).
+	example, err := filepath.Glob(filepath.Join("..", "examples", "bookstore", "*.yaml"))
+	if err != nil || len(example) == 0 {
+		t.Fatalf("examples/bookstore: %v (%d files)", err, len(example))
+	}
+	exDocs, err := kubetest.ReadFiles(example...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, exDocs...)
 	// And what `kubectl apply -k` would send, which may differ from the files
 	// (kustomize transforms them).
 	for _, dir := range kustomizations {
@@ -229,6 +240,16 @@ apiVersion: causeway.dev/v1alpha1
 kind: MeshConfig
 metadata: {name: default}
 spec: {mode: open}`, "spec.mode"},
+		{"Workload with a service but no port", `
+apiVersion: causeway.dev/v1alpha1
+kind: Workload
+metadata: {name: w, namespace: default}
+spec: {serviceAccount: w, service: web}`, "service and port go together"},
+		{"ClusterLink of neither shape", `
+apiVersion: causeway.dev/v1alpha1
+kind: ClusterLink
+metadata: {name: l, namespace: default}
+spec: {cluster: east}`, "give clusters (local mode) or cluster and trustDomain"},
 		{"Deployment without containers", `
 apiVersion: apps/v1
 kind: Deployment
