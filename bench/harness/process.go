@@ -17,7 +17,11 @@ type Child struct {
 	Name string
 	Cmd  *exec.Cmd
 	Log  string // file holding the child's stdout and stderr
-	done chan error
+	// done is closed when the process has been waited for; err is Wait's
+	// result, written before the close. A closed channel (rather than a
+	// value to receive) lets Exited and Stop be called any number of times.
+	done chan struct{}
+	err  error
 }
 
 // StartPinned runs argv on the given CPU list through taskset (which execs
@@ -42,10 +46,11 @@ func StartPinned(dir, name, cores string, argv ...string) (*Child, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, argv[0], err)
 	}
-	c := &Child{Name: name, Cmd: cmd, Log: logPath, done: make(chan error, 1)}
+	c := &Child{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
 	go func() {
-		c.done <- cmd.Wait()
+		c.err = cmd.Wait()
 		f.Close()
+		close(c.done)
 	}()
 	return c, nil
 }
@@ -56,9 +61,8 @@ func (c *Child) PID() int { return c.Cmd.Process.Pid }
 // Exited reports whether the child has already ended, and how.
 func (c *Child) Exited() (bool, error) {
 	select {
-	case err := <-c.done:
-		c.done <- err // keep it for Stop
-		return true, err
+	case <-c.done:
+		return true, c.err
 	default:
 		return false, nil
 	}
