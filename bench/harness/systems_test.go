@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -30,12 +31,17 @@ func TestStartSystem(t *testing.T) {
 	h2c := &http.Client{Transport: &http.Transport{Protocols: &h2}, Timeout: 5 * time.Second}
 	h1 := &http.Client{Timeout: 5 * time.Second}
 
+	// Causeway runs from the binary `make build` leaves in bin/; without it
+	// (a fresh clone under `make test`) those cases are skipped.
+	causeway, _ := filepath.Abs("../../bin/causeway")
 	tests := []struct {
 		system, binary string
 	}{
 		{SysNone, ""},
 		{SysHAProxy, "haproxy"},
 		{SysNginx, "nginx"},
+		{SysCauseway1, causeway},
+		{SysCauseway2, causeway},
 	}
 	for _, tt := range tests {
 		t.Run(tt.system, func(t *testing.T) {
@@ -44,7 +50,7 @@ func TestStartSystem(t *testing.T) {
 					t.Skipf("%s not installed (bench/install.sh installs it)", tt.binary)
 				}
 			}
-			sys, err := StartSystem(context.Background(), tt.system, t.TempDir(), "", "", up, 8)
+			sys, err := StartSystem(context.Background(), tt.system, t.TempDir(), "", causeway, up, 8)
 			if err != nil {
 				t.Fatal(err)
 			}
