@@ -26,6 +26,7 @@ type inboundConn struct {
 	port   int32
 	caller spiffeid.ID // verified peer identity; zero for plaintext
 	xfcc   string      // X-Forwarded-Client-Cert value for the app, when caller is set
+	label  string      // caller metric label, set by callerLabel
 }
 
 type inboundKey struct{}
@@ -107,6 +108,10 @@ func (p *Proxy) handleInbound(raw net.Conn) {
 	ib := st.inbound[port]
 	if ib == nil {
 		c.Close()
+		return
+	}
+	if ib.port.Protocol == spec.ProtocolHTTP {
+		p.serveH1(c, nil, ic, p.inCL, ic)
 		return
 	}
 	if ib.port.Protocol.IsHTTP() {

@@ -185,6 +185,14 @@ func (p *Proxy) serveFixedTCP(fl *fixedListener) {
 		}
 		st := p.state.Load()
 		port, ok := st.portOf(fl.key, fp.Port)
+		if ok && port.Protocol == spec.ProtocolHTTP {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.serveH1(c, fl, nil, p.fixedCL, fl)
+			}()
+			continue
+		}
 		if ok && port.Protocol.IsHTTP() {
 			if !p.fixedCL.push(&taggedConn{Conn: c, tag: fl}) {
 				c.Close()

@@ -61,6 +61,7 @@ type Proxy struct {
 	appH2C  *http.Transport // inbound to the local app, h2c prior knowledge
 	appFast *h1Client       // inbound to the local app, HTTP/1.1 hot path
 	servers []*http.Server
+	h1      h1Server // the HTTP/1.1 fast path's connections
 	lns     []net.Listener
 	udps    []*udpRelay
 	inUDP   *net.UDPConn
@@ -300,6 +301,7 @@ func (p *Proxy) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	p.h1.shutdown(ctx)
 	for _, s := range p.servers {
 		_ = s.Shutdown(ctx)
 	}

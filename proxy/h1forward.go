@@ -1,0 +1,460 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// serveOutbound is serveOutbound (httpout.go) for one fast-path request on
+// a fixed port: the same routing calls, breaker, balancer, retries, route
+// timeout, metrics and tap. n is the length of the request head in the read
+// buffer. It returns whether to keep the connection and whether to hand it
+// to net/http instead (nothing consumed, nothing counted).
+func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
+	p, fl := s.p, s.fl
+	st := p.state.Load()
+	port, ok := st.portOf(fl.key, fl.fp.Port)
+	up := st.upstreams[fl.key]
+	if !ok || port.Protocol != spec.ProtocolHTTP || up == nil {
+		return false, true
+	}
+	s.sreq = spec.Request{Method: methodString(s.req.method), Path: s.req.path(), Header: &s.req}
+	dec, ok := st.table.RouteHTTP(fl.key, &s.sreq)
+	if !ok {
+		return false, true
+	}
+	backend, _ := pickWeighted(dec.Backends)
+	cp := st.cluster(backend.Service, port.Port, port.Protocol)
+	if cp == nil || cp.h1 == nil {
+		return false, true
+	}
+	_, _ = s.br.Discard(n)
+	route := dec.Match
+	if route == "" {
+		route = "default"
+	}
+	backendName := cp.svcName
+	p.m.requests.WithLabelValues("outbound", up.name, route, backendName).Inc()
+	up.budget.Deposit()
+	retry := up.Retry.Attempts > 0 && s.req.contentLength <= 0 && isIdempotent(s.sreq.Method)
+	var deadline time.Time
+	if d := up.timeout(dec.Match); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+
+	buf := p.bufs.Get()
+	defer p.bufs.Put(buf)
+	var (
+		uc       *h1Conn
+		err      error
+		endpoint string
+	)
+	for attempt := 0; ; attempt++ {
+		done, ok := cp.breaker.Allow()
+		if !ok {
+			err = errCircuitOpen
+			break
+		}
+		pick, perr := cp.lb.Pick()
+		if perr != nil {
+			done(false)
+			err = errNoEndpoints
+			break
+		}
+		endpoint = pick.Addr
+		t0 := time.Now()
+		uc, err = s.exchange(cp.h1, pick.Addr, deadline, "", buf)
+		failed := err != nil || s.resp.status >= 500 || (s.resp.status == 200 && string(s.resp.grpcStatus) == "14")
+		pick.Done(time.Since(t0), failed)
+		done(!failed)
+		if !failed || !retry || attempt >= up.Retry.Attempts || errors.Is(err, errTimeout) {
+			break
+		}
+		if !up.budget.Withdraw() {
+			p.m.exhausted.WithLabelValues(up.name).Inc()
+			break
+		}
+		p.m.retries.WithLabelValues(up.name).Inc()
+		if uc != nil {
+			s.discardResponse(cp.h1, uc, buf)
+			uc = nil
+		}
+	}
+	status, gs, keep, aborted := s.respond(uc, err, cp.h1, buf)
+	class := classify(status, gs)
+	if aborted {
+		class = "failure"
+	}
+	end := time.Now()
+	elapsed := end.Sub(s.reqStart)
+	p.m.responses.WithLabelValues("outbound", up.name, route, backendName, p.m.status(status), gs, class).Inc()
+	p.m.latency.WithLabelValues("outbound", up.name, backendName, class).Observe(elapsed.Seconds())
+	if p.tap.active() {
+		p.tap.publish(&TapEvent{Time: s.reqStart, Direction: "outbound", Service: up.name, Route: route, Backend: backendName,
+			Endpoint: endpoint, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path, Status: status,
+			GRPCStatus: gs, Classification: class, LatencyMs: float64(elapsed.Microseconds()) / 1000})
+	}
+	s.reqStart = end
+	if s.bw.Flush() != nil {
+		return false, false
+	}
+	return keep, false
+}
+
+// serveInbound is serveInbound (inbound.go) for one fast-path request to an
+// HTTP/1.1 app port. A denied request falls back: net/http's path answers
+// 403 and counts it.
+func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
+	p, ic := s.p, s.ic
+	st := p.state.Load()
+	ib := st.inbound[ic.port]
+	if ib == nil || ib.port.Protocol != spec.ProtocolHTTP {
+		return false, true
+	}
+	s.sreq = spec.Request{Method: methodString(s.req.method), Path: s.req.path(), Header: &s.req}
+	dec := st.table.Authorize(ic.caller, spec.RouteHTTP, ic.port, &s.sreq)
+	if !dec.Allowed {
+		return false, true
+	}
+	_, _ = s.br.Discard(n)
+	p.m.authz.WithLabelValues(ic.callerLabel(), "allow").Inc()
+	route := dec.Match
+	if route == "" {
+		route = "default"
+	}
+	p.m.requests.WithLabelValues("inbound", ib.name, route, "app").Inc()
+	buf := p.bufs.Get()
+	defer p.bufs.Put(buf)
+	xfcc := ""
+	if !ic.caller.IsZero() {
+		xfcc = ic.xfcc
+	}
+	uc, err := s.exchange(p.appFast, ib.appAddr, time.Time{}, xfcc, buf)
+	status, gs, keep, aborted := s.respond(uc, err, p.appFast, buf)
+	class := classify(status, gs)
+	if aborted {
+		class = "failure"
+	}
+	end := time.Now()
+	elapsed := end.Sub(s.reqStart)
+	p.m.responses.WithLabelValues("inbound", ib.name, route, "app", p.m.status(status), gs, class).Inc()
+	p.m.latency.WithLabelValues("inbound", ib.name, "app", class).Observe(elapsed.Seconds())
+	if p.tap.active() {
+		caller := ""
+		if !ic.caller.IsZero() {
+			caller = ic.caller.String()
+		}
+		p.tap.publish(&TapEvent{Time: s.reqStart, Direction: "inbound", Service: ib.name, Route: route, Backend: "app",
+			Endpoint: ib.appAddr, Caller: caller, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path,
+			Status: status, GRPCStatus: gs, Classification: class, LatencyMs: float64(elapsed.Microseconds()) / 1000})
+	}
+	s.reqStart = end
+	if s.bw.Flush() != nil {
+		return false, false
+	}
+	return keep, false
+}
+
+// callerLabel is the caller label of causeway_inbound_authorization_total,
+// formatted once per connection.
+func (ic *inboundConn) callerLabel() string {
+	if ic.label == "" {
+		ic.label = "none"
+		if !ic.caller.IsZero() {
+			ic.label = ic.caller.String()
+		}
+	}
+	return ic.label
+}
+
+// exchange sends the request to addr on a pooled connection of h and reads
+// the final response head into s.resp. As in h1Client.roundTrip, a bodiless
+// request that fails on a reused connection is sent once more on a fresh
+// one, and passing the deadline (zero: none) before the head is errTimeout.
+// xfcc, when set, replaces any X-Forwarded-Client-Cert.
+func (s *h1ServerConn) exchange(h *h1Client, addr string, deadline time.Time, xfcc string, buf []byte) (*h1Conn, error) {
+	hasBody := s.req.contentLength > 0
+	for try := 0; ; try++ {
+		c, reused, err := h.get(context.Background(), addr, try > 0)
+		if err != nil {
+			return nil, err
+		}
+		if !deadline.IsZero() {
+			_ = c.nc.SetDeadline(deadline)
+		}
+		err = s.writeRequest(c.bw, xfcc, buf)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if err == nil {
+			err = readResponseHead(c.br, &s.resp)
+		}
+		if err == nil {
+			if !deadline.IsZero() {
+				_ = c.nc.SetDeadline(time.Time{})
+			}
+			return c, nil
+		}
+		c.nc.Close()
+		var ne net.Error
+		if !deadline.IsZero() && errors.As(err, &ne) && ne.Timeout() {
+			return nil, errTimeout
+		}
+		if !reused || hasBody || try > 0 || errors.Is(err, errBadResponse) {
+			return nil, err
+		}
+	}
+}
+
+// errBadResponse marks a response the fast path could not parse or frame.
+var errBadResponse = errors.New("malformed response from upstream")
+
+// writeRequest writes the request head without hop-by-hop fields (Host
+// first, as Go's client does) and then its body from the client.
+func (s *h1ServerConn) writeRequest(w *bufio.Writer, xfcc string, buf []byte) error {
+	r := &s.req
+	w.Write(r.method)
+	w.WriteByte(' ')
+	w.Write(r.target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.Write(r.host)
+	w.WriteString("\r\n")
+	inbound := s.ic != nil
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.drop || (inbound && equalFold(f.name, "x-forwarded-client-cert")) {
+			continue
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	if r.teTrailers {
+		w.WriteString("Te: trailers\r\n")
+	}
+	if xfcc != "" {
+		w.WriteString(xfccHeader + ": ")
+		w.WriteString(xfcc)
+		w.WriteString("\r\n")
+	}
+	_, err := w.WriteString("\r\n")
+	if err == nil && r.contentLength > 0 {
+		if err = copyN(w, s.br, r.contentLength, buf); err == nil {
+			r.contentLength = -2 // consumed: the connection can go on
+		}
+	}
+	return err
+}
+
+// readResponseHead reads response heads until a final one (1xx other than
+// 101 are skipped, as net/http's client does) and parses it into h.
+func readResponseHead(r *bufio.Reader, h *h1Head) error {
+	for {
+		if err := readOneResponseHead(r, h); err != nil {
+			return err
+		}
+		if h.status >= 200 {
+			return nil
+		}
+		if h.status == 101 {
+			return errBadResponse // never asked for: Upgrade goes through net/http
+		}
+	}
+}
+
+func readOneResponseHead(r *bufio.Reader, h *h1Head) error {
+	scanned := 0
+	var acc []byte // for a head larger than r's buffer
+	for {
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				return err
+			}
+		}
+		b, _ := r.Peek(r.Buffered())
+		if acc == nil {
+			if n := headEnd(b, scanned); n > 0 {
+				err := parseResponseHead(b[:n], h)
+				_, _ = r.Discard(n)
+				if err != nil {
+					return errBadResponse
+				}
+				return nil
+			}
+			scanned = len(b)
+			if len(b) < r.Size() {
+				if _, err := r.Peek(len(b) + 1); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		old := len(acc)
+		acc = append(acc, b...)
+		if n := headEnd(acc, old); n > 0 {
+			_, _ = r.Discard(n - old)
+			if parseResponseHead(acc[:n], h) != nil {
+				return errBadResponse
+			}
+			return nil
+		}
+		_, _ = r.Discard(len(b))
+		if len(acc) > 1<<20 {
+			return errBadResponse
+		}
+	}
+}
+
+// discardResponse drops a failed attempt's response (up to 64 KiB of body,
+// as attempts does) before a retry, keeping the connection when it can.
+func (s *h1ServerConn) discardResponse(h *h1Client, uc *h1Conn, buf []byte) {
+	r := &s.resp
+	if r.close || r.chunked || r.teOther || r.contentLength < 0 || r.contentLength > 64<<10 || noResponseBody(s.req.method, r.status) {
+		if noResponseBody(s.req.method, r.status) && !r.close {
+			h.put(uc)
+			return
+		}
+		uc.nc.Close()
+		return
+	}
+	if _, err := uc.br.Discard(int(r.contentLength)); err != nil {
+		uc.nc.Close()
+		return
+	}
+	h.put(uc)
+}
+
+func noResponseBody(method []byte, status int) bool {
+	return status == 204 || status == 304 || status < 200 || string(method) == "HEAD"
+}
+
+// respond writes the response (or the error) to the client, leaving the
+// last bytes in the buffer: the caller counts the request and then
+// flushes, so a client that has its response finds it counted. It returns the
+// status and grpc-status for metrics, whether the client connection stays
+// open, and whether the body broke off (the client connection is then cut,
+// as net/http's path does with ErrAbortHandler).
+func (s *h1ServerConn) respond(uc *h1Conn, err error, h *h1Client, buf []byte) (status int, gs string, keep, aborted bool) {
+	w := s.bw
+	// A body still unread from the client (the request never left) would
+	// be taken for the next request: close instead.
+	closeAfter := s.req.close || s.req.contentLength > 0
+	if err == nil && s.resp.teOther {
+		uc.nc.Close()
+		err = errBadResponse
+	}
+	if err != nil {
+		status = writeProxyError(w, err, closeAfter)
+		return status, "", !closeAfter, false
+	}
+	r := &s.resp
+	status = r.status
+	if r.grpcStatus != nil {
+		gs = grpcStatusString(r.grpcStatus)
+	}
+	w.WriteString("HTTP/1.1 ")
+	writeInt(w, int64(r.status))
+	w.WriteByte(' ')
+	w.Write(r.reason)
+	w.WriteString("\r\n")
+	framed := r.chunked
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.drop || (framed && equalFold(f.name, "content-length")) {
+			continue
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	noBody := noResponseBody(s.req.method, r.status)
+	toEOF := !noBody && !r.chunked && r.contentLength < 0
+	if !noBody && (r.chunked || toEOF) {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if closeAfter {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	var cerr error
+	switch {
+	case noBody:
+	case r.chunked:
+		cerr = copyChunked(w, uc.br, buf)
+	case toEOF:
+		cerr = copyToEOF(w, uc.br, buf)
+	default:
+		cerr = copyN(w, uc.br, r.contentLength, buf)
+	}
+	if cerr != nil {
+		uc.nc.Close()
+		return status, gs, false, true
+	}
+	if r.close || toEOF {
+		uc.nc.Close()
+	} else {
+		h.put(uc)
+	}
+	return status, gs, !closeAfter, false
+}
+
+// grpcStatusString interns the usual codes for the metric label.
+func grpcStatusString(b []byte) string {
+	switch string(b) {
+	case "0":
+		return "0"
+	case "14":
+		return "14"
+	}
+	return string(b)
+}
+
+// writeProxyError answers as proxyError does and returns the status.
+func writeProxyError(w *bufio.Writer, err error, closeAfter bool) int {
+	code := 502
+	switch {
+	case errors.Is(err, errTimeout):
+		code = 504
+	case errors.Is(err, errCircuitOpen), errors.Is(err, errNoEndpoints), errors.Is(err, errNoCluster):
+		code = 503
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	w.WriteString("HTTP/1.1 ")
+	writeInt(w, int64(code))
+	w.WriteByte(' ')
+	w.WriteString(statusText(code))
+	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nCauseway-Error: ")
+	w.WriteString(msg)
+	w.WriteString("\r\nContent-Length: ")
+	writeInt(w, int64(len("causeway: ")+len(msg)+1))
+	if closeAfter {
+		w.WriteString("\r\nConnection: close")
+	}
+	w.WriteString("\r\n\r\ncauseway: ")
+	w.WriteString(msg)
+	w.WriteString("\n")
+	return code
+}
+
+func statusText(code int) string {
+	switch code {
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Gateway Timeout"
+}
