@@ -18,6 +18,11 @@
 // change is saved to the Store before it is published and closes the channel
 // returned by Updated.
 //
+// Stores: DirStore keeps the state in a 0600 file (local mode); SecretStore
+// keeps it in a Kubernetes Secret (cluster mode), writing only at the
+// resourceVersion it last read, so of two replicas saving at once one gets
+// ErrConflict and must reload (New again) rather than overwrite the other.
+//
 // Goroutines: none of its own. Run(ctx) is a loop the caller starts and owns;
 // all other methods are safe for concurrent use.
 package ca
