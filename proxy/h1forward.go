@@ -34,7 +34,7 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 	if cp == nil || cp.h1 == nil {
 		return false, true
 	}
-	_, _ = s.br.Discard(n)
+	s.consume(n)
 	route := dec.Match
 	if route == "" {
 		route = "default"
@@ -122,7 +122,7 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 	if !dec.Allowed {
 		return false, true
 	}
-	_, _ = s.br.Discard(n)
+	s.consume(n)
 	p.m.authz.WithLabelValues(ic.callerLabel(), "allow").Inc()
 	route := dec.Match
 	if route == "" {
@@ -159,6 +159,16 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 		return false, false
 	}
 	return keep, false
+}
+
+// consume takes the request head of length n off the read buffer. A body
+// is read without the head's deadline, as net/http does (no ReadTimeout):
+// uploads may take their time.
+func (s *h1ServerConn) consume(n int) {
+	_, _ = s.br.Discard(n)
+	if s.req.contentLength > 0 {
+		_ = s.nc.SetReadDeadline(time.Time{})
+	}
 }
 
 // callerLabel is the caller label of causeway_inbound_authorization_total,

@@ -102,11 +102,36 @@ func parseRequestHead(b []byte, h *h1Head) error {
 	if err := h.parseFields(rest); err != nil {
 		return err
 	}
-	if !h.hasHost {
+	if !h.hasHost || !validHost(h.host) {
 		return errH1Unusual
 	}
 	return nil
 }
+
+// validHost accepts the bytes net/http's server accepts in Host (its
+// httpguts.ValidHostHeader); anything else is net/http's to refuse.
+func validHost(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || !hostChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostChar = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseFields parses header lines up to the blank line, marking hop-by-hop
 // fields and noting what framing and forwarding need.
@@ -206,7 +231,7 @@ func (h *h1Head) parseFields(b []byte) error {
 	}
 	for _, tok := range connTokens {
 		for i := range h.fields {
-			if equalFold(h.fields[i].name, string(tok)) {
+			if name := h.fields[i].name; len(name) == len(tok) && asciiEqualFoldBoth(name, string(tok)) {
 				h.fields[i].drop = true
 			}
 		}

@@ -35,9 +35,12 @@ const (
 	h1ReadBuf = 8 << 10
 	// h1HeaderTimeout and h1IdleTimeout are the net/http servers'
 	// ReadHeaderTimeout and IdleTimeout (proxy.go).
-	h1HeaderTimeout = 30 * time.Second
-	h1IdleConn      = 5 * time.Minute
+	h1IdleConn = 5 * time.Minute
 )
+
+// h1HeaderTimeout is the net/http servers' ReadHeaderTimeout (proxy.go); a
+// variable so a test can make a slowloris give up sooner.
+var h1HeaderTimeout = 30 * time.Second
 
 var (
 	h1ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h1ReadBuf) }}
@@ -181,6 +184,12 @@ func (s *h1ServerConn) readHead() (int, error) {
 			return 0, errH1Unusual // net/http decides: 431 or a larger head
 		}
 		if _, err := s.br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(s.reqStart) < h1HeaderTimeout {
+				// The deadline counted from before the request began
+				// (an idle keep-alive gap): the head gets its full time.
+				_ = s.nc.SetReadDeadline(s.reqStart.Add(h1HeaderTimeout))
+				continue
+			}
 			return 0, err
 		}
 	}
