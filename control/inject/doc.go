@@ -1,0 +1,57 @@
+// Package inject is Causeway's sidecar injector (issue 5): the mutating
+// admission webhook the control plane serves, and the same injection for
+// `causeway inject -f` offline.
+//
+// # What enters
+//
+// A Config (proxy image, the control plane's address and SPIFFE ID, where
+// the Workload API socket comes from, ports, the proxy's uid) and pods: an
+// admission.k8s.io/v1 AdmissionReview on PathNamespace or PathPod
+// (Webhook), or a *corev1.Pod (Injector.Pod).
+//
+// # Who is injected
+//
+// A pod whose namespace or itself has causeway.dev/inject=enabled, unless
+// the pod says disabled, is in kube-system/kube-public/kube-node-lease, uses
+// the host network, or already has the sidecar (injecting twice is injecting
+// once: the webhook is reinvoked with reinvocationPolicy IfNeeded). A pod
+// that opted in but cannot be injected is still allowed, with a warning.
+//
+// # What leaves
+//
+// A JSON Patch (Patch) that adds, for an injected pod:
+//
+//	initContainers[0]  causeway-init: `causeway init-redirect` (NET_ADMIN, NET_RAW,
+//	                   uid 0) REDIRECTs inbound TCP to the proxy's inbound port,
+//	                   except from the node's address (kubelet probes) and the
+//	                   causeway.dev/skip-inbound-ports ports (internal/redirect)
+//	initContainers[1]  causeway-proxy: `causeway proxy` as a native sidecar
+//	                   (restartPolicy Always: up before the app, no block on Job
+//	                   completion) as uid 2102, --control, --control-id,
+//	                   --spiffe-socket, --node $(POD_NAME).$(POD_NAMESPACE),
+//	                   --service per Service the pod backs
+//	volumes            causeway-bootstrap: a downward API file of the
+//	                   causeway.dev/proxy-bootstrap annotation (the bootstrap,
+//	                   without a ConfigMap per namespace); causeway-spiffe: the
+//	                   Workload API socket dir (SPIRE's CSI driver, or hostPath)
+//	containers[*].env  HTTP_PROXY/http_proxy = the proxy's forward proxy,
+//	                   NO_PROXY for loopback, unless the container sets them
+//	annotations        causeway.dev/injected, proxy-image, proxy-bootstrap,
+//	                   services (when resolved)
+//
+// Outbound traffic is not redirected: the proxy has no listener that reads
+// the original destination (SO_ORIGINAL_DST), so apps reach it through
+// HTTP_PROXY. The Services a pod backs are unknown at admission unless they
+// already exist: KubeServices matches their selectors then, and the
+// causeway.dev/services annotation overrides.
+//
+// The webhook's TLS certificate comes from a WebhookCA of its own (not the
+// mesh CA; see WebhookCA), whose certificate PublishCABundle merges into the
+// webhook configuration's caBundle next to the other replicas'.
+//
+// # Goroutines
+//
+// None of its own: Webhook.Handler runs on the http.Server's goroutines, and
+// Injector is stateless, so concurrent reviews are safe. ServingConfig's
+// GetCertificate reissues under a mutex.
+package inject
