@@ -23,6 +23,15 @@ if [ -z "${CAUSEWAY_SKIP_TOOLS:-}" ]; then
   export CAUSEWAY_SPIRE_BIN KUBE_APISERVER_BIN="$kube_bin/kube-apiserver" ETCD_BIN="$kube_bin/etcd"
   # With the tools in place, a test that cannot find one fails instead of skipping.
   export CAUSEWAY_REQUIRE_SPIRE=1 CAUSEWAY_REQUIRE_KUBE=1
+  # Tests that build network namespaces (pods with real addresses) need root
+  # and iproute2; CI runs as root, so there they must run, not skip.
+  if [ "$(id -u)" = 0 ]; then
+    if ! command -v ip >/dev/null; then
+      step "iproute2 (apt-get)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+    fi
+    export CAUSEWAY_REQUIRE_NETNS=1
+  fi
 fi
 
 step "go vet"
