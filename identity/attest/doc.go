@@ -7,6 +7,19 @@
 //
 // Table is the local-mode Attestor: an ordered list of entries, each mapping
 // one selector (uid:N, gid:N, exe:/path) to a namespace/ServiceAccount; the
-// first matching entry wins. Cluster mode plugs a TokenReview attestor into the
-// same interface (issue 5). No goroutines; Table is immutable once built.
+// first matching entry wins.
+//
+// TokenReview is the cluster-mode Attestor. The workload sends its projected
+// ServiceAccount token (a serviceAccountToken volume with audience
+// "causeway", so bound to its Pod) in the gRPC metadata key
+// "causeway-sa-token" of every Workload API call; TokenFile is the client half
+// (grpc.WithPerRPCCredentials, re-reading the file the kubelet rotates). The
+// attestor asks the apiserver (TokenReview with the audience), and maps
+// system:serviceaccount:<ns>:<sa> to spiffe://<td>/ns/<ns>/sa/<sa>. Accepted
+// tokens are cached by SHA-256 for a few seconds, never past their exp.
+// Revocation (deleting the Pod or ServiceAccount) therefore takes effect
+// after the attestor's CacheTTL plus kube-apiserver's own 10s token cache.
+//
+// No goroutines. Table is immutable once built; TokenReview guards its cache
+// with a mutex.
 package attest
