@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"context"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -11,13 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/causeway-mesh/causeway/deploy"
+	"github.com/causeway-mesh/causeway/identity/ca"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
 )
 
@@ -315,7 +320,7 @@ spec:
 
 // TestRBAC applies the control plane's RBAC for real and asks the apiserver
 // (SubjectAccessReview) what its ServiceAccount may do: everything the
-// watcher needs, and nothing beyond (no spec writes, no secrets, no other
+// watcher needs, and nothing beyond (no spec writes, no secret but the CA's, no other
 // Lease).
 func TestRBAC(t *testing.T) {
 	cfg := kubetest.Config(t)
@@ -357,10 +362,21 @@ func TestRBAC(t *testing.T) {
 		{"update own lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "causeway-control-plane", true},
 		{"create lease", "create", "coordination.k8s.io", "leases", "", "causeway-system", "", true},
 		{"patch own webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "causeway-sidecar-injector", true},
+		{"get CA secret", "get", "", "secrets", "", "causeway-system", "causeway-ca", true},
+		{"update CA secret", "update", "", "secrets", "", "causeway-system", "causeway-ca", true},
+		{"create CA secret", "create", "", "secrets", "", "causeway-system", "", true},
 		// Beyond what it needs:
 		{"update trafficsplit spec", "update", "split.smi-spec.io", "trafficsplits", "", "bookstore", "", false},
 		{"delete traffictargets", "delete", "access.smi-spec.io", "traffictargets", "", "bookstore", "", false},
 		{"list secrets", "list", "", "secrets", "", "", "", false},
+		{"get another secret", "get", "", "secrets", "", "causeway-system", "app-credentials", false},
+		{"update another secret", "update", "", "secrets", "", "causeway-system", "default-token", false},
+		{"list secrets in own namespace", "list", "", "secrets", "", "causeway-system", "", false},
+		{"watch CA secret", "watch", "", "secrets", "", "causeway-system", "causeway-ca", false},
+		{"delete CA secret", "delete", "", "secrets", "", "causeway-system", "causeway-ca", false},
+		{"patch CA secret", "patch", "", "secrets", "", "causeway-system", "causeway-ca", false},
+		{"get same-named secret elsewhere", "get", "", "secrets", "", "bookstore", "causeway-ca", false},
+		{"create secrets elsewhere", "create", "", "secrets", "", "bookstore", "", false},
 		{"update another lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "kube-scheduler", false},
 		{"create lease elsewhere", "create", "coordination.k8s.io", "leases", "", "kube-system", "", false},
 		{"patch another webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "other", false},
@@ -383,6 +399,59 @@ func TestRBAC(t *testing.T) {
 			}
 			if got.Status.Allowed != c.want {
 				t.Errorf("%s may %s %s/%s (%s): allowed=%v, want %v (%s)", sa, c.verb, c.group, c.resource, c.subresource, got.Status.Allowed, c.want, got.Status.Reason)
+			}
+		})
+	}
+
+	// The CA SecretStore works with exactly these rules: as the control
+	// plane's ServiceAccount (impersonated), it creates and reloads its CA
+	// Secret, and cannot use a Secret of another name.
+	asSA := rest.CopyConfig(cfg)
+	asSA.Impersonate = rest.ImpersonationConfig{UserName: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"}}
+	saClient, err := kubernetes.NewForConfig(asSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	openCA := func(name string) (*ca.CA, error) {
+		store, err := ca.NewSecretStore(saClient.CoreV1(), "causeway-system", name)
+		if err != nil {
+			return nil, err
+		}
+		return ca.New(ctx, ca.Options{TrustDomain: td, Store: store, Logger: slog.New(slog.DiscardHandler)})
+	}
+	var first *ca.CA
+	for _, c := range []struct {
+		name, secret string
+		allowed      bool
+	}{
+		{"CA secret: create", "causeway-ca", true},
+		{"CA secret: reload", "causeway-ca", true},
+		{"CA secret: rotate", "causeway-ca", true},
+		{"another secret", "other-ca", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := openCA(c.secret)
+			if !c.allowed {
+				if !apierrors.IsForbidden(err) {
+					t.Fatalf("SecretStore on %s = %v, want Forbidden", c.secret, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = got
+				return
+			}
+			if got.ActiveID() != first.ActiveID() {
+				t.Errorf("reloaded CA is active %s, want %s", got.ActiveID(), first.ActiveID())
+			}
+			if strings.HasSuffix(c.name, "rotate") {
+				if err := got.Rotate(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
 		})
 	}
