@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -35,6 +36,9 @@ func serveWebhook(t testing.TB, w *Webhook) (string, *http.Client, *WebhookCA) {
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsCfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w.Logger == nil {
+		w.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
