@@ -226,7 +226,9 @@ func TestKubeAdmission(t *testing.T) {
 				}
 				continue
 			}
-XX, web, nil, false), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			var refused error
+			err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				_, err := client.CoreV1().Pods("inject-on").Create(ctx, pod("refused", web, nil, false), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				refused = err
 				return err != nil, nil
 			})
