@@ -146,7 +146,7 @@ func TestKubeAdmission(t *testing.T) {
 	pod := func(name string, labels, annotations map[string]string, hostNetwork bool) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
-			Spec: corev1.PodSpec{HostNetwork: hostNetwork, Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+			Spec:       corev1.PodSpec{HostNetwork: hostNetwork, Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
 		}
 	}
 	web := map[string]string{"app": "web"}
