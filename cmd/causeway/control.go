@@ -41,6 +41,7 @@ type controlFlags struct {
 	debounce    time.Duration
 	scrapeEvery time.Duration
 	ca          caFlags
+	caSecret    string // NAMESPACE/NAME of the CA Secret; empty: --ca-dir
 }
 
 func newControlCmd() *cobra.Command {
@@ -81,6 +82,7 @@ identity a proxy claims: for loopback experiments only.`,
 	fl.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet period after a change before the manifests are reloaded")
 	fl.DurationVar(&f.scrapeEvery, "scrape-interval", 2*time.Second, "how often proxies' /metrics are scraped for the SMI metrics API")
 	f.ca.register(cmd)
+	fl.StringVar(&f.caSecret, "ca-secret", "", "keep the CA in this Kubernetes Secret (NAMESPACE/NAME) instead of --ca-dir; replicas share it")
 	return cmd
 }
 
@@ -171,7 +173,7 @@ func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, 
 		}
 		return control.MTLS(src, src, td), func() { _ = src.Close() }, nil
 	}
-	ca, err := f.ca.open(ctx, log)
+	ca, err := f.openCA(ctx, log)
 	if err != nil {
 		return nil, nil, err
 	}
