@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -40,12 +42,14 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 		route = "default"
 	}
 	backendName := cp.svcName
-	p.m.requests.WithLabelValues("outbound", up.name, route, backendName).Inc()
+	series := p.m.route("outbound", up.name, route, backendName)
+	series.requests.Inc()
 	up.budget.Deposit()
 	retry := up.Retry.Attempts > 0 && s.req.contentLength <= 0 && isIdempotent(s.sreq.Method)
 	var deadline time.Time
 	if d := up.timeout(dec.Match); d > 0 {
-		deadline = time.Now().Add(d)
+		// From when the head arrived (microseconds ago): one clock read less.
+		deadline = s.reqStart.Add(d)
 	}
 
 	buf := p.bufs.Get()
@@ -68,7 +72,10 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 			break
 		}
 		endpoint = pick.Addr
-		t0 := time.Now()
+		t0 := s.reqStart // the first attempt: as good as now, and no clock read
+		if attempt > 0 {
+			t0 = time.Now()
+		}
 		uc, err = s.exchange(cp.h1, pick.Addr, deadline, "", buf)
 		failed := err != nil || s.resp.status >= 500 || (s.resp.status == 200 && string(s.resp.grpcStatus) == "14")
 		pick.Done(time.Since(t0), failed)
@@ -93,8 +100,7 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 	}
 	end := time.Now()
 	elapsed := end.Sub(s.reqStart)
-	p.m.responses.WithLabelValues("outbound", up.name, route, backendName, p.m.status(status), gs, class).Inc()
-	p.m.latency.WithLabelValues("outbound", up.name, backendName, class).Observe(elapsed.Seconds())
+	series.done(status, gs, class, elapsed.Seconds())
 	if p.tap.active() {
 		p.tap.publish(&TapEvent{Time: s.reqStart, Direction: "outbound", Service: up.name, Route: route, Backend: backendName,
 			Endpoint: endpoint, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path, Status: status,
@@ -123,12 +129,13 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 		return false, true
 	}
 	s.consume(n)
-	p.m.authz.WithLabelValues(ic.callerLabel(), "allow").Inc()
+	ic.allowed(p.m).Inc()
 	route := dec.Match
 	if route == "" {
 		route = "default"
 	}
-	p.m.requests.WithLabelValues("inbound", ib.name, route, "app").Inc()
+	series := p.m.route("inbound", ib.name, route, "app")
+	series.requests.Inc()
 	buf := p.bufs.Get()
 	defer p.bufs.Put(buf)
 	xfcc := ""
@@ -143,8 +150,7 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 	}
 	end := time.Now()
 	elapsed := end.Sub(s.reqStart)
-	p.m.responses.WithLabelValues("inbound", ib.name, route, "app", p.m.status(status), gs, class).Inc()
-	p.m.latency.WithLabelValues("inbound", ib.name, "app", class).Observe(elapsed.Seconds())
+	series.done(status, gs, class, elapsed.Seconds())
 	if p.tap.active() {
 		caller := ""
 		if !ic.caller.IsZero() {
@@ -171,16 +177,17 @@ func (s *h1ServerConn) consume(n int) {
 	}
 }
 
-// callerLabel is the caller label of causeway_inbound_authorization_total,
-// formatted once per connection.
-func (ic *inboundConn) callerLabel() string {
-	if ic.label == "" {
-		ic.label = "none"
+// allowed is the connection's allow counter of
+// causeway_inbound_authorization_total, resolved once per connection.
+func (ic *inboundConn) allowed(m *metrics) prometheus.Counter {
+	if ic.allow == nil {
+		label := "none"
 		if !ic.caller.IsZero() {
-			ic.label = ic.caller.String()
+			label = ic.caller.String()
 		}
+		ic.allow = m.authz.WithLabelValues(label, "allow")
 	}
-	return ic.label
+	return ic.allow
 }
 
 // exchange sends the request to addr on a pooled connection of h and reads

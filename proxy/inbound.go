@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/causeway-mesh/causeway/spec"
@@ -24,9 +25,9 @@ const preambleTimeout = 10 * time.Second
 // inboundConn is what the inbound accept path learned about a connection.
 type inboundConn struct {
 	port   int32
-	caller spiffeid.ID // verified peer identity; zero for plaintext
-	xfcc   string      // X-Forwarded-Client-Cert value for the app, when caller is set
-	label  string      // caller metric label, set by callerLabel
+	caller spiffeid.ID        // verified peer identity; zero for plaintext
+	xfcc   string             // X-Forwarded-Client-Cert value for the app, when caller is set
+	allow  prometheus.Counter // the caller's allow counter, set by allowed
 }
 
 type inboundKey struct{}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,10 +34,14 @@ type metrics struct {
 	breakers   *breakerCollector
 
 	statusText sync.Map // int -> string, so label values are not formatted per request
+
+	routesMu sync.Mutex
+	routes   atomic.Pointer[map[routeKey]*routeSeries]
 }
 
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
+	m.routes.Store(&map[routeKey]*routeSeries{})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "causeway_requests_total", Help: "HTTP requests received, by routing decision.",
@@ -110,5 +115,72 @@ func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, s := range src() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(s), name)
+	}
+}
+
+// routeKey names the per-route series of one direction.
+type routeKey struct{ dir, service, route, backend string }
+
+// routeSeries holds the resolved children of one route's series, so a
+// request on the fast path neither validates nor hashes label values:
+// causeway_requests_total, the latency histogram by classification, and the
+// responses counter of the status it saw last (statuses repeat).
+type routeSeries struct {
+	m        *metrics
+	key      routeKey
+	requests prometheus.Counter
+	success  prometheus.Observer
+	failure  prometheus.Observer
+	last     atomic.Pointer[respSeries]
+}
+
+type respSeries struct {
+	status    int
+	gs, class string
+	c         prometheus.Counter
+}
+
+// route returns the series of a route, resolving them on first use. The
+// cache is an immutable map behind an atomic pointer, copied on a miss:
+// label sets are bounded by the config, so misses are rare.
+func (m *metrics) route(dir, service, route, backend string) *routeSeries {
+	k := routeKey{dir, service, route, backend}
+	if rs, ok := (*m.routes.Load())[k]; ok {
+		return rs
+	}
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	old := *m.routes.Load()
+	if rs, ok := old[k]; ok {
+		return rs
+	}
+	rs := &routeSeries{m: m, key: k,
+		requests: m.requests.WithLabelValues(dir, service, route, backend),
+		success:  m.latency.WithLabelValues(dir, service, backend, "success"),
+		failure:  m.latency.WithLabelValues(dir, service, backend, "failure"),
+	}
+	next := make(map[routeKey]*routeSeries, len(old)+1)
+	for k2, v := range old {
+		next[k2] = v
+	}
+	next[k] = rs
+	m.routes.Store(&next)
+	return rs
+}
+
+// done counts a response and observes its latency.
+func (rs *routeSeries) done(status int, gs, class string, seconds float64) {
+	l := rs.last.Load()
+	if l == nil || l.status != status || l.gs != gs || l.class != class {
+		k := rs.key
+		l = &respSeries{status: status, gs: gs, class: class,
+			c: rs.m.responses.WithLabelValues(k.dir, k.service, k.route, k.backend, rs.m.status(status), gs, class)}
+		rs.last.Store(l)
+	}
+	l.c.Inc()
+	if class == "success" {
+		rs.success.Observe(seconds)
+	} else {
+		rs.failure.Observe(seconds)
 	}
 }
