@@ -50,6 +50,7 @@ func newRootCmd() *cobra.Command {
 		newUpCmd(),
 		newStatCmd(),
 		newLoadCmd(),
+		newInjectCmd(), newInitRedirectCmd(),
 	)
 	return root
 }
