@@ -82,15 +82,27 @@ type TokenReviewConfig struct {
 type TokenReview struct {
 	cfg TokenReviewConfig
 
-	mu    sync.Mutex
-	cache map[[sha256.Size]byte]cachedReview
-	stats TokenReviewStats
+	mu       sync.Mutex
+	cache    map[[sha256.Size]byte]cachedReview
+	inflight map[[sha256.Size]byte]*pendingReview
+	stats    TokenReviewStats
 }
 
 // TokenReviewStats counts what Attest did, for metrics and tests.
 type TokenReviewStats struct {
 	Reviews   uint64 // TokenReviews sent to the apiserver
 	CacheHits uint64 // answered from the cache
+	// Shared counts calls answered by a review another call of the same
+	// token had in flight: a workload opens several streams at once.
+	Shared uint64
+}
+
+// pendingReview is a TokenReview in flight; done is closed when r and err
+// are set.
+type pendingReview struct {
+	done chan struct{}
+	r    Review
+	err  error
 }
 
 // Review is what the apiserver vouched for about one token.
@@ -132,7 +144,7 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &TokenReview{cfg: cfg, cache: map[[sha256.Size]byte]cachedReview{}}, nil
+	return &TokenReview{cfg: cfg, cache: map[[sha256.Size]byte]cachedReview{}, inflight: map[[sha256.Size]byte]*pendingReview{}}, nil
 }
 
 // Attest implements Attestor. Kernel peer credentials are not consulted: in
@@ -174,15 +186,35 @@ func (a *TokenReview) Review(ctx context.Context, token string) (Review, error) 
 		}
 		delete(a.cache, key)
 	}
+	if p, ok := a.inflight[key]; ok {
+		a.stats.Shared++
+		a.mu.Unlock()
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return Review{}, fmt.Errorf("TokenReview: %w", ctx.Err())
+		}
+		// The caller whose review it was may have given up; that says
+		// nothing about the token, so ask again for this one.
+		if !errors.Is(p.err, context.Canceled) && !errors.Is(p.err, context.DeadlineExceeded) {
+			return p.r, p.err
+		}
+		return a.Review(ctx, token)
+	}
+	p := &pendingReview{done: make(chan struct{})}
+	a.inflight[key] = p
 	a.stats.Reviews++
 	a.mu.Unlock()
 
-	r, err := a.review(ctx, token)
-	if err != nil {
-		return Review{}, err
+	p.r, p.err = a.review(ctx, token)
+	if p.err == nil {
+		a.remember(key, p.r, now)
 	}
-	a.remember(key, r, now)
-	return r, nil
+	a.mu.Lock()
+	delete(a.inflight, key)
+	a.mu.Unlock()
+	close(p.done)
+	return p.r, p.err
 }
 
 // review asks the apiserver.

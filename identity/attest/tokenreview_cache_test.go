@@ -111,6 +111,57 @@ func TestTokenReviewCacheBoundedByExpiry(t *testing.T) {
 	})
 }
 
+// TestTokenReviewConcurrentCalls: a workload opens several Workload API
+// streams at once with the same token; they cost one TokenReview, the rest
+// wait for it or hit the cache. Refusals are shared while in flight only.
+func TestTokenReviewConcurrentCalls(t *testing.T) {
+	c := newCluster(t)
+	c.serviceAccount("web")
+	good := c.token("web", "causeway", c.pod("web-0", "web"))
+	const callers = 20
+	tests := []struct {
+		name     string
+		token    string
+		accepted bool
+		check    func(s attest.TokenReviewStats) bool
+	}{
+		{"good token: one review", good, true, func(s attest.TokenReviewStats) bool {
+			return s.Reviews == 1 && s.Shared+s.CacheHits == callers-1
+		}},
+		{"garbage: each refusal answers only the calls waiting for it", "garbage", false, func(s attest.TokenReviewStats) bool {
+			return s.Reviews >= 1 && s.CacheHits == 0 && s.Reviews+s.Shared == callers
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := c.attestor(nil)
+			start := make(chan struct{})
+			errs := make(chan error, callers)
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					<-start
+					_, err := a.Attest(c.ctx, withToken(tt.token))
+					errs <- err
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if tt.accepted != (err == nil) || (!tt.accepted && !errors.Is(err, attest.ErrNoIdentity)) {
+					t.Errorf("Attest err = %v; accepted wanted: %v", err, tt.accepted)
+				}
+			}
+			s := a.Stats()
+			t.Logf("%d concurrent calls: %+v", callers, s)
+			if !tt.check(s) {
+				t.Errorf("stats %+v", s)
+			}
+		})
+	}
+}
+
 // BenchmarkTokenReview measures one attestation against the real apiserver:
 // a TokenReview of a token it has not seen (signature check and lookups of
 // the ServiceAccount and Pod), of a token it has seen (kube-apiserver keeps
