@@ -41,6 +41,7 @@ type controlFlags struct {
 	debounce    time.Duration
 	scrapeEvery time.Duration
 	ca          caFlags
+	webhook     webhookFlags
 	caSecret    string // NAMESPACE/NAME of the CA Secret; empty: --ca-dir
 }
 
@@ -82,6 +83,7 @@ identity a proxy claims: for loopback experiments only.`,
 	fl.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet period after a change before the manifests are reloaded")
 	fl.DurationVar(&f.scrapeEvery, "scrape-interval", 2*time.Second, "how often proxies' /metrics are scraped for the SMI metrics API")
 	f.ca.register(cmd)
+	f.webhook.register(fl)
 	fl.StringVar(&f.caSecret, "ca-secret", "", "keep the CA in this Kubernetes Secret (NAMESPACE/NAME) instead of --ca-dir; replicas share it")
 	return cmd
 }
@@ -122,7 +124,7 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 		return &exitError{code: 1, err: err}
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- src.Run(ctx, srv.Publish) }()
 	log.Info("control plane started", "manifests", f.manifests, "kube", f.kube, "grpc", lis.Addr().String(), "insecure", f.insecure)
@@ -141,6 +143,17 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 		log.Info("REST API started", "addr", restLis.Addr().String())
 	}
 
+	var kubeCfg *rest.Config
+	if f.kube && f.webhook.listen != "" {
+		if kubeCfg, err = kubeRESTConfig(f.kubeconfig); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("control: kubernetes config: %w", err)}
+		}
+	}
+	whSrv, err := startWebhook(ctx, f.webhook, kubeCfg, log, errc)
+	if err != nil {
+		return err
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -151,6 +164,9 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	defer cancel()
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(stopCtx)
+	}
+	if whSrv != nil {
+		_ = whSrv.Shutdown(stopCtx)
 	}
 	srv.Stop(stopCtx)
 	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {

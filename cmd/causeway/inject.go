@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -18,6 +21,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/causeway-mesh/causeway/control/inject"
@@ -387,4 +393,101 @@ func ipv4Prefixes(stderr io.Writer, s string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// webhookFlags are `causeway control`'s sidecar-injector flags.
+type webhookFlags struct {
+	listen  string
+	service string
+	config  string
+	certTTL time.Duration
+	inject  injectFlags
+}
+
+func (w *webhookFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&w.listen, "webhook-listen", "", "HTTPS address of the sidecar-injector webhook (e.g. :9443); empty disables it")
+	fl.StringVar(&w.service, "webhook-service", "causeway-control-plane.causeway-system", "the webhook's Service as NAME.NAMESPACE: the serving certificate's DNS names")
+	fl.StringVar(&w.config, "webhook-config", "causeway-sidecar-injector", "MutatingWebhookConfiguration whose caBundle gets this replica's webhook CA (with --kube); empty skips it")
+	fl.DurationVar(&w.certTTL, "webhook-cert-ttl", 30*24*time.Hour, "webhook serving certificate lifetime (reissued at two thirds); its CA lives a year")
+	w.inject.register(fl)
+}
+
+// startWebhook serves the injector on w.listen with a certificate from a
+// fresh webhook CA, and, given a cluster, publishes that CA into the
+// webhook configuration's caBundle (retrying in the background until it
+// works: the apiserver calls this replica only once it trusts its CA).
+// Serve errors go to errc. It returns nil, nil when the webhook is off.
+func startWebhook(ctx context.Context, w webhookFlags, kube *rest.Config, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	if w.listen == "" {
+		return nil, nil
+	}
+	name, ns, ok := strings.Cut(w.service, ".")
+	if !ok || name == "" || ns == "" {
+		return nil, usageErr("control: --webhook-service %q: want NAME.NAMESPACE", w.service)
+	}
+	var (
+		client   kubernetes.Interface
+		resolver inject.ServiceResolver
+	)
+	if kube != nil {
+		cs, err := kubernetes.NewForConfig(kube)
+		if err != nil {
+			return nil, fmt.Errorf("control: webhook: %w", err)
+		}
+		client, resolver = cs, inject.KubeServices{Client: cs}
+	}
+	in, err := w.inject.injector(resolver)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := inject.NewWebhookCA(time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("control: webhook CA: %w", err)
+	}
+	// 127.0.0.1 too, so the webhook can be called on loopback (tests, and
+	// a clientConfig.url during development).
+	tlsCfg, err := ca.ServingConfig(w.certTTL, inject.ServiceDNSNames(name, ns), []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("control: webhook certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", w.listen)
+	if err != nil {
+		return nil, fmt.Errorf("control: --webhook-listen: %w", err)
+	}
+	srv := &http.Server{Handler: (&inject.Webhook{Injector: in, Logger: log}).Handler(), TLSConfig: tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	log.Info("sidecar-injector webhook started", "addr", ln.Addr().String(), "service", w.service)
+	if client != nil && w.config != "" {
+		go publishCABundle(ctx, client, w.config, ca.PEM(), log)
+	}
+	return srv, nil
+}
+
+// publishCABundle retries inject.PublishCABundle with capped backoff until
+// it succeeds or ctx ends.
+func publishCABundle(ctx context.Context, client kubernetes.Interface, config string, caPEM []byte, log *slog.Logger) {
+	delay := 500 * time.Millisecond
+	for {
+		err := inject.PublishCABundle(ctx, client, config, caPEM, time.Now())
+		if err == nil {
+			log.Info("webhook CA published", "mutatingwebhookconfiguration", config)
+			return
+		}
+		log.Warn("webhook CA not published yet; retrying", "mutatingwebhookconfiguration", config, "err", err, "retry", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// kubeRESTConfig is the cluster config `causeway control --kube` uses.
+func kubeRESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return rest.InClusterConfig()
 }
