@@ -8,6 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/causeway-mesh/causeway/deploy"
+	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/internal/redirect"
 )
 
@@ -136,4 +141,47 @@ func mustPrefixes(t *testing.T, s string) []netip.Prefix {
 		t.Fatal(err)
 	}
 	return ps
+}
+
+// TestDeployControlPlaneArgs: the control plane's args in deploy/base parse
+// with this binary's flags, so the manifest and the command cannot drift.
+func TestDeployControlPlaneArgs(t *testing.T) {
+	t.Parallel()
+	data, err := deploy.FS.ReadFile("base/control-plane.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := kubetest.Parse("base/control-plane.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range docs {
+		if d.Obj.GetKind() != "Deployment" {
+			continue
+		}
+		var dep appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(d.Obj.Object, &dep); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range dep.Spec.Template.Spec.Containers {
+			if len(c.Args) == 0 || c.Args[0] != "control" {
+				continue
+			}
+			found = true
+			cmd, rest, err := newRootCmd().Find(c.Args)
+			if err != nil || len(rest) == 0 {
+				t.Fatalf("container %s: %v", c.Name, err)
+			}
+			if err := cmd.ParseFlags(c.Args[1:]); err != nil {
+				t.Errorf("container %s args %v: %v", c.Name, c.Args, err)
+			}
+			if v, _ := cmd.Flags().GetString("webhook-listen"); v == "" {
+				t.Errorf("container %s does not serve the sidecar-injector webhook", c.Name)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no control container in deploy/base/control-plane.yaml")
+	}
 }
