@@ -43,6 +43,10 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	addr   string
 	idleAt time.Time
+	// deadline says a deadline may still be set on nc: the fast path
+	// leaves the header deadline in place when the body needs no more
+	// reads, and whoever takes the connection next sets or clears it.
+	deadline bool
 }
 
 func newH1Client(dial func(context.Context, string, string) (net.Conn, error), maxIdle int) *h1Client {
@@ -52,9 +56,10 @@ func newH1Client(dial func(context.Context, string, string) (net.Conn, error), m
 	return &h1Client{dial: dial, maxIdle: maxIdle, idle: map[string][]*h1Conn{}}
 }
 
-func (h *h1Client) get(ctx context.Context, addr string, fresh bool) (*h1Conn, bool, error) {
+// get takes an idle connection to addr (unless fresh) or dials one; now is
+// the caller's clock reading, for the idle check.
+func (h *h1Client) get(ctx context.Context, addr string, fresh bool, now time.Time) (*h1Conn, bool, error) {
 	if !fresh {
-		now := time.Now()
 		h.mu.Lock()
 		list := h.idle[addr]
 		for len(list) > 0 {
@@ -78,8 +83,10 @@ func (h *h1Client) get(ctx context.Context, addr string, fresh bool) (*h1Conn, b
 	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10), addr: addr}, false, nil
 }
 
-func (h *h1Client) put(c *h1Conn) {
-	c.idleAt = time.Now()
+// put pools c; now is the caller's clock reading (a little early is fine:
+// the connection is then dropped a little sooner).
+func (h *h1Client) put(c *h1Conn, now time.Time) {
+	c.idleAt = now
 	h.mu.Lock()
 	if h.closed || len(h.idle[c.addr]) >= h.maxIdle {
 		h.mu.Unlock()
@@ -128,7 +135,7 @@ func (h *h1Client) roundTrip(req *http.Request, deadline time.Time) (*http.Respo
 	ctx := req.Context()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	for try := 0; ; try++ {
-		c, reused, err := h.get(ctx, req.URL.Host, try > 0)
+		c, reused, err := h.get(ctx, req.URL.Host, try > 0, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -138,16 +145,18 @@ func (h *h1Client) roundTrip(req *http.Request, deadline time.Time) (*http.Respo
 				return nil, err
 			}
 		}
-		if !deadline.IsZero() {
+		if !deadline.IsZero() || c.deadline {
 			_ = c.nc.SetDeadline(deadline)
+			c.deadline = !deadline.IsZero()
 		}
 		// Until the headers are in, the client hanging up ends the wait.
 		// After, whoever copies the body notices a gone client on write.
 		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
 		resp, err := h.exchange(c, req)
 		if stopped := stop(); err == nil && stopped {
-			if !deadline.IsZero() {
+			if c.deadline {
 				_ = c.nc.SetDeadline(time.Time{})
+				c.deadline = false
 			}
 			resp.Body = &h1Body{rc: resp.Body, h: h, c: c, keep: !resp.Close && !req.Close}
 			return resp, nil
@@ -222,7 +231,7 @@ func (b *h1Body) Close() error {
 func (b *h1Body) release(eof bool) {
 	b.done = true
 	if eof && b.keep {
-		b.h.put(b.c)
+		b.h.put(b.c, time.Now())
 		return
 	}
 	b.c.nc.Close()

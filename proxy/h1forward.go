@@ -174,6 +174,7 @@ func (s *h1ServerConn) consume(n int) {
 	_, _ = s.br.Discard(n)
 	if s.req.contentLength > 0 {
 		_ = s.nc.SetReadDeadline(time.Time{})
+		s.rdArmed = false
 	}
 }
 
@@ -198,12 +199,13 @@ func (ic *inboundConn) allowed(m *metrics) prometheus.Counter {
 func (s *h1ServerConn) exchange(h *h1Client, addr string, deadline time.Time, xfcc string, buf []byte) (*h1Conn, error) {
 	hasBody := s.req.contentLength > 0
 	for try := 0; ; try++ {
-		c, reused, err := h.get(context.Background(), addr, try > 0)
+		c, reused, err := h.get(context.Background(), addr, try > 0, s.reqStart)
 		if err != nil {
 			return nil, err
 		}
-		if !deadline.IsZero() {
+		if !deadline.IsZero() || c.deadline {
 			_ = c.nc.SetDeadline(deadline)
+			c.deadline = !deadline.IsZero()
 		}
 		err = s.writeRequest(c.bw, xfcc, buf)
 		if err == nil {
@@ -213,9 +215,8 @@ func (s *h1ServerConn) exchange(h *h1Client, addr string, deadline time.Time, xf
 			err = readResponseHead(c.br, &s.resp)
 		}
 		if err == nil {
-			if !deadline.IsZero() {
-				_ = c.nc.SetDeadline(time.Time{})
-			}
+			// The deadline stays until the body needs a read (respond
+			// clears it then) or the next request sets its own.
 			return c, nil
 		}
 		c.nc.Close()
@@ -335,7 +336,7 @@ func (s *h1ServerConn) discardResponse(h *h1Client, uc *h1Conn, buf []byte) {
 	r := &s.resp
 	if r.close || r.chunked || r.teOther || r.contentLength < 0 || r.contentLength > 64<<10 || noResponseBody(s.req.method, r.status) {
 		if noResponseBody(s.req.method, r.status) && !r.close {
-			h.put(uc)
+			h.put(uc, s.reqStart)
 			return
 		}
 		uc.nc.Close()
@@ -345,7 +346,7 @@ func (s *h1ServerConn) discardResponse(h *h1Client, uc *h1Conn, buf []byte) {
 		uc.nc.Close()
 		return
 	}
-	h.put(uc)
+	h.put(uc, s.reqStart)
 }
 
 func noResponseBody(method []byte, status int) bool {
@@ -401,6 +402,11 @@ func (s *h1ServerConn) respond(uc *h1Conn, err error, h *h1Client, buf []byte) (
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")
+	if uc.deadline && !noBody && (r.contentLength < 0 || int64(uc.br.Buffered()) < r.contentLength) {
+		// The route timeout bounds the wait for the head, not the body.
+		_ = uc.nc.SetDeadline(time.Time{})
+		uc.deadline = false
+	}
 	var cerr error
 	switch {
 	case noBody:
@@ -418,7 +424,7 @@ func (s *h1ServerConn) respond(uc *h1Conn, err error, h *h1Client, buf []byte) (
 	if r.close || toEOF {
 		uc.nc.Close()
 	} else {
-		h.put(uc)
+		h.put(uc, s.reqStart)
 	}
 	return status, gs, !closeAfter, false
 }

@@ -72,7 +72,11 @@ type h1ServerConn struct {
 	// over; tag is what its ConnContext expects.
 	fallback *chanListener
 	tag      any
+	// reqStart is when the current request's head began arriving (between
+	// requests: when the last response ended).
 	reqStart time.Time
+	// rdArmed says a header read deadline is set (see readHead).
+	rdArmed bool
 }
 
 // serveH1 runs the fast path on c until it closes or falls back. It runs on
@@ -148,13 +152,20 @@ func (s *h1ServerConn) readHead() (int, error) {
 	if s.p.h1.isClosing() {
 		return 0, net.ErrClosed
 	}
-	// The deadline counts from the end of the previous response, which was
-	// timed anyway: no clock read of its own.
-	_ = s.nc.SetReadDeadline(s.reqStart.Add(h1HeaderTimeout))
-	if s.p.h1.isClosing() {
-		// Close may have set its deadline before ours: stop at the next
-		// boundary rather than wait out the idle time.
-		return 0, net.ErrClosed
+	// The read deadline is armed lazily. Any deadline no later than the
+	// request's start plus h1HeaderTimeout bounds a slow head, and one
+	// set for an earlier request (so firing early) is re-armed below: a
+	// busy connection touches its timer once per h1HeaderTimeout, not once
+	// per request. It counts from the end of the previous response, which
+	// was timed anyway.
+	if !s.rdArmed {
+		s.rdArmed = true
+		_ = s.nc.SetReadDeadline(s.reqStart.Add(h1HeaderTimeout))
+		if s.p.h1.isClosing() {
+			// Close may have set its deadline before ours: stop at the
+			// next boundary rather than wait out the idle time.
+			return 0, net.ErrClosed
+		}
 	}
 	idleSince := s.reqStart
 	waited := false
@@ -184,7 +195,7 @@ func (s *h1ServerConn) readHead() (int, error) {
 			return 0, errH1Unusual // net/http decides: 431 or a larger head
 		}
 		if _, err := s.br.Peek(len(b) + 1); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(s.reqStart) < h1HeaderTimeout {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !s.p.h1.isClosing() && time.Since(s.reqStart) < h1HeaderTimeout {
 				// The deadline counted from before the request began
 				// (an idle keep-alive gap): the head gets its full time.
 				_ = s.nc.SetReadDeadline(s.reqStart.Add(h1HeaderTimeout))
