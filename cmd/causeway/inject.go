@@ -66,13 +66,13 @@ func imageTag() string {
 	return version
 }
 
-func (f *injectFlags) injector(svc inject.ServiceResolver) (*inject.Injector, error) {
+func (f *injectFlags) injector(svc inject.ServiceResolver, nsr inject.NamespaceReader) (*inject.Injector, error) {
 	in, err := inject.New(inject.Config{
 		Image: f.image, ControlAddr: f.controlAddr, ControlID: f.controlID,
 		SPIFFE:      inject.SPIFFESource{CSIDriver: f.csiDriver, HostPath: f.hostPath, SocketName: f.socketName},
 		ProxyUID:    f.proxyUID,
 		InboundPort: f.inbound, HTTPProxyPort: f.httpProxy,
-		Services: svc,
+		Services: svc, Namespaces: nsr,
 	})
 	if err != nil {
 		return nil, usageErr("%v", err)
@@ -142,7 +142,7 @@ func runInject(ctx context.Context, cfg injectFlags, files []string, stdin io.Re
 	}
 	// Services in the same input tell which Services a workload backs, as
 	// the webhook learns from the cluster.
-	in, err := cfg.injector(manifestServicesOf(docs))
+	in, err := cfg.injector(manifestServicesOf(docs), nil)
 	if err != nil {
 		return err
 	}
@@ -426,17 +426,18 @@ func startWebhook(ctx context.Context, w webhookFlags, kube *rest.Config, log *s
 		return nil, usageErr("control: --webhook-service %q: want NAME.NAMESPACE", w.service)
 	}
 	var (
-		client   kubernetes.Interface
-		resolver inject.ServiceResolver
+		client     kubernetes.Interface
+		resolver   inject.ServiceResolver
+		namespaces inject.NamespaceReader
 	)
 	if kube != nil {
 		cs, err := kubernetes.NewForConfig(kube)
 		if err != nil {
 			return nil, fmt.Errorf("control: webhook: %w", err)
 		}
-		client, resolver = cs, inject.KubeServices{Client: cs}
+		client, resolver, namespaces = cs, inject.KubeServices{Client: cs}, inject.KubeNamespaces{Client: cs}
 	}
-	in, err := w.inject.injector(resolver)
+	in, err := w.inject.injector(resolver, namespaces)
 	if err != nil {
 		return nil, err
 	}

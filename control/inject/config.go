@@ -76,6 +76,14 @@ type Config struct {
 	// Services resolves the Services a pod backs when its annotation does
 	// not say; nil leaves them to the annotation.
 	Services ServiceResolver
+	// Namespaces reads a namespace's labels, to leave pods alone where Pod
+	// Security would reject the init container; nil skips that check.
+	Namespaces NamespaceReader
+}
+
+// NamespaceReader returns a namespace's labels.
+type NamespaceReader interface {
+	NamespaceLabels(ctx context.Context, namespace string) (map[string]string, error)
 }
 
 // SPIFFESource says how the Workload API socket reaches the pod. The

@@ -3,6 +3,7 @@ package inject
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -18,7 +19,7 @@ func FuzzDecodeReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":null}} {}`))
-	w := &Webhook{Injector: newInjector(f, testConfig())}
+	w := &Webhook{Injector: newInjector(f, testConfig()), Logger: slog.New(slog.DiscardHandler)}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rv, err := DecodeReview(body)
 		if err != nil {

@@ -114,6 +114,9 @@ func (in *Injector) Pod(ctx context.Context, pod *corev1.Pod, namespace string, 
 			return skip("a volume is already named "+vol.Name, true)
 		}
 	}
+	if why := in.podSecurity(ctx, namespace); why != "" {
+		return skip(why, true)
+	}
 	skipPorts, err := redirect.ParsePorts(pod.Annotations[AnnotationSkipInboundPorts])
 	if err != nil {
 		return skip(fmt.Sprintf("annotation %s: %v", AnnotationSkipInboundPorts, err), true)
@@ -127,6 +130,29 @@ func (in *Injector) Pod(ctx context.Context, pod *corev1.Pod, namespace string, 
 	out := pod.DeepCopy()
 	in.mutate(out, skipPorts, services)
 	return Result{Pod: out, Warnings: warnings}
+}
+
+// podSecurityEnforce is the Pod Security admission label; at baseline or
+// restricted it rejects the init container's NET_ADMIN and NET_RAW, and with
+// it the whole pod. Leaving the pod uninjected lets it start.
+const podSecurityEnforce = "pod-security.kubernetes.io/enforce"
+
+// podSecurity says why the namespace's Pod Security level forbids
+// injection, or "" when it allows it (or cannot be read: the pod is then
+// injected and admission has the last word).
+func (in *Injector) podSecurity(ctx context.Context, namespace string) string {
+	if in.cfg.Namespaces == nil {
+		return ""
+	}
+	labels, err := in.cfg.Namespaces.NamespaceLabels(ctx, namespace)
+	if err != nil {
+		return ""
+	}
+	switch level := labels[podSecurityEnforce]; level {
+	case "baseline", "restricted":
+		return fmt.Sprintf("namespace %s enforces Pod Security %q, which forbids the %s container's NET_ADMIN and NET_RAW capabilities", namespace, level, InitContainer)
+	}
+	return ""
 }
 
 func podName(pod *corev1.Pod, namespace string) string {

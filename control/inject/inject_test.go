@@ -304,3 +304,43 @@ func TestHostPathSPIFFE(t *testing.T) {
 		t.Errorf("proxy args = %v", res.Pod.Spec.InitContainers[1].Args)
 	}
 }
+
+type fakeNamespaces struct {
+	labels map[string]string
+	err    error
+}
+
+func (f fakeNamespaces) NamespaceLabels(context.Context, string) (map[string]string, error) {
+	return f.labels, f.err
+}
+
+// TestPodSecurity: where Pod Security would reject the init container, the
+// pod is left alone (with a warning) so it can still start.
+func TestPodSecurity(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		ns       fakeNamespaces
+		injected bool
+	}{
+		{"privileged", fakeNamespaces{labels: map[string]string{podSecurityEnforce: "privileged"}}, true},
+		{"no label", fakeNamespaces{}, true},
+		{"baseline", fakeNamespaces{labels: map[string]string{podSecurityEnforce: "baseline"}}, false},
+		{"restricted", fakeNamespaces{labels: map[string]string{podSecurityEnforce: "restricted"}}, false},
+		{"unreadable: admission decides", fakeNamespaces{err: errors.New("forbidden")}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig()
+			cfg.Namespaces = c.ns
+			res := newInjector(t, cfg).Pod(context.Background(), podYAML(t, basicPod), "shop", true)
+			if (res.Pod != nil) != c.injected {
+				t.Fatalf("injected = %v (%s), want %v", res.Pod != nil, res.Skipped, c.injected)
+			}
+			if !c.injected && (len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "NET_ADMIN")) {
+				t.Errorf("warnings %q", res.Warnings)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,9 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+// kubeRun numbers the kube tests' runs; the apiserver outlives -count=N.
+var kubeRun atomic.Int32
 
 // warningLog records the warnings the apiserver relays (the webhook's
 // AdmissionResponse.Warnings reach kubectl the same way).
@@ -90,11 +94,15 @@ func TestKubeAdmission(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	// Names are per run, so -count=N reuses the apiserver.
+	sfx := fmt.Sprintf("-%d", kubeRun.Add(1))
+	on, off, restrictedNS := "inject-on"+sfx, "inject-off"+sfx, "inject-restricted"+sfx
 	wcfg := testConfig()
 	wcfg.Services = KubeServices{Client: client}
+	wcfg.Namespaces = KubeNamespaces{Client: client}
 	base, _, ca := serveWebhook(t, &Webhook{Injector: newInjector(t, wcfg)})
 	mwc := shippedInjector(t, base)
-	mwc.Name = "causeway-test-injector"
+	mwc.Name = "causeway-test-injector" + sfx
 	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +129,11 @@ func TestKubeAdmission(t *testing.T) {
 	for _, ns := range []struct {
 		name   string
 		labels map[string]string
-	}{{"inject-on", map[string]string{AnnotationInject: ValueEnabled}}, {"inject-off", nil}, {"kube-system", nil}} {
+	}{
+		{on, map[string]string{AnnotationInject: ValueEnabled}},
+		{restrictedNS, map[string]string{AnnotationInject: ValueEnabled, podSecurityEnforce: "restricted"}},
+		{off, nil}, {"kube-system", nil},
+	} {
 		_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.name, Labels: ns.labels}}, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
@@ -133,25 +145,33 @@ func TestKubeAdmission(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "inject-on"},
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: on},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}}}
-	if _, err := client.CoreV1().Services("inject-on").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if _, err := client.CoreV1().Services(on).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
 	// The apiserver picks up webhook configurations asynchronously: wait
 	// until a dry-run pod comes back injected.
-	waitInjected(t, ctx, client, "inject-on", true)
+	waitInjected(t, ctx, client, on, true)
 
 	pod := func(name string, labels, annotations map[string]string, hostNetwork bool) *corev1.Pod {
 		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
+			ObjectMeta: metav1.ObjectMeta{Name: name + sfx, Labels: labels, Annotations: annotations},
 			Spec:       corev1.PodSpec{HostNetwork: hostNetwork, Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
 		}
 	}
+	restricted := func(name string) *corev1.Pod {
+		p := pod(name, nil, nil, false)
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(1000)),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: ptr(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+		return p
+	}
 	web := map[string]string{"app": "web"}
-	on := map[string]string{AnnotationInject: ValueEnabled}
-	off := map[string]string{AnnotationInject: ValueDisabled}
+	enabled := map[string]string{AnnotationInject: ValueEnabled}
+	disabled := map[string]string{AnnotationInject: ValueDisabled}
 	cases := []struct {
 		name     string
 		ns       string
@@ -159,13 +179,16 @@ func TestKubeAdmission(t *testing.T) {
 		injected bool
 		warning  string
 	}{
-		{"namespace opted in", "inject-on", pod("web", web, nil, false), true, ""},
-		{"pod label disabled", "inject-on", pod("off-label", map[string]string{"app": "web", AnnotationInject: ValueDisabled}, nil, false), false, ""},
-		{"pod annotation disabled", "inject-on", pod("off-annotation", web, off, false), false, ""},
-		{"pod label enabled elsewhere", "inject-off", pod("on-label", on, nil, false), true, ""},
-		{"neither opted in", "inject-off", pod("plain", nil, nil, false), false, ""},
-		{"hostNetwork warned", "inject-on", pod("hostnet", nil, nil, true), false, "hostNetwork"},
-		{"kube-system never", "kube-system", pod("sys", on, nil, false), false, ""},
+		{"namespace opted in", on, pod("web", web, nil, false), true, ""},
+		{"pod label disabled", on, pod("off-label", map[string]string{"app": "web", AnnotationInject: ValueDisabled}, nil, false), false, ""},
+		{"pod annotation disabled", on, pod("off-annotation", web, disabled, false), false, ""},
+		{"pod label enabled elsewhere", off, pod("on-label", enabled, nil, false), true, ""},
+		{"neither opted in", off, pod("plain", nil, nil, false), false, ""},
+		{"hostNetwork warned", on, pod("hostnet", nil, nil, true), false, "hostNetwork"},
+		{"kube-system never", "kube-system", pod("sys", enabled, nil, false), false, ""},
+		// Injected, the pod would be refused by Pod Security; uninjected,
+		// it is admitted (this pod is otherwise restricted-compliant).
+		{"restricted Pod Security", restrictedNS, restricted("strict"), false, "enforces Pod Security"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -194,7 +217,7 @@ func TestKubeAdmission(t *testing.T) {
 				}
 				return
 			}
-			checkStoredInjected(t, stored, c.ns)
+			checkStoredInjected(t, stored, c.ns, c.ns == on)
 		})
 	}
 
@@ -216,8 +239,8 @@ func TestKubeAdmission(t *testing.T) {
 				t.Fatal(err)
 			}
 			if policy == admissionregistrationv1.Ignore {
-				waitInjected(t, ctx, client, "inject-on", false)
-				p, err := client.CoreV1().Pods("inject-on").Create(ctx, pod("while-down", web, nil, false), metav1.CreateOptions{})
+				waitInjected(t, ctx, client, on, false)
+				p, err := client.CoreV1().Pods(on).Create(ctx, pod("while-down", web, nil, false), metav1.CreateOptions{})
 				if err != nil {
 					t.Fatalf("failurePolicy Ignore: pod refused while the webhook is down: %v", err)
 				}
@@ -228,7 +251,7 @@ func TestKubeAdmission(t *testing.T) {
 			}
 			var refused error
 			err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				_, err := client.CoreV1().Pods("inject-on").Create(ctx, pod("refused", web, nil, false), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				_, err := client.CoreV1().Pods(on).Create(ctx, pod("refused", web, nil, false), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				refused = err
 				return err != nil, nil
 			})
@@ -244,7 +267,7 @@ func TestKubeAdmission(t *testing.T) {
 
 // checkStoredInjected looks at what the apiserver stored, after its own
 // defaulting and validation of the patched pod.
-func checkStoredInjected(t *testing.T, p *corev1.Pod, ns string) {
+func checkStoredInjected(t *testing.T, p *corev1.Pod, ns string, hasService bool) {
 	t.Helper()
 	if len(p.Spec.InitContainers) < 2 || p.Spec.InitContainers[0].Name != InitContainer || p.Spec.InitContainers[1].Name != ProxyContainer {
 		t.Fatalf("init containers: %v", p.Spec.InitContainers)
@@ -259,9 +282,9 @@ func checkStoredInjected(t *testing.T, p *corev1.Pod, ns string) {
 	if p.Annotations[AnnotationInjected] != "true" || p.Annotations[AnnotationBootstrap] == "" {
 		t.Errorf("annotations %v", p.Annotations)
 	}
-	if ns == "inject-on" && p.Labels["app"] == "web" {
-		if p.Annotations[AnnotationServices] != "inject-on/web" || !slices.Contains(p.Spec.InitContainers[1].Args, "--service=inject-on/web") {
-			t.Errorf("Service inject-on/web not resolved: annotation %q, args %v", p.Annotations[AnnotationServices], p.Spec.InitContainers[1].Args)
+	if hasService && p.Labels["app"] == "web" {
+		if p.Annotations[AnnotationServices] != ns+"/web" || !slices.Contains(p.Spec.InitContainers[1].Args, "--service="+ns+"/web") {
+			t.Errorf("Service %s/web not resolved: annotation %q, args %v", ns, p.Annotations[AnnotationServices], p.Spec.InitContainers[1].Args)
 		}
 	}
 	if !slices.ContainsFunc(p.Spec.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == "HTTP_PROXY" }) {
@@ -301,3 +324,54 @@ func deadURL(t *testing.T) string {
 }
 
 var _ rest.WarningHandler = (*warningLog)(nil)
+
+// TestKubePublishConcurrent: replicas starting together each add their CA;
+// the resourceVersion guard makes losers retry, so none is lost.
+func TestKubePublishConcurrent(t *testing.T) {
+	cfg := kubetest.Config(t)
+	client := kubernetes.NewForConfigOrDie(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mwc := shippedInjector(t, "https://127.0.0.1:1")
+	mwc.Name = fmt.Sprintf("causeway-test-publish-%d", kubeRun.Add(1))
+	// Nothing matches: this configuration must not affect other tests' pods.
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"causeway.dev/test": "never"}}
+	}
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
+	})
+	cas := make([]*WebhookCA, MaxBundle)
+	for i := range cas {
+		cas[i] = mustCA(t, time.Now(), time.Hour)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cas))
+	for i, ca := range cas {
+		wg.Go(func() { errs[i] = PublishCABundle(ctx, client, mwc.Name, ca.PEM(), time.Now()) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+	}
+	got, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, mwc.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wh := range got.Webhooks {
+		certs, err := parsePEMCerts(wh.ClientConfig.CABundle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, ca := range cas {
+			if !slices.ContainsFunc(certs, ca.Certificate().Equal) {
+				t.Errorf("webhooks[%d].caBundle lost replica %d's CA (%d certificates)", i, j, len(certs))
+			}
+		}
+	}
+}

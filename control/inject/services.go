@@ -38,3 +38,17 @@ func (k KubeServices) PodServices(ctx context.Context, namespace string, podLabe
 	slices.Sort(out)
 	return out, nil
 }
+
+// KubeNamespaces reads Namespace labels from the apiserver.
+type KubeNamespaces struct {
+	Client kubernetes.Interface
+}
+
+// NamespaceLabels implements NamespaceReader.
+func (k KubeNamespaces) NamespaceLabels(ctx context.Context, namespace string) (map[string]string, error) {
+	ns, err := k.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return ns.Labels, nil
+}
