@@ -13,9 +13,11 @@
 //
 // A pod whose namespace or itself has causeway.dev/inject=enabled, unless
 // the pod says disabled, is in kube-system/kube-public/kube-node-lease, uses
-// the host network, or already has the sidecar (injecting twice is injecting
-// once: the webhook is reinvoked with reinvocationPolicy IfNeeded). A pod
-// that opted in but cannot be injected is still allowed, with a warning.
+// the host network, already has the sidecar (injecting twice is injecting
+// once: the webhook is reinvoked with reinvocationPolicy IfNeeded), or its
+// namespace enforces the baseline or restricted Pod Security level (which
+// would refuse the init container's NET_ADMIN/NET_RAW, and so the pod). A
+// pod that opted in but cannot be injected is still allowed, with a warning.
 //
 // # What leaves
 //
