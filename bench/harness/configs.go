@@ -178,16 +178,15 @@ type causewayBreaker struct {
 	ConsecutiveFailures int `json:"consecutiveFailures,omitempty"`
 }
 
-// BreakerWorkaround is the consecutive-failure threshold the benchmark gives
-// Causeway's circuit breaker. At the end of every wrk run the 50 client
-// connections close with requests in flight; Causeway (as of this harness)
-// counts each as a backend failure, so the default threshold of 5 opens the
-// circuit and the next load sees 5 s of 503s. Until the proxy stops counting
-// client disconnects against the backend, the benchmark sets a threshold no
-// run reaches and says so in the report. Set it to 0 (benchreport
-// --causeway-breaker 0) to use the proxy's default and see whether the
-// workaround is still needed.
-var BreakerWorkaround = 1_000_000
+// BreakerWorkaround, when > 0, is the consecutive-failure threshold the
+// benchmark gives Causeway's circuit breaker instead of the proxy's default.
+// Early in issue 3 the proxy counted client disconnects (wrk closes its
+// connections with requests in flight at the end of every run) as backend
+// failures, so the default threshold of 5 opened the circuit and the next
+// load saw 5 s of 503s. The proxy's HTTP/1.1 fast path no longer does, so the
+// default is 0 (the proxy's own policy); benchreport --causeway-breaker sets
+// it again if a change brings the problem back. The report says when it is on.
+var BreakerWorkaround = 0
 
 func benchPorts() (h1, h2, tcp spec.Port) {
 	return spec.Port{Name: "http", Port: 80, Protocol: spec.ProtocolHTTP},

@@ -120,7 +120,7 @@ func Render(w io.Writer, rep *Report, env Environment) {
 	fmt.Fprintf(w, "- ok req/s: successful (2xx) answers per second; errors: non-2xx answers and socket errors\n")
 	fmt.Fprintf(w, "- proxy core / load core: CPU time ÷ wall time of the system / of the generator + upstream\n")
 	if BreakerWorkaround > 0 {
-		fmt.Fprintf(w, "- Causeway's breaker threshold is raised to %d consecutive failures: the proxy counts client disconnects at the end of a wrk run as backend failures and would otherwise open the circuit for 5 s (see harness.BreakerWorkaround)\n", BreakerWorkaround)
+		fmt.Fprintf(w, "- Causeway's breaker threshold is set to %d consecutive failures instead of the proxy's default (--causeway-breaker; see harness.BreakerWorkaround)\n", BreakerWorkaround)
 	}
 	fmt.Fprintln(w)
 
