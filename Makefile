@@ -8,6 +8,7 @@ export GOFLAGS := -buildvcs=false
 
 build:
 	$(GO) build -o $(BIN) ./cmd/causeway
+	CGO_ENABLED=0 $(GO) build -o bin/causeway-proxy ./cmd/causeway-proxy
 
 ## test: real tools (SPIRE, kube-apiserver, etcd, protoc; cached), vet, gofmt, the whole
 ## suite under -race, then a short fuzz pass. See scripts/test.sh.

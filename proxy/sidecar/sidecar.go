@@ -1,0 +1,133 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/causeway-mesh/causeway/proxy"
+	"github.com/causeway-mesh/causeway/proxy/configsource"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// Flags say where the sidecar's bootstrap, identity and config come from.
+type Flags struct {
+	Bootstrap    string        // bootstrap file (YAML or JSON); required
+	SpiffeSocket string        // Workload API address; overrides the bootstrap's workloadAPI
+	Control      string        // control plane gRPC address; empty: the bootstrap's static config
+	ControlID    string        // the control plane's SPIFFE ID (required with Control)
+	Node         string        // node ID reported to the control plane (default: the host name)
+	Services     []string      // services this node's workload backs, ns/name
+	SVIDWait     time.Duration // how long to wait for the first SVID
+}
+
+// UsageError is a flag combination that cannot run (exit status 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usage(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Run runs the sidecar until ctx ends or the config stream fails.
+func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
+	if f.Bootstrap == "" {
+		return usage("proxy: --config is required")
+	}
+	var controlID spiffeid.ID
+	if f.Control != "" {
+		id, err := spiffeid.FromString(f.ControlID)
+		if err != nil {
+			return usage("proxy: --control-id %q: %v", f.ControlID, err)
+		}
+		controlID = id
+	}
+	node := spec.Node{ID: f.Node}
+	for _, s := range f.Services {
+		k, err := proxy.ParseKey(s)
+		if err != nil {
+			return usage("proxy: --service %q: %v", s, err)
+		}
+		node.Services = append(node.Services, k)
+	}
+	if node.ID == "" {
+		node.ID, _ = os.Hostname()
+	}
+	b, err := proxy.LoadBootstrap(f.Bootstrap)
+	if err != nil {
+		return err
+	}
+	socket := f.SpiffeSocket
+	if socket == "" {
+		socket = b.WorkloadAPI
+	}
+	if f.Control != "" && socket == "" {
+		return usage("proxy: --control needs an SVID: give --spiffe-socket or workloadAPI in the bootstrap")
+	}
+	wait := f.SVIDWait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+
+	opts := proxy.Options{Logger: lg}
+	var src *workloadapi.X509Source
+	if socket != "" {
+		// The first SVID may take a moment (a SPIRE agent syncs its entries
+		// first): go-spiffe retries until the deadline.
+		sctx, cancel := context.WithTimeout(ctx, wait)
+		src, err = workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(workloadapi.WithAddr(socket)))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("proxy: SVID from %s: %w", socket, err)
+		}
+		defer src.Close()
+		opts.SVIDs, opts.Bundles = src, src
+	}
+	p := proxy.New(b, opts)
+	if err := p.Start(); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer p.Close()
+
+	if f.Control == "" {
+		lg.Info("proxy started", "admin", b.Admin, "inbound", b.Inbound.Listen, "httpProxy", b.Outbound.HTTPProxy, "config", "static")
+		<-ctx.Done()
+		lg.Info("proxy stopping")
+		return nil
+	}
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	// The control plane binds the node to the SVID it presents.
+	node.Identity = svid.ID
+	admin := b.Admin
+	if a := p.AdminAddr(); a != nil {
+		admin = a.String() // the bound address, when the bootstrap said port 0
+	}
+	cl, err := configsource.New(configsource.Options{
+		Addr: f.Control, Node: node, AdminAddress: admin,
+		Creds:   configsource.MTLS(src, src, tlsconfig.AuthorizeID(controlID)),
+		Apply:   p.Apply,
+		Backoff: configsource.Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second},
+		Logger:  lg,
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	lg.Info("proxy started", "node", node.ID, "identity", svid.ID.String(), "admin", admin,
+		"inbound", b.Inbound.Listen, "control", f.Control)
+	if err := cl.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		return fmt.Errorf("proxy: config stream: %w", err)
+	}
+	lg.Info("proxy stopping")
+	return nil
+}
