@@ -104,7 +104,29 @@
 //
 // # Protocols
 //
-// Requests are forwarded by a lean forwarder (forward.go: the server's
+// HTTP/1.1 connections to a fixed port or an inbound port whose protocol is
+// plain http start on the fast path (h1server.go, h1forward.go, h1parse.go):
+// one goroutine per connection reads each request head into a reused
+// buffer, routes it with the same Table calls, and writes it upstream from
+// the parsed bytes through the h1 client's pool; the response head is
+// parsed the same way and the body copied (Content-Length, chunked verbatim
+// with its trailers, or read-to-close re-chunked), with the same breaker,
+// balancer, retries, route timeout (504), metrics and tap. It takes only
+// the plain shape of a request: origin-form HTTP/1.1 with Content-Length or
+// no body, no Upgrade, Expect, Causeway-Retryable or escaped path, a head
+// that fits 8 KiB, routed to a cluster on the h1 client, and allowed
+// (inbound). At the first request it does not take, the connection, with
+// the bytes read ahead, goes to the net/http server below for the rest of
+// its life, so h2c prior knowledge, chunked uploads, 100-continue, 400 and
+// 431, denials and routing errors behave exactly as there. Per request it
+// allocates about one string (the path) and arms no timer but the
+// upstream's header deadline. One difference: it does not watch the client
+// while a request waits for the upstream's answer, so a client that hangs
+// up then is noticed when the answer is written (net/http's path noticed
+// at once and ended the attempt); the attempt counts as the upstream
+// answered, never against it.
+//
+// Otherwise requests are forwarded by a lean forwarder (forward.go: the server's
 // request is reused as the outbound one). To plain HTTP/1.1 ports it sends
 // them with its own goroutine-free HTTP/1.1 client (h1client.go: request
 // written and response headers read on the handler's goroutine, the route
@@ -120,13 +142,16 @@
 //
 // # Goroutines
 //
-// Proxy.Start starts one accept loop per listener and the admin server; the
-// http.Servers own a goroutine per connection (and per HTTP/2 stream); an
-// inbound connection is read (TLS handshake, preamble) on its own goroutine
+// Proxy.Start starts one accept loop per listener and the admin server; a
+// fast-path connection is served on its own goroutine (a fixed port's, or
+// the inbound goroutine that read its preamble) until it closes or moves to
+// net/http; the http.Servers own a goroutine per connection (and per HTTP/2
+// stream); an inbound connection is read (TLS handshake, preamble) on its own goroutine
 // so a slow caller cannot stall the accept loop; a TCP flow owns two copy
 // goroutines; a UDP relay owns its socket's reader and one reader per
 // session's upstream socket. Apply runs on the caller's goroutine, serialised
 // by a mutex; requests never take it (they read one atomic pointer). Close
-// stops the listeners, ends every L4 flow, gives HTTP requests 5 s, and waits
+// stops the listeners, ends every L4 flow, stops fast-path connections at
+// their next request boundary, gives HTTP requests 5 s, and waits
 // for every goroutine it started; the tests check that with goleak.
 package proxy
