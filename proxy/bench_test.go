@@ -65,3 +65,30 @@ func BenchmarkOneHop(b *testing.B) {
 	defer p.Close()
 	benchGet(b, "http://"+p.FixedAddr("bench/web", 80).String()+"/")
 }
+
+// BenchmarkTwoHops sends HTTP/1.1 keep-alive requests through a client
+// sidecar's fixed port and a server sidecar's inbound listener (the
+// preamble hop) to the backend.
+func BenchmarkTwoHops(b *testing.B) {
+	addr := benchBackend(b)
+	svc := proxytest.Service("bench/web", 80, spec.ProtocolHTTP)
+	svc.Ports[0].TargetPort = proxytest.Port(b, addr)
+	server := proxy.New(&proxy.Bootstrap{
+		Inbound: proxy.InboundConfig{Listen: "127.0.0.1:0"},
+		Config:  proxytest.Compile(b, spec.Input{Mode: spec.ModePermissive, Services: []spec.Service{svc}}, spec.Node{ID: "server", Services: []spec.Key{svc.Key}}),
+	}, proxy.Options{Logger: quiet})
+	if err := server.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer server.Close()
+	svc.Endpoints = []spec.Endpoint{proxytest.SidecarEndpoint(b, server.InboundAddr())}
+	client := proxy.New(&proxy.Bootstrap{
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "bench/web", Port: 80, Listen: "127.0.0.1:0"}}},
+		Config:   proxytest.Compile(b, spec.Input{Mode: spec.ModePermissive, Services: []spec.Service{svc}}, spec.Node{ID: "client"}),
+	}, proxy.Options{Logger: quiet})
+	if err := client.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	benchGet(b, "http://"+client.FixedAddr("bench/web", 80).String()+"/")
+}
