@@ -209,7 +209,8 @@ func (t *translator) decodeKind(m objMeta, k kind, raw []byte) {
 	case "Pod":
 		var v corev1.Pod
 		if decode(t, m, raw, &v) {
-			w := workload{objMeta: m, labels: v.Labels, pod: &v.Spec, path: "spec"}
+			_, meshed := v.Annotations[InjectedAnnotation]
+			w := workload{objMeta: m, labels: v.Labels, pod: &v.Spec, path: "spec", meshed: meshed}
 			t.workloads = append(t.workloads, w)
 			t.pods[nsName{m.obj.Namespace, m.obj.Name}] = w
 		}

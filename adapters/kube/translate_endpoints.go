@@ -118,7 +118,7 @@ func (t *translator) podIdentity(ns string, ref *corev1.ObjectReference) spiffei
 		ns = ref.Namespace
 	}
 	w, ok := t.pods[nsName{ns, ref.Name}]
-	if !ok {
+	if !ok || !w.meshed {
 		return spiffeid.ID{}
 	}
 	sa, _ := w.serviceAccount()

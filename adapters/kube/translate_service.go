@@ -25,7 +25,15 @@ type workload struct {
 	labels map[string]string
 	pod    *corev1.PodSpec
 	path   string // field path of the PodSpec in the object
+	// meshed: a Pod that carries Causeway's sidecar (InjectedAnnotation).
+	meshed bool
 }
+
+// InjectedAnnotation marks a Pod the injector gave a sidecar
+// (control/inject.AnnotationInjected; a test there keeps the two equal).
+// Only such a Pod's endpoints get an identity: a caller proxy speaks mTLS and
+// the mesh preamble to them, which a pod without a sidecar would not answer.
+const InjectedAnnotation = "causeway.dev/injected"
 
 // serviceAccount is the account the workload's pods run as; Kubernetes
 // fills in "default" when the spec names none (serviceAccount is the

@@ -84,7 +84,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: web-debug, namespace: shop, labels: {app: web}}
+metadata: {name: web-debug, namespace: shop, labels: {app: web}, annotations: {causeway.dev/injected: "true"}}
 spec:
   serviceAccount: debugger
   containers: [{name: web, image: web}]
@@ -181,7 +181,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: db-0, labels: {app: db}}
+metadata: {name: db-0, labels: {app: db}, annotations: {causeway.dev/injected: "true"}}
 spec: {containers: [{name: x, image: x}]}
 ---
 apiVersion: v1
@@ -399,5 +399,49 @@ func TestLeaveUndecided(t *testing.T) {
 	want := []spec.Protocol{"", spec.ProtocolTCP, spec.ProtocolGRPC, spec.ProtocolUDP}
 	if asJSON(t, got) != asJSON(t, want) {
 		t.Fatalf("protocols = %q, want %q", got, want)
+	}
+}
+
+// A Pod without Causeway's sidecar has no identity on its endpoints: callers
+// then send it plaintext, which is all it can answer.
+func TestUninjectedPodEndpointsHaveNoIdentity(t *testing.T) {
+	t.Parallel()
+	objs := objects(t, `apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec: {selector: {app: db}, ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, namespace: data, labels: {app: db}}
+spec: {serviceAccountName: db, containers: [{name: x, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: data, labels: {app: db}, annotations: {causeway.dev/injected: "true"}}
+spec: {serviceAccountName: db, containers: [{name: x, image: x}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-x, namespace: data, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{port: 5432}]
+endpoints:
+- {addresses: [10.1.0.1], targetRef: {kind: Pod, name: db-0}}
+- {addresses: [10.1.0.2], targetRef: {kind: Pod, name: db-1}}
+`)
+	in, diags := Translate(objs, Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags.Err())
+	}
+	eps := in.Services[0].Endpoints
+	if len(eps) != 2 {
+		t.Fatalf("endpoints %+v", eps)
+	}
+	for _, ep := range eps {
+		meshed := ep.Addr == "10.1.0.2"
+		if got := !ep.Identity.IsZero(); got != meshed {
+			t.Errorf("endpoint %s: identity %q, want meshed=%v", ep.Addr, ep.Identity, meshed)
+		}
 	}
 }

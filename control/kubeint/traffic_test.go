@@ -170,7 +170,11 @@ spec:
 # is all the control plane reads (its identity is the endpoint's identity).
 apiVersion: v1
 kind: Pod
-metadata: {name: %[1]s-0, namespace: bookstore, labels: {app: bookstore, version: %[2]s}}
+metadata:
+  name: %[1]s-0
+  namespace: bookstore
+  labels: {app: bookstore, version: %[2]s}
+  annotations: {causeway.dev/injected: "true"} # as the injector leaves it
 spec:
   serviceAccountName: %[1]s
   containers: [{name: app, image: demo}]
