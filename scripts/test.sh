@@ -26,10 +26,8 @@ if [ -z "${CAUSEWAY_SKIP_TOOLS:-}" ]; then
   # Tests that build network namespaces (pods with real addresses) need root
   # and iproute2; CI runs as root, so there they must run, not skip.
   if [ "$(id -u)" = 0 ]; then
-    if ! command -v ip >/dev/null; then
-      step "iproute2 (apt-get)"
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
-    fi
+    step "iproute2 + iptables for network-namespace tests (scripts/netns-tools.sh)"
+    scripts/netns-tools.sh
     export CAUSEWAY_REQUIRE_NETNS=1
   fi
 fi
