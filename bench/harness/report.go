@@ -113,7 +113,7 @@ func Render(w io.Writer, rep *Report, env Environment) {
 	}
 	fmt.Fprintln(w)
 	if p.Rounds > 1 {
-		fmt.Fprintf(w, "- rounds: %d, systems taking turns in each; every row is the round with the median rate\n", p.Rounds)
+		fmt.Fprintf(w, "- rounds: %d, systems taking turns in each; every row is the round with the median rate (median p99 for the fixed-rate load)\n", p.Rounds)
 	}
 	fmt.Fprintf(w, "- upstream: one Go server (HTTP/1.1 + h2c) answering a %d-byte body; the same for every system\n", len(Body))
 	fmt.Fprintf(w, "- ratio columns: value ÷ the best of HAProxy and NGINX (rate: higher is better; latency: lower is better)\n")

@@ -155,7 +155,10 @@ func Run(ctx context.Context, p Plan) (*Report, error) {
 // MedianRounds keeps one result per (load, system), in first-seen order:
 // of the measured rounds, the one with the median rate (the lower middle of
 // an even count), so a row's figures all come from one real run; a pair
-// with no measured round keeps its first n/a.
+// with no measured round keeps its first n/a. The fixed-rate load asks every
+// system for the same rate, so there the median is taken by p99 instead
+// (the middle p99, not the lowest: a stalled round is dropped, a lucky one
+// is not picked either).
 func MedianRounds(all []Result) []Result {
 	type key struct{ load, system string }
 	var order []key
@@ -179,7 +182,13 @@ func MedianRounds(all []Result) []Result {
 			out = append(out, groups[k][0])
 			continue
 		}
-		slices.SortStableFunc(ok, func(a, b Result) int { return cmpFloat(a.Rate, b.Rate) })
+		by := func(r Result) float64 { return r.Rate }
+		if k.load == LoadH1Fixed {
+			// Higher p99 sorts first so that, as with rates, the lower
+			// middle of an even count is the worse of the two.
+			by = func(r Result) float64 { return -float64(r.P99) }
+		}
+		slices.SortStableFunc(ok, func(a, b Result) int { return cmpFloat(by(a), by(b)) })
 		m := ok[(len(ok)-1)/2]
 		m.Rounds = len(ok)
 		out = append(out, m)
