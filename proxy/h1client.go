@@ -47,6 +47,7 @@ type h1Conn struct {
 	// leaves the header deadline in place when the body needs no more
 	// reads, and whoever takes the connection next sets or clears it.
 	deadline bool
+	dl       time.Time // the deadline set, when deadline is true
 }
 
 func newH1Client(dial func(context.Context, string, string) (net.Conn, error), maxIdle int) *h1Client {
@@ -147,7 +148,7 @@ func (h *h1Client) roundTrip(req *http.Request, deadline time.Time) (*http.Respo
 		}
 		if !deadline.IsZero() || c.deadline {
 			_ = c.nc.SetDeadline(deadline)
-			c.deadline = !deadline.IsZero()
+			c.deadline, c.dl = !deadline.IsZero(), deadline
 		}
 		// Until the headers are in, the client hanging up ends the wait.
 		// After, whoever copies the body notices a gone client on write.

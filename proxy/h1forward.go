@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -19,11 +20,15 @@ import (
 // buffer. It returns whether to keep the connection and whether to hand it
 // to net/http instead (nothing consumed, nothing counted).
 func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
-	p, fl := s.p, s.fl
+	p, fl, c := s.p, s.fl, &s.cache
 	st := p.state.Load()
-	port, ok := st.portOf(fl.key, fl.fp.Port)
-	up := st.upstreams[fl.key]
-	if !ok || port.Protocol != spec.ProtocolHTTP || up == nil {
+	if c.st != st {
+		c.load(st)
+		c.port, c.portOK = st.portOf(fl.key, fl.fp.Port)
+		c.up = st.upstreams[fl.key]
+	}
+	port, up := c.port, c.up
+	if !c.portOK || port.Protocol != spec.ProtocolHTTP || up == nil {
 		return false, true
 	}
 	s.sreq = spec.Request{Method: methodString(s.req.method), Path: s.req.path(), Header: &s.req}
@@ -32,7 +37,10 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 		return false, true
 	}
 	backend, _ := pickWeighted(dec.Backends)
-	cp := st.cluster(backend.Service, port.Port, port.Protocol)
+	if c.cp == nil || c.cpKey != backend.Service {
+		c.cp, c.cpKey = st.cluster(backend.Service, port.Port, port.Protocol), backend.Service
+	}
+	cp := c.cp
 	if cp == nil || cp.h1 == nil {
 		return false, true
 	}
@@ -42,7 +50,7 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 		route = "default"
 	}
 	backendName := cp.svcName
-	series := p.m.route("outbound", up.name, route, backendName)
+	series := c.metrics(p.m, "outbound", up.name, route, backendName)
 	series.requests.Inc()
 	up.budget.Deposit()
 	retry := up.Retry.Attempts > 0 && s.req.contentLength <= 0 && isIdempotent(s.sreq.Method)
@@ -117,9 +125,13 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 // HTTP/1.1 app port. A denied request falls back: net/http's path answers
 // 403 and counts it.
 func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
-	p, ic := s.p, s.ic
+	p, ic, c := s.p, s.ic, &s.cache
 	st := p.state.Load()
-	ib := st.inbound[ic.port]
+	if c.st != st {
+		c.load(st)
+		c.ib = st.inbound[ic.port]
+	}
+	ib := c.ib
 	if ib == nil || ib.port.Protocol != spec.ProtocolHTTP {
 		return false, true
 	}
@@ -134,7 +146,7 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 	if route == "" {
 		route = "default"
 	}
-	series := p.m.route("inbound", ib.name, route, "app")
+	series := c.metrics(p.m, "inbound", ib.name, route, "app")
 	series.requests.Inc()
 	buf := p.bufs.Get()
 	defer p.bufs.Put(buf)
@@ -203,16 +215,28 @@ func (s *h1ServerConn) exchange(h *h1Client, addr string, deadline time.Time, xf
 		if err != nil {
 			return nil, err
 		}
-		if !deadline.IsZero() || c.deadline {
+		switch {
+		case deadline.IsZero():
+			if c.deadline {
+				_ = c.nc.SetDeadline(time.Time{})
+				c.deadline = false
+			}
+		case c.deadline && !hasBody && !c.dl.After(deadline) && c.dl.Sub(s.reqStart) >= deadline.Sub(s.reqStart)/2:
+			// An earlier request's deadline, no later than ours and not
+			// due for at least half our timeout: kept, which saves a timer
+			// update per request. Should it fire before ours, the head
+			// read re-arms ours (a request with a body, whose upload might
+			// block a write that long, always gets its own).
+		default:
 			_ = c.nc.SetDeadline(deadline)
-			c.deadline = !deadline.IsZero()
+			c.deadline, c.dl = true, deadline
 		}
 		err = s.writeRequest(c.bw, xfcc, buf)
 		if err == nil {
 			err = c.bw.Flush()
 		}
 		if err == nil {
-			err = readResponseHead(c.br, &s.resp)
+			err = readResponseHead(c, &s.resp, deadline)
 		}
 		if err == nil {
 			// The deadline stays until the body needs a read (respond
@@ -272,10 +296,12 @@ func (s *h1ServerConn) writeRequest(w *bufio.Writer, xfcc string, buf []byte) er
 }
 
 // readResponseHead reads response heads until a final one (1xx other than
-// 101 are skipped, as net/http's client does) and parses it into h.
-func readResponseHead(r *bufio.Reader, h *h1Head) error {
+// 101 are skipped, as net/http's client does) and parses it into h. A
+// connection deadline that fires before deadline (one kept from an earlier
+// request) is moved to deadline and the read goes on.
+func readResponseHead(c *h1Conn, h *h1Head, deadline time.Time) error {
 	for {
-		if err := readOneResponseHead(r, h); err != nil {
+		if err := readOneResponseHead(c, h, deadline); err != nil {
 			return err
 		}
 		if h.status >= 200 {
@@ -287,12 +313,16 @@ func readResponseHead(r *bufio.Reader, h *h1Head) error {
 	}
 }
 
-func readOneResponseHead(r *bufio.Reader, h *h1Head) error {
+func readOneResponseHead(c *h1Conn, h *h1Head, deadline time.Time) error {
+	r := c.br
 	scanned := 0
 	var acc []byte // for a head larger than r's buffer
 	for {
 		if r.Buffered() == 0 {
 			if _, err := r.Peek(1); err != nil {
+				if c.rearm(err, deadline) {
+					continue
+				}
 				return err
 			}
 		}
@@ -308,7 +338,7 @@ func readOneResponseHead(r *bufio.Reader, h *h1Head) error {
 			}
 			scanned = len(b)
 			if len(b) < r.Size() {
-				if _, err := r.Peek(len(b) + 1); err != nil {
+				if _, err := r.Peek(len(b) + 1); err != nil && !c.rearm(err, deadline) {
 					return err
 				}
 				continue
@@ -328,6 +358,19 @@ func readOneResponseHead(r *bufio.Reader, h *h1Head) error {
 			return errBadResponse
 		}
 	}
+}
+
+// rearm moves a deadline that fired early (kept from an earlier request)
+// to deadline and says whether to read again. bufio.Reader hands a read
+// error out once, so the next Peek reads afresh.
+func (c *h1Conn) rearm(err error, deadline time.Time) bool {
+	if deadline.IsZero() || !c.deadline || !c.dl.Before(deadline) || !errors.Is(err, os.ErrDeadlineExceeded) ||
+		!time.Now().Before(deadline) {
+		return false
+	}
+	_ = c.nc.SetDeadline(deadline)
+	c.dl = deadline
+	return true
 }
 
 // discardResponse drops a failed attempt's response (up to 64 KiB of body,

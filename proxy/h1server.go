@@ -77,6 +77,41 @@ type h1ServerConn struct {
 	reqStart time.Time
 	// rdArmed says a header read deadline is set (see readHead).
 	rdArmed bool
+	// cache holds what the last request resolved under the routing state
+	// it ran with; a keep-alive connection's next request usually needs
+	// the same, and comparing keys is cheaper than hashing them again.
+	cache h1Cache
+}
+
+// h1Cache is a connection's lookups from its last request. Everything in it
+// is valid only for st (states are immutable; a swap changes the pointer).
+type h1Cache struct {
+	st     *routingState
+	port   spec.Port
+	portOK bool
+	up     *upstreamPolicy // outbound
+	ib     *inboundPort    // inbound
+	cpKey  spec.Key        // backend service cp was looked up for
+	cp     *clusterPort    // nil: not looked up yet
+	route  string          // route label series was resolved for
+	bk     string          // backend label series was resolved for
+	series *routeSeries    // nil: not resolved yet
+}
+
+// load makes the cache current for st.
+func (c *h1Cache) load(st *routingState) {
+	if c.st != st {
+		*c = h1Cache{st: st}
+	}
+}
+
+// metrics returns the series of route/backend under direction dir and
+// service svc (fixed for the connection).
+func (c *h1Cache) metrics(m *metrics, dir, svc, route, backend string) *routeSeries {
+	if c.series == nil || c.route != route || c.bk != backend {
+		c.series, c.route, c.bk = m.route(dir, svc, route, backend), route, backend
+	}
+	return c.series
 }
 
 // serveH1 runs the fast path on c until it closes or falls back. It runs on

@@ -270,3 +270,49 @@ func TestH1Slowloris(t *testing.T) {
 		}
 	})
 }
+
+// TestH1TimeoutOnReusedConnection: requests on one upstream connection in
+// quick succession each get their own route timeout, though the fast path
+// keeps an earlier request's connection deadline when it is not due soon:
+// one that fires early is moved on, and a backend slower than the timeout
+// still gets 504 about the timeout after the request began.
+func TestH1TimeoutOnReusedConnection(t *testing.T) {
+	app, _ := proxytest.HTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil {
+			select { // the proxy hangs up at its timeout: stop then
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	const timeout = 400 * time.Millisecond
+	base, _ := oneService(t, "patient", app, proxy.Policy{Timeout: proxy.Duration(timeout), Breaker: noBreaker()}, spec.Input{})
+	r := dialRaw(t, strings.TrimPrefix(base, "http://"))
+	steps := []struct {
+		name   string
+		delay  time.Duration
+		pause  time.Duration // before sending
+		status int
+	}{
+		{"first sets the connection deadline", 0, 0, 200},
+		// Sent 150 ms later: the kept deadline fires 250 ms in, before
+		// this request's own (400 ms), while the backend is still busy.
+		{"answer after the kept deadline but within its own", 300 * time.Millisecond, 150 * time.Millisecond, 200},
+		{"slower than the timeout", 900 * time.Millisecond, 0, 504},
+	}
+	for _, st := range steps {
+		time.Sleep(st.pause)
+		start := time.Now()
+		r.send(fmt.Sprintf("GET /?delay=%s HTTP/1.1\r\nHost: patient\r\n\r\n", st.delay))
+		resp, body := r.read("GET")
+		took := time.Since(start)
+		if resp.StatusCode != st.status {
+			t.Fatalf("%s: %d %q after %v, want %d", st.name, resp.StatusCode, body, took, st.status)
+		}
+		if st.status == 504 && (took < timeout-50*time.Millisecond || took > timeout+300*time.Millisecond) {
+			t.Fatalf("%s: 504 after %v, want about %v", st.name, took, timeout)
+		}
+	}
+}
