@@ -81,7 +81,8 @@ func (h *h1Client) get(ctx context.Context, addr string, fresh bool, now time.Ti
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10), addr: addr}, false, nil
+	rw := newRawIO(nc)
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(rw, 4<<10), bw: bufio.NewWriterSize(rw, 4<<10), addr: addr}, false, nil
 }
 
 // put pools c; now is the caller's clock reading (a little early is fine:

@@ -137,10 +137,11 @@ func (p *Proxy) serveH1(c net.Conn, fl *fixedListener, ic *inboundConn, fallback
 		hs.mu.Unlock()
 		hs.wg.Done()
 	}()
+	rw := newRawIO(c)
 	s.br = h1ReaderPool.Get().(*bufio.Reader)
-	s.br.Reset(c)
+	s.br.Reset(rw)
 	s.bw = h1WriterPool.Get().(*bufio.Writer)
-	s.bw.Reset(c)
+	s.bw.Reset(rw)
 	s.reqStart = time.Now()
 	if s.loop() {
 		s.handOver()
