@@ -124,7 +124,9 @@
 // while a request waits for the upstream's answer, so a client that hangs
 // up then is noticed when the answer is written (net/http's path noticed
 // at once and ended the attempt); the attempt counts as the upstream
-// answered, never against it.
+// answered, never against it. Plaintext TCP connections of the fast path
+// and the h1 client do their reads and writes as raw system calls through
+// syscall.RawConn (rawio.go: why), waiting in the netpoller like net.Conn.
 //
 // Otherwise requests are forwarded by a lean forwarder (forward.go: the server's
 // request is reused as the outbound one). To plain HTTP/1.1 ports it sends
