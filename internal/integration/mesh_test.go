@@ -66,6 +66,10 @@ func id(t testing.TB, td spiffeid.TrustDomain, sa string) spiffeid.ID {
 }
 
 func newBooksMesh(t *testing.T, td spiffeid.TrustDomain, books source) *booksMesh {
+	return newBooksMeshMode(t, td, books, spec.ModeStrict)
+}
+
+func newBooksMeshMode(t *testing.T, td spiffeid.TrustDomain, books source, mode spec.Mode) *booksMesh {
 	t.Helper()
 	app := proxytest.App(t, demoapp.Options{Name: "books", Listen: "on"})
 	objs, diags := manifest.Parse("books.yaml", []byte(booksSMI))
@@ -76,7 +80,7 @@ func newBooksMesh(t *testing.T, td spiffeid.TrustDomain, books source) *booksMes
 	if diags.HasErrors() {
 		t.Fatal(diags.Err())
 	}
-	in.TrustDomain, in.Mode = td.String(), spec.ModeStrict
+	in.TrustDomain, in.Mode = td.String(), mode
 	booksID := id(t, td, "books")
 	svc := spec.Service{Key: proxytest.K("shop/books"), Identities: []spiffeid.ID{booksID}, Ports: []spec.Port{
 		{Name: "http", Port: 80, Protocol: spec.ProtocolHTTP, TargetPort: proxytest.Port(t, app.HTTPAddr)}}}
@@ -110,7 +114,11 @@ func start(t *testing.T, b *proxy.Bootstrap, src source) *proxy.Proxy {
 	if err := b.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p := proxy.New(b, proxy.Options{SVIDs: src, Bundles: src, Logger: quiet})
+	opts := proxy.Options{Logger: quiet}
+	if src != nil { // nil: a sidecar without an identity, speaking plaintext
+		opts.SVIDs, opts.Bundles = src, src
+	}
+	p := proxy.New(b, opts)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
