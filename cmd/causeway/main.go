@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 		newControlCmd(),
 		newUpCmd(),
 		newStatCmd(),
+		newTapCmd(),
 		newLoadCmd(),
 		newInjectCmd(), newInitRedirectCmd(),
 	)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -322,6 +323,32 @@ func TestUpBookstore(t *testing.T) {
 				t.Fatalf("no traffic at bookstore-v1 in causeway stat within 10s: %s", out)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	t.Run("causeway tap streams live requests with verified callers", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "tap", "--api", rm[1], "--from", "bookthief/bookthief", "-n", "2", "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("causeway tap: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("want 2 events, got %d:\n%s", len(lines), out)
+		}
+		for _, l := range lines {
+			var ev struct {
+				Node, Direction, Caller string
+				Status                  int
+			}
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("tap event %q: %v", l, err)
+			}
+			// bookthief is denied at the bookstore's sidecar: the events are
+			// the inbound 403s, with the caller's verified identity.
+			if ev.Direction != "inbound" || ev.Status != 403 || ev.Caller != "spiffe://cluster.local/ns/bookthief/sa/bookthief" {
+				t.Errorf("event %s: want an inbound 403 from bookthief", l)
+			}
 		}
 	})
 	t.Run("every sidecar is connected over mTLS and in sync", func(t *testing.T) {
