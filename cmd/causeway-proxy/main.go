@@ -32,6 +32,11 @@ func main() {
 }
 
 func run(args []string) int {
+	// A leading "proxy" is accepted, so whatever runs `causeway proxy ARGS`
+	// (a pod spec, the bench harness) can run this binary unchanged.
+	if len(args) > 0 && args[0] == "proxy" {
+		args = args[1:]
+	}
 	var f sidecar.Flags
 	fs := flag.NewFlagSet("causeway-proxy", flag.ContinueOnError)
 	fs.StringVar(&f.Bootstrap, "config", "", "bootstrap file (YAML or JSON)")
