@@ -25,7 +25,7 @@ fi
 mkdir -p bin
 go build -o bin/benchreport ./bench/cmd/benchreport
 
-args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$LOAD_CPU" --causeway bin/causeway)
+args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$LOAD_CPU" --causeway bin/causeway-proxy)
 [ -n "${BENCH_SYSTEMS:-}" ] && args+=(--systems "$BENCH_SYSTEMS")
 [ -n "${BENCH_LOADS:-}" ] && args+=(--loads "$BENCH_LOADS")
 [ -n "${BENCH_ROUNDS:-}" ] && args+=(--rounds "$BENCH_ROUNDS")

@@ -26,7 +26,26 @@ var AllSystems = []string{SysNone, SysCauseway1, SysCauseway2, SysHAProxy, SysNg
 func IsPeer(name string) bool { return name == SysHAProxy || name == SysNginx }
 
 // IsCauseway reports whether name is one of Causeway's setups.
+// sidecarArgs are the arguments that run a sidecar from cfg: the slim
+// causeway-proxy binary takes the flags of `causeway proxy` directly.
+func sidecarArgs(bin, cfg string) []string {
+	if filepath.Base(bin) == "causeway-proxy" {
+		return []string{"--config", cfg}
+	}
+	return []string{"proxy", "--config", cfg}
+}
+
 func IsCauseway(name string) bool { return name == SysCauseway1 || name == SysCauseway2 }
+
+// sidecarArgv runs a sidecar from cfg: the slim causeway-proxy binary (what
+// `make bench` measures: the sidecar as shipped) takes the flags of
+// `causeway proxy` directly; the full binary needs the subcommand.
+func sidecarArgv(bin, cfg string) []string {
+	if filepath.Base(bin) == "causeway-proxy" {
+		return []string{bin, "--config", cfg}
+	}
+	return []string{bin, "proxy", "--config", cfg}
+}
 
 // Running is a started system: where to aim each load and which processes
 // to measure.
@@ -136,7 +155,7 @@ func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Port
 				return nil, err
 			}
 			r.ConfigFiles = append(r.ConfigFiles, cfg)
-			c, err := StartPinned(sysDir, "causeway-server", cores, causeway, "proxy", "--config", cfg)
+			c, err := StartPinned(sysDir, "causeway-server", cores, sidecarArgv(causeway, cfg)...)
 			if err != nil {
 				return nil, err
 			}
@@ -155,7 +174,7 @@ func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Port
 			return nil, err
 		}
 		r.ConfigFiles = append(r.ConfigFiles, cfg)
-		c, err := StartPinned(sysDir, "causeway-client", cores, causeway, "proxy", "--config", cfg)
+		c, err := StartPinned(sysDir, "causeway-client", cores, sidecarArgv(causeway, cfg)...)
 		if err != nil {
 			r.Stop()
 			return nil, err

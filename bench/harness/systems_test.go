@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +87,14 @@ func TestStartSystem(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSidecarArgv(t *testing.T) {
+	if got := sidecarArgv("/x/bin/causeway-proxy", "c.json"); strings.Join(got, " ") != "/x/bin/causeway-proxy --config c.json" {
+		t.Errorf("slim binary: %q", got)
+	}
+	if got := sidecarArgv("bin/causeway", "c.json"); strings.Join(got, " ") != "bin/causeway proxy --config c.json" {
+		t.Errorf("full binary: %q", got)
 	}
 }
