@@ -19,8 +19,8 @@ import (
 
 type tapFlags struct {
 	api, node, to, from, method, pathPrefix, output string
-	max                                               int
-	duration                                          time.Duration
+	max                                             int
+	duration                                        time.Duration
 }
 
 // tapped is one event with the node whose proxy saw it.
