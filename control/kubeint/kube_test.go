@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
 	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
@@ -97,21 +94,7 @@ func TestControlKubeEndToEnd(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, CertificateAuthority: cfg.CAFile}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	kc.CurrentContext = "test"
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "causeway")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/causeway")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	kubeconfig, bin := kubeconfigAndBinary(t, ctx, cfg, dir)
 
 	grpcAddr, restAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "control", "--kubeconfig", kubeconfig, "--insecure", "--listen", grpcAddr, "--rest", restAddr)

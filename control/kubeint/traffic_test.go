@@ -18,8 +18,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -260,21 +258,7 @@ func TestKubeTrafficFollows(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, CertificateAuthority: cfg.CAFile}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	kc.CurrentContext = "test"
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "causeway")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/causeway")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	kubeconfig, bin := kubeconfigAndBinary(t, ctx, cfg, dir)
 
 	// One CA: the control plane loads it from --ca-dir; each sidecar gets its
 	// SVID from a Workload API of that CA (one per identity: every process
