@@ -41,6 +41,11 @@ type InboundConfig struct {
 	Listen string `json:"listen,omitempty"`
 	// AppHost is where the local app listens, on each port's TargetPort.
 	AppHost string `json:"appHost,omitempty"`
+	// Transparent says the listener receives iptables-redirected traffic
+	// (internal/redirect): a connection that is neither TLS nor the
+	// preamble is an unmeshed client, sent in permissive mode to AppHost
+	// at the port it originally dialled (SO_ORIGINAL_DST), closed in strict.
+	Transparent bool `json:"transparent,omitempty"`
 }
 
 // OutboundConfig is the app-facing side.
@@ -48,6 +53,11 @@ type OutboundConfig struct {
 	// HTTPProxy is the HTTP forward proxy's address; "" disables it.
 	HTTPProxy string      `json:"httpProxy,omitempty"`
 	Ports     []FixedPort `json:"ports,omitempty"`
+	// Transparent is the address of the listener that accepts the app's
+	// connections redirected by iptables (nat OUTPUT REDIRECT); each is
+	// served as the fixed port of the service port its original
+	// destination belongs to, or passed through as opaque TCP. "" disables it.
+	Transparent string `json:"transparent,omitempty"`
 }
 
 // FixedPort binds Listen to one upstream service port.

@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/causeway-mesh/causeway/internal/redirect/origdst"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -100,6 +102,10 @@ func (p *Proxy) acceptInbound(ln net.Listener) {
 // server or the L4 path of the port it names.
 func (p *Proxy) handleInbound(raw net.Conn) {
 	ic, c, err := p.acceptMesh(raw)
+	if errors.Is(err, errNotMesh) && p.boot.Inbound.Transparent {
+		p.inboundPassthrough(c)
+		return
+	}
 	if err != nil {
 		raw.Close()
 		return
@@ -185,12 +191,76 @@ func (p *Proxy) acceptMesh(c net.Conn) (*inboundConn, net.Conn, error) {
 		}
 		port, err := parsePreamble(b[:])
 		if err != nil {
-			return nil, nil, err
+			// A plaintext client whose first byte happens to be 'C'
+			// ("CONNECT ..."): not the mesh; its 8 bytes go back with it.
+			_ = c.SetDeadline(time.Time{})
+			return nil, &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(b[:]), c)}, fmt.Errorf("inbound from %s: %w (%v)", c.RemoteAddr(), errNotMesh, err)
 		}
 		_ = c.SetDeadline(time.Time{})
 		return &inboundConn{port: port}, c, nil
 	}
-	return nil, nil, fmt.Errorf("inbound from %s: neither TLS nor a Causeway preamble", c.RemoteAddr())
+	// The byte read belongs to the client's protocol: hand it back with the
+	// connection for a transparent-mode passthrough.
+	_ = c.SetDeadline(time.Time{})
+	return nil, &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(b[:1]), c)}, fmt.Errorf("inbound from %s: %w", c.RemoteAddr(), errNotMesh)
+}
+
+// errNotMesh is a connection that starts with neither TLS nor a preamble.
+var errNotMesh = errors.New("neither TLS nor a Causeway preamble")
+
+// inboundPassthrough serves, in transparent mode, a connection that is
+// neither TLS nor the preamble: a client outside the mesh whose connection
+// to the pod the PREROUTING REDIRECT sent here. Permissive mode forwards it
+// as opaque TCP to AppHost at the port it dialled (SO_ORIGINAL_DST), which
+// is the app's port; strict mode closes it, since such a caller cannot
+// prove an identity. Either way it is counted. It owns c.
+func (p *Proxy) inboundPassthrough(c net.Conn) {
+	st := p.state.Load()
+	if st.cfg.Mode != spec.ModePermissive {
+		p.m.transparent.WithLabelValues("inbound", resultRefused).Inc()
+		c.Close()
+		return
+	}
+	tc, ok := underlyingTCP(c)
+	if !ok {
+		p.m.transparent.WithLabelValues("inbound", resultError).Inc()
+		c.Close()
+		return
+	}
+	dst, err := origdst.Get(tc)
+	if err != nil {
+		p.m.transparent.WithLabelValues("inbound", resultError).Inc()
+		c.Close()
+		return
+	}
+	// Not redirected: the client dialled the inbound listener itself, and
+	// forwarding to that port on the app host could only loop or miss.
+	if la, ok := tc.LocalAddr().(*net.TCPAddr); ok && la.AddrPort().Port() == dst.Port() {
+		p.m.transparent.WithLabelValues("inbound", resultRefused).Inc()
+		c.Close()
+		return
+	}
+	host := p.boot.Inbound.AppHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	// handleInbound runs on its own goroutine already; passthrough starts
+	// one more so this one's wg slot is released like the other paths.
+	p.passthrough(c, "inbound", net.JoinHostPort(host, strconv.Itoa(int(dst.Port()))))
+}
+
+// underlyingTCP finds the accepted *net.TCPConn under c's wrappers.
+func underlyingTCP(c net.Conn) (*net.TCPConn, bool) {
+	for {
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x, true
+		case *prefixConn:
+			c = x.Conn
+		default:
+			return nil, false
+		}
+	}
 }
 
 func (p *Proxy) countAuthz(caller spiffeid.ID, dec spec.AccessDecision) {

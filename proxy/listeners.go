@@ -173,7 +173,6 @@ func (p *Proxy) swapFixed(bound []*fixedListener) {
 // ports are proxied at L4.
 func (p *Proxy) serveFixedTCP(fl *fixedListener) {
 	defer p.wg.Done()
-	fp := &fl.fp
 	for {
 		c, err := fl.tcp.Accept()
 		if err != nil {
@@ -183,31 +182,35 @@ func (p *Proxy) serveFixedTCP(fl *fixedListener) {
 			time.Sleep(5 * time.Millisecond) // EMFILE and the like: back off
 			continue
 		}
-		st := p.state.Load()
-		port, ok := st.portOf(fl.key, fp.Port)
-		if ok && port.Protocol == spec.ProtocolHTTP {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.serveH1(c, fl, nil, p.fixedCL, fl)
-			}()
-			continue
-		}
-		if ok && port.Protocol.IsHTTP() {
-			if !p.fixedCL.push(&taggedConn{Conn: c, tag: fl}) {
-				c.Close()
-			}
-			continue
-		}
-		if !ok {
+		p.dispatchFixed(c, p.state.Load(), fl)
+	}
+}
+
+// dispatchFixed serves one connection as the fixed port fl: HTTP-family
+// ports go to the fast path or the fixed-port http.Server, TCP ports are
+// proxied at L4 (as are other ports, which RouteL4 refuses), an unknown port is closed. The transparent listener calls it
+// too, with the fixedListener its original destination maps to.
+func (p *Proxy) dispatchFixed(c net.Conn, st *routingState, fl *fixedListener) {
+	port, ok := st.portOf(fl.key, fl.fp.Port)
+	switch {
+	case ok && port.Protocol == spec.ProtocolHTTP:
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serveH1(c, fl, nil, p.fixedCL, fl)
+		}()
+	case ok && port.Protocol.IsHTTP():
+		if !p.fixedCL.push(&taggedConn{Conn: c, tag: fl}) {
 			c.Close()
-			continue
 		}
+	case ok:
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
 			p.serveTCP(c, st, fl.key, port)
 		}()
+	default:
+		c.Close()
 	}
 }
 

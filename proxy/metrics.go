@@ -19,19 +19,20 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	requests   *prometheus.CounterVec   // direction, service, route, backend
-	responses  *prometheus.CounterVec   // direction, service, route, backend, status_code, grpc_status, classification
-	latency    *prometheus.HistogramVec // direction, service, backend, classification
-	retries    *prometheus.CounterVec   // service
-	exhausted  *prometheus.CounterVec   // service
-	authz      *prometheus.CounterVec   // caller, decision
-	tcpOpen    *prometheus.CounterVec   // direction, service
-	tcpClose   *prometheus.CounterVec   // direction, service
-	tcpBytes   *prometheus.CounterVec   // direction, service, flow (read = from client, write = to client)
-	udpSession *prometheus.CounterVec   // direction, service
-	udpBytes   *prometheus.CounterVec   // direction, service, flow
-	configs    *prometheus.CounterVec   // result
-	breakers   *breakerCollector
+	requests    *prometheus.CounterVec   // direction, service, route, backend
+	responses   *prometheus.CounterVec   // direction, service, route, backend, status_code, grpc_status, classification
+	latency     *prometheus.HistogramVec // direction, service, backend, classification
+	retries     *prometheus.CounterVec   // service
+	exhausted   *prometheus.CounterVec   // service
+	authz       *prometheus.CounterVec   // caller, decision
+	tcpOpen     *prometheus.CounterVec   // direction, service
+	tcpClose    *prometheus.CounterVec   // direction, service
+	tcpBytes    *prometheus.CounterVec   // direction, service, flow (read = from client, write = to client)
+	udpSession  *prometheus.CounterVec   // direction, service
+	udpBytes    *prometheus.CounterVec   // direction, service, flow
+	configs     *prometheus.CounterVec   // result
+	transparent *prometheus.CounterVec   // direction, result
+	breakers    *breakerCollector
 
 	statusText sync.Map // int -> string, so label values are not formatted per request
 
@@ -80,10 +81,13 @@ func newMetrics() *metrics {
 	m.configs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "causeway_config_updates_total", Help: "NodeConfigs offered to Apply, by result (applied/refused).",
 	}, []string{"result"})
+	m.transparent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "causeway_transparent_connections_total", Help: "Redirected (transparent mode) connections by what became of them: routed, passthrough, refused, error.",
+	}, []string{"direction", "result"})
 	m.breakers = &breakerCollector{desc: prometheus.NewDesc("causeway_circuit_state",
 		"Circuit breaker state per upstream cluster port: 0 closed, 1 open, 2 half-open.", []string{"cluster"}, nil)}
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.retries, m.exhausted, m.authz,
-		m.tcpOpen, m.tcpClose, m.tcpBytes, m.udpSession, m.udpBytes, m.configs, m.breakers)
+		m.tcpOpen, m.tcpClose, m.tcpBytes, m.udpSession, m.udpBytes, m.configs, m.transparent, m.breakers)
 	return m
 }
 

@@ -72,6 +72,7 @@ type Proxy struct {
 	admin   *http.Server
 	adminLn net.Listener
 	fwdLn   net.Listener
+	trLn    net.Listener // outbound.transparent
 
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -154,6 +155,10 @@ func (p *Proxy) Start() error {
 		}
 	}
 	if err := p.startInbound(); err != nil {
+		p.Close()
+		return err
+	}
+	if err := p.startTransparent(); err != nil {
 		p.Close()
 		return err
 	}

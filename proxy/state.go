@@ -3,6 +3,7 @@ package proxy
 import (
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -28,6 +29,9 @@ type routingState struct {
 	// inbound maps a service port number of the node's own services to where
 	// the local app serves it.
 	inbound map[int32]*inboundPort
+	// transparent maps the original destinations of redirected outbound
+	// connections to the service port they reach (transparent.go).
+	transparent map[netip.AddrPort]*fixedListener
 }
 
 // upstreamPolicy is the merged Policy of one upstream service with its retry
@@ -121,6 +125,9 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 		clusters:  map[clusterKey]*clusterPort{},
 		upstreams: map[spec.Key]*upstreamPolicy{},
 		inbound:   map[int32]*inboundPort{},
+	}
+	if p.boot.Outbound.Transparent != "" {
+		st.transparent = buildTransparent(cfg, t)
 	}
 	for i := range cfg.Clusters {
 		c := &cfg.Clusters[i]

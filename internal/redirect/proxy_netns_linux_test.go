@@ -73,8 +73,16 @@ func TestPodHelper(t *testing.T) {
 // stopped, by PID, when the test ends.
 func startPod(t *testing.T, ns string) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestPodHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	startHelper(t, ns, "^TestPodHelper$", helperEnv+"=1")
+}
+
+// startHelper runs the helper test run (a -test.run pattern) of this binary
+// inside ns with env added, and waits until it prints "ready". It is
+// stopped, by PID, when the test ends.
+func startHelper(t *testing.T, ns, run string, env ...string) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run="+run, "-test.v")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
