@@ -30,8 +30,18 @@ const (
 	// unmeshed Prometheus scraping a metrics port, say).
 	AnnotationSkipInboundPorts = "causeway.dev/skip-inbound-ports"
 
-	ValueEnabled  = "enabled"
-	ValueDisabled = "disabled"
+	// AnnotationOutbound, on a pod, chooses how its app reaches the proxy:
+	// ValueHTTPProxy (the default: HTTP_PROXY names the forward proxy) or
+	// ValueTransparent (the init step also REDIRECTs the pod's outbound TCP
+	// to the proxy's transparent listener, no HTTP_PROXY; the inbound
+	// listener also passes unmeshed clients through to the app in
+	// permissive mode).
+	AnnotationOutbound = "causeway.dev/outbound"
+
+	ValueEnabled     = "enabled"
+	ValueDisabled    = "disabled"
+	ValueHTTPProxy   = "http-proxy"
+	ValueTransparent = "transparent"
 
 	ProxyContainer    = "causeway-proxy"
 	InitContainer     = "causeway-init"
@@ -50,6 +60,9 @@ const (
 	DefaultInboundPort   = 4143
 	DefaultHTTPProxyPort = 4140
 	DefaultAdminPort     = 9901
+	// DefaultTransparentPort is where, with causeway.dev/outbound:
+	// transparent, the OUTPUT REDIRECT sends the app's connections.
+	DefaultTransparentPort = 15001
 	DefaultProxyUID      = 2102
 )
 
@@ -68,8 +81,9 @@ type Config struct {
 	ControlID string
 	// SPIFFE is where the proxy's Workload API socket comes from.
 	SPIFFE SPIFFESource
-	// Ports; 0 = DefaultInboundPort, DefaultHTTPProxyPort, DefaultAdminPort.
-	InboundPort, HTTPProxyPort, AdminPort int32
+	// Ports; 0 = DefaultInboundPort, DefaultHTTPProxyPort, DefaultAdminPort,
+	// DefaultTransparentPort.
+	InboundPort, HTTPProxyPort, AdminPort, TransparentPort int32
 	// ProxyUID runs the proxy; the init step never redirects it. 0 =
 	// DefaultProxyUID (0 itself is root and not allowed).
 	ProxyUID int64
@@ -111,6 +125,7 @@ func (c Config) withDefaults() Config {
 	c.InboundPort = cmp.Or(c.InboundPort, DefaultInboundPort)
 	c.HTTPProxyPort = cmp.Or(c.HTTPProxyPort, DefaultHTTPProxyPort)
 	c.AdminPort = cmp.Or(c.AdminPort, DefaultAdminPort)
+	c.TransparentPort = cmp.Or(c.TransparentPort, DefaultTransparentPort)
 	c.ProxyUID = cmp.Or(c.ProxyUID, DefaultProxyUID)
 	c.PullPolicy = cmp.Or(c.PullPolicy, corev1.PullIfNotPresent)
 	if c.SPIFFE.HostPath == "" {
@@ -141,7 +156,7 @@ func (c Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		port int32
-	}{{"inbound", c.InboundPort}, {"httpProxy", c.HTTPProxyPort}, {"admin", c.AdminPort}} {
+	}{{"inbound", c.InboundPort}, {"httpProxy", c.HTTPProxyPort}, {"admin", c.AdminPort}, {"transparent", c.TransparentPort}} {
 		if p.port < 1 || p.port > 65535 {
 			return fmt.Errorf("inject: %s port %d out of range", p.name, p.port)
 		}

@@ -121,6 +121,16 @@ func (in *Injector) Pod(ctx context.Context, pod *corev1.Pod, namespace string, 
 	if err != nil {
 		return skip(fmt.Sprintf("annotation %s: %v", AnnotationSkipInboundPorts, err), true)
 	}
+	transparent := false
+	switch mode := pod.Annotations[AnnotationOutbound]; mode {
+	case "", ValueHTTPProxy:
+	case ValueTransparent:
+		transparent = true
+	default:
+		// Injected with the default: the pod still works through
+		// HTTP_PROXY, and the warning says why it is not transparent.
+		warnings = append(warnings, fmt.Sprintf("pod %s: %s=%q is neither %q nor %q; using %q", name, AnnotationOutbound, mode, ValueHTTPProxy, ValueTransparent, ValueHTTPProxy))
+	}
 	services, err := in.services(ctx, pod, namespace)
 	if err != nil {
 		// Injected all the same: the proxy still gets its identity and
@@ -128,7 +138,7 @@ func (in *Injector) Pod(ctx context.Context, pod *corev1.Pod, namespace string, 
 		warnings = append(warnings, fmt.Sprintf("pod %s: %v; the proxy starts with no inbound services (set the %s annotation)", name, err, AnnotationServices))
 	}
 	out := pod.DeepCopy()
-	in.mutate(out, skipPorts, services)
+	in.mutate(out, skipPorts, services, transparent)
 	return Result{Pod: out, Warnings: warnings}
 }
 
@@ -193,23 +203,32 @@ func (in *Injector) services(ctx context.Context, pod *corev1.Pod, namespace str
 // bootstrap is the proxy's bootstrap file (proxy.Bootstrap's JSON form).
 // Written as a map so this package does not import the data plane; the
 // tests load it with proxy.LoadBootstrap.
-func (in *Injector) bootstrap() string {
+// In transparent mode the outbound side is the transparent listener
+// instead of the forward proxy, and the inbound side passes unmeshed
+// clients through (proxy/doc.go, "Transparent mode").
+func (in *Injector) bootstrap(transparent bool) string {
+	inbound := map[string]any{"listen": fmt.Sprintf("0.0.0.0:%d", in.cfg.InboundPort), "appHost": "127.0.0.1"}
+	outbound := map[string]any{"httpProxy": fmt.Sprintf("127.0.0.1:%d", in.cfg.HTTPProxyPort)}
+	if transparent {
+		inbound["transparent"] = true
+		outbound = map[string]any{"transparent": fmt.Sprintf("127.0.0.1:%d", in.cfg.TransparentPort)}
+	}
 	b, _ := json.Marshal(map[string]any{
 		"admin":    fmt.Sprintf("127.0.0.1:%d", in.cfg.AdminPort),
-		"inbound":  map[string]any{"listen": fmt.Sprintf("0.0.0.0:%d", in.cfg.InboundPort), "appHost": "127.0.0.1"},
-		"outbound": map[string]any{"httpProxy": fmt.Sprintf("127.0.0.1:%d", in.cfg.HTTPProxyPort)},
+		"inbound":  inbound,
+		"outbound": outbound,
 	})
 	return string(b)
 }
 
-func (in *Injector) mutate(pod *corev1.Pod, skipPorts []uint16, services []string) {
+func (in *Injector) mutate(pod *corev1.Pod, skipPorts []uint16, services []string, transparent bool) {
 	c := in.cfg
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationInjected] = "true"
 	pod.Annotations[AnnotationProxyImage] = c.Image
-	pod.Annotations[AnnotationBootstrap] = in.bootstrap()
+	pod.Annotations[AnnotationBootstrap] = in.bootstrap(transparent)
 	if _, ok := pod.Annotations[AnnotationServices]; !ok && len(services) > 0 {
 		pod.Annotations[AnnotationServices] = strings.Join(services, ",")
 	}
@@ -227,8 +246,11 @@ func (in *Injector) mutate(pod *corev1.Pod, skipPorts []uint16, services []strin
 	// Both go first: the redirect must be in place before any other
 	// container opens a socket, and the proxy (a native sidecar: an init
 	// container that keeps running) must be up before the app starts.
-	pod.Spec.InitContainers = append([]corev1.Container{in.initContainer(skipPorts), in.proxyContainer(services)}, pod.Spec.InitContainers...)
+	pod.Spec.InitContainers = append([]corev1.Container{in.initContainer(skipPorts, transparent), in.proxyContainer(services)}, pod.Spec.InitContainers...)
 
+	if transparent {
+		return // the redirect brings the app's connections; no HTTP_PROXY
+	}
 	proxyURL := fmt.Sprintf("http://127.0.0.1:%d", c.HTTPProxyPort)
 	for i := range pod.Spec.Containers {
 		addEnv(&pod.Spec.Containers[i],
@@ -259,7 +281,7 @@ func (in *Injector) spiffeVolume() corev1.Volume {
 	return corev1.Volume{Name: SPIFFEVolume, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: s.CSIDriver, ReadOnly: ptr(true)}}}
 }
 
-func (in *Injector) initContainer(skipPorts []uint16) corev1.Container {
+func (in *Injector) initContainer(skipPorts []uint16, transparent bool) corev1.Container {
 	c := in.cfg
 	args := []string{"init-redirect",
 		"--inbound-port=" + strconv.Itoa(int(c.InboundPort)),
@@ -274,6 +296,11 @@ func (in *Injector) initContainer(skipPorts []uint16) corev1.Container {
 			ps[i] = strconv.Itoa(int(p))
 		}
 		args = append(args, "--skip-inbound-ports="+strings.Join(ps, ","))
+	}
+	if transparent {
+		// The proxy's uid (--proxy-uid above) is exempt, so its own
+		// upstream connections are not sent back to it.
+		args = append(args, "--outbound-port="+strconv.Itoa(int(c.TransparentPort)))
 	}
 	return corev1.Container{
 		Name:            InitContainer,
