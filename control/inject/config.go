@@ -63,7 +63,7 @@ const (
 	// DefaultTransparentPort is where, with causeway.dev/outbound:
 	// transparent, the OUTPUT REDIRECT sends the app's connections.
 	DefaultTransparentPort = 15001
-	DefaultProxyUID      = 2102
+	DefaultProxyUID        = 2102
 )
 
 // Config is what every injected pod gets. The zero value of a field takes
