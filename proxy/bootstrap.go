@@ -254,7 +254,7 @@ func (b *Bootstrap) Validate() error {
 			return fmt.Errorf("admin: %q is not a loopback address", b.Admin)
 		}
 	}
-	for _, a := range []struct{ field, addr string }{{"inbound.listen", b.Inbound.Listen}, {"outbound.httpProxy", b.Outbound.HTTPProxy}} {
+	for _, a := range []struct{ field, addr string }{{"inbound.listen", b.Inbound.Listen}, {"outbound.httpProxy", b.Outbound.HTTPProxy}, {"outbound.transparent", b.Outbound.Transparent}} {
 		if a.addr == "" {
 			continue
 		}

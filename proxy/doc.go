@@ -9,9 +9,10 @@
 //
 //	admin: 127.0.0.1:9901          # /ready /live /metrics /config /tap; loopback only
 //	workloadAPI: unix:///run/spire/agent.sock   # SVIDs + bundles: mTLS on (optional)
-//	inbound: {listen: 0.0.0.0:4143, appHost: 127.0.0.1}
+//	inbound: {listen: 0.0.0.0:4143, appHost: 127.0.0.1, transparent: false}
 //	outbound:
 //	  httpProxy: 127.0.0.1:4140      # HTTP_PROXY target: absolute-form and CONNECT
+//	  transparent: 127.0.0.1:15001   # iptables-redirected app connections (optional)
 //	  ports: [{service: shop/books, port: 80, listen: 127.0.0.1:18080}]
 //	policy:                          # defaults for every upstream
 //	  timeout: 10s
@@ -56,8 +57,40 @@
 // The inbound side sends to the local app at AppHost:TargetPort of the service
 // port named by the preamble, speaking that port's protocol. It accepts, on
 // one listener, TLS (first byte 0x16) or the plaintext preamble; anything else
-// is closed. Plaintext is refused when mTLS is on and the mode is strict.
+// is closed (unless inbound.transparent: see Transparent mode). Plaintext is
+// refused when mTLS is on and the mode is strict.
 // Unmeshed endpoints get the bytes the client sent, no preamble.
+//
+// # Transparent mode
+//
+// With the pod's TCP redirected by iptables (internal/redirect, the
+// injector's causeway.dev/outbound: transparent), the proxy reads each
+// redirected connection's original destination with SO_ORIGINAL_DST
+// (internal/redirect/origdst).
+//
+// Outbound (outbound.transparent): the app dialled an endpoint's
+// address:port directly. Apply builds a map from every endpoint
+// address:port of the config's clusters (Addr:Port with its ServicePort; a
+// sidecar endpoint, ServicePort 0, at each port's target port) to the
+// upstream service port it serves; a split's leaf maps to the upstream that
+// routes to it, so the split still decides. A mapped connection is served
+// exactly as a fixed port for that service port (dispatchFixed: the HTTP/1.1
+// fast path, net/http for h2c and gRPC, L4 for TCP). Anything else is passed
+// through as opaque TCP to where the app sent it. A connection that was not
+// redirected (original destination = the listener) is closed rather than
+// looped. There are no ClusterIPs in the model yet, so an app that dials a
+// Service's ClusterIP is passed through, to kube-proxy's choice of pod.
+//
+// Inbound (inbound.transparent): a connection that starts with neither
+// TLS (with mTLS on) nor the preamble is an unmeshed client the PREROUTING
+// REDIRECT sent here. In permissive mode it is forwarded, as opaque TCP
+// with the bytes already read, to AppHost at the port it dialled; in strict
+// mode it is closed. With mTLS on, an unmeshed client speaking TLS to the
+// app starts with 0x16 and meets the mesh's TLS server, which refuses it:
+// such ports must be skipped (causeway.dev/skip-inbound-ports).
+//
+// Both count causeway_transparent_connections_total{direction, result}:
+// routed, passthrough, refused, error.
 //
 // # Routing
 //
@@ -98,6 +131,7 @@
 // causeway_response_latency_seconds, causeway_retries_total,
 // causeway_retry_budget_exhausted_total, causeway_circuit_state,
 // causeway_tcp_*, causeway_udp_*, causeway_inbound_authorization_total,
+// causeway_transparent_connections_total,
 // causeway_config_updates_total), /config (the NodeConfig in force with its
 // version) and /tap (one JSON line per request while someone listens; the
 // request path pays an atomic load when nobody does, and never logs).
@@ -144,7 +178,9 @@
 //
 // # Goroutines
 //
-// Proxy.Start starts one accept loop per listener and the admin server; a
+// Proxy.Start starts one accept loop per listener (the transparent one
+// reads SO_ORIGINAL_DST on it, a non-blocking getsockopt) and the admin
+// server; a passed-through connection owns one goroutine plus relay's; a
 // fast-path connection is served on its own goroutine (a fixed port's, or
 // the inbound goroutine that read its preamble) until it closes or moves to
 // net/http; the http.Servers own a goroutine per connection (and per HTTP/2

@@ -41,9 +41,13 @@
 //	annotations        causeway.dev/injected, proxy-image, proxy-bootstrap,
 //	                   services (when resolved)
 //
-// Outbound traffic is not redirected: the proxy has no listener that reads
-// the original destination (SO_ORIGINAL_DST), so apps reach it through
-// HTTP_PROXY. The Services a pod backs are unknown at admission unless they
+// By default outbound traffic is not redirected: apps reach the proxy
+// through HTTP_PROXY. A pod annotated causeway.dev/outbound: transparent
+// instead gets `init-redirect --outbound-port=<TransparentPort>` (15001;
+// the proxy's uid is exempt), a bootstrap with outbound.transparent on that
+// port and inbound.transparent (unmeshed clients passed through to the app
+// in permissive mode), and no HTTP_PROXY variables. Any other value warns
+// and keeps the default. testdata/pod-*.golden.yaml pin both shapes. The Services a pod backs are unknown at admission unless they
 // already exist: KubeServices matches their selectors then, and the
 // causeway.dev/services annotation overrides.
 //

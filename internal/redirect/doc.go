@@ -25,17 +25,26 @@
 // and leaves everyone else's (a CNI's) alone. OriginalDst reads
 // SO_ORIGINAL_DST, the address a redirected connection was sent to.
 //
-// # What the proxy does with redirected traffic today
+// # What the proxy does with redirected traffic
 //
-// Inbound works as is: mesh callers dial the pod's address and the app's
-// port with TLS (or the plaintext preamble) and the preamble names the
-// service port, so the inbound listener needs no original destination.
-// Plaintext from an unmeshed client is closed by the inbound listener, so
-// the injector skips the node's address (kubelet probes) and ports named in
-// the causeway.dev/skip-inbound-ports annotation. Outbound redirection is
-// built and tested here but not switched on by the injector: the proxy has no
-// listener that reads SO_ORIGINAL_DST, so apps reach it through HTTP_PROXY and
-// its fixed ports instead.
+// Inbound: mesh callers dial the pod's address and the app's port with TLS
+// (or the plaintext preamble) and the preamble names the service port, so
+// the inbound listener needs no original destination for them. A
+// plaintext client outside the mesh is closed, unless the proxy runs with
+// inbound.transparent: then OriginalDst gives the app port it dialled and
+// permissive mode forwards it there (strict mode still closes it). Either
+// way the injector skips the node's address (kubelet probes) and ports
+// named in the causeway.dev/skip-inbound-ports annotation.
+//
+// Outbound: with the injector's causeway.dev/outbound: transparent, the
+// init step also installs the OUTPUT redirect to the proxy's
+// outbound.transparent listener, which maps the original destination to a
+// service port or passes it through (proxy/doc.go, Transparent mode). By
+// default apps still reach the proxy through HTTP_PROXY and its fixed ports.
+//
+// OriginalDst lives in the subpackage origdst so the proxy can import it
+// without importing this package (whose tests import the proxy).
+// TestNetnsTransparent runs two real sidecars with mTLS behind these rules.
 //
 // IPv4 only (iptables, not ip6tables); IPv6 prefixes are refused by Validate.
 //
