@@ -37,6 +37,7 @@ const (
 	trInPort      = 4143
 	trAppPort     = 8080
 	trUnknownPort = 9999
+	trDBPort      = 7000
 	trTD          = "test.local"
 	nobody        = "65534"
 )
@@ -173,8 +174,9 @@ func scrape(t *testing.T, ns, name string, want map[string]string) float64 {
 //	pod "web" (client): outbound.transparent on 15001 (OUTPUT REDIRECT,
 //	  proxy uid exempt), inbound.transparent on 4143, strict mode; its app
 //	  is curl running as nobody.
-//	pod "books" (peer): the books app on 8080, inbound.transparent on 4143
-//	  (PREROUTING REDIRECT), permissive mode; an unmeshed server on 9999.
+//	pod "books" (peer): the books app on 8080 (http) and db on 7000 (tcp),
+//	  inbound.transparent on 4143 (PREROUTING REDIRECT), permissive mode;
+//	  an unmeshed server on 9999 (skipped by the rules).
 //
 // The web app dials the books endpoint (peer IP:8080) directly: the
 // transparent listener maps it to shop/books:80 and routes it at L7 over
@@ -196,6 +198,8 @@ func TestNetnsTransparent(t *testing.T) {
 	books := spec.Key{Namespace: "shop", Name: "books"}
 	web := spec.Key{Namespace: "shop", Name: "web"}
 	httpPort := spec.Port{Name: "http", Port: 80, Protocol: spec.ProtocolHTTP, TargetPort: trAppPort}
+	db := spec.Key{Namespace: "shop", Name: "db"}
+	dbPort := spec.Port{Name: "db", Port: trDBPort, Protocol: spec.ProtocolTCP}
 
 	webBoot := &proxy.Bootstrap{
 		Admin:    trAdmin,
@@ -204,23 +208,33 @@ func TestNetnsTransparent(t *testing.T) {
 		Config: &spec.NodeConfig{Version: "v1", TrustDomain: trTD, Mode: spec.ModeStrict,
 			Node:    spec.Node{ID: "web-0", Services: []spec.Key{web}, Identity: webID},
 			Inbound: spec.Inbound{Services: []spec.InboundService{{Key: web, Ports: []spec.Port{httpPort}}}},
-			Upstreams: []spec.Upstream{{Service: books, Ports: []spec.Port{httpPort},
-				Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}}},
-			Clusters: []spec.Cluster{{Service: books, Ports: []spec.Port{httpPort}, Identities: []spiffeid.ID{booksID},
-				Endpoints: []spec.Endpoint{{Addr: p.peerIP, Port: trAppPort, ServicePort: 80, Ready: true, Identity: booksID}}}},
+			Upstreams: []spec.Upstream{
+				{Service: books, Ports: []spec.Port{httpPort}, Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}},
+				{Service: db, Ports: []spec.Port{dbPort}, Default: []spec.WeightedCluster{{Service: db, Weight: 1000}}},
+			},
+			Clusters: []spec.Cluster{
+				{Service: books, Ports: []spec.Port{httpPort}, Identities: []spiffeid.ID{booksID},
+					Endpoints: []spec.Endpoint{{Addr: p.peerIP, Port: trAppPort, ServicePort: 80, Ready: true, Identity: booksID}}},
+				{Service: db, Ports: []spec.Port{dbPort}, Identities: []spiffeid.ID{booksID},
+					Endpoints: []spec.Endpoint{{Addr: p.peerIP, Port: trDBPort, ServicePort: trDBPort, Ready: true, Identity: booksID}}},
+			},
 		},
 	}
 	booksBoot := &proxy.Bootstrap{
 		Admin:   trAdmin,
 		Inbound: proxy.InboundConfig{Listen: fmt.Sprintf("0.0.0.0:%d", trInPort), AppHost: "127.0.0.1", Transparent: true},
 		Config: &spec.NodeConfig{Version: "v1", TrustDomain: trTD, Mode: spec.ModePermissive,
-			Node:    spec.Node{ID: "books-0", Services: []spec.Key{books}, Identity: booksID},
-			Inbound: spec.Inbound{Services: []spec.InboundService{{Key: books, Ports: []spec.Port{httpPort}}}},
+			Node: spec.Node{ID: "books-0", Services: []spec.Key{books, db}, Identity: booksID},
+			Inbound: spec.Inbound{Services: []spec.InboundService{
+				{Key: books, Ports: []spec.Port{httpPort}},
+				{Key: db, Ports: []spec.Port{dbPort}},
+			}},
 		},
 	}
 	startHelper(t, p.pod, "^TestSidecarHelper$", sidecarEnv+"="+writeSidecar(t, ca, webID, webBoot, 0))
 	startHelper(t, p.peer, "^TestSidecarHelper$", sidecarEnv+"="+writeSidecar(t, ca, booksID, booksBoot, trAppPort))
 	serve(t, p.peer, trUnknownPort, "unmeshed")
+	serve(t, p.peer, trDBPort, "db")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -246,6 +260,10 @@ func TestNetnsTransparent(t *testing.T) {
 			{"endpoint address routed through the mesh", booksURL, "URI=" + webID.String()},
 			// orig=none: the unmeshed server saw a direct connection (no
 			// sidecar of its own), so web's proxy forwarded it as sent.
+			// A tcp port: routed at L4 (the metrics below tell it from a
+			// passthrough, which the permissive books sidecar would also
+			// deliver).
+			{"tcp endpoint routed at L4 through the mesh", fmt.Sprintf("http://%s:%d/", p.peerIP, trDBPort), "db orig=none"},
 			{"unknown destination passed through", fmt.Sprintf("http://%s:%d/", p.peerIP, trUnknownPort), "unmeshed orig=none"},
 		}
 		for _, c := range cases {
@@ -263,6 +281,8 @@ func TestNetnsTransparent(t *testing.T) {
 			{p.pod, "causeway_transparent_connections_total", map[string]string{"direction": "outbound", "result": "passthrough"}},
 			{p.pod, "causeway_responses_total", map[string]string{"direction": "outbound", "service": "shop/books", "backend": "shop/books", "status_code": "200"}},
 			{p.peer, "causeway_inbound_authorization_total", map[string]string{"caller": webID.String()}},
+			{p.pod, "causeway_tcp_connections_opened_total", map[string]string{"direction": "outbound", "service": "shop/db"}},
+			{p.peer, "causeway_tcp_connections_opened_total", map[string]string{"direction": "inbound", "service": "shop/db"}},
 		}
 		for _, m := range metrics {
 			if got := scrape(t, m.ns, m.name, m.labels); got < 1 {
