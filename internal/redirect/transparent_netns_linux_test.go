@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,6 +131,63 @@ func appCurl(t *testing.T, ns, url string) string {
 		return fmt.Sprintf("curl error: %v: %s", err, out)
 	}
 	return string(out)
+}
+
+// asNobody runs fn on a thread moved into ns whose uid is then nobody, so
+// sockets fn creates are redirected by the OUTPUT rules. setresuid is made
+// as a raw system call: it changes this thread only (syscall.Setresuid
+// would change every thread of the test), and inNetns never reuses it.
+func asNobody(t *testing.T, ns string, fn func()) {
+	t.Helper()
+	inNetns(t, ns, func() {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, 65534, 65534, 65534); e != 0 {
+			t.Errorf("setresuid: %v", e)
+			return
+		}
+		fn()
+	})
+}
+
+// keepAliveGets sends n GETs one after another on one connection to addr
+// and returns each one's latency and the number of 200s whose body right
+// accepts. The connection is dialled on the calling thread (its uid decides
+// whether it is redirected); the requests run there too.
+func keepAliveGets(addr string, right func(string) bool, n int) ([]time.Duration, int, error) {
+	c, err := net.DialTimeout("tcp4", addr, 3*time.Second)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	br := bufio.NewReader(c)
+	lat := make([]time.Duration, 0, n)
+	ok := 0
+	for range n {
+		t0 := time.Now()
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: books.shop\r\n\r\n"); err != nil {
+			return lat, ok, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return lat, ok, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return lat, ok, err
+		}
+		lat = append(lat, time.Since(t0))
+		if resp.StatusCode == 200 && right(string(b)) {
+			ok++
+		}
+	}
+	return lat, ok, nil
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
 }
 
 // scrape reads a sidecar's metrics from inside ns and sums the series of
@@ -316,6 +375,44 @@ func TestNetnsTransparent(t *testing.T) {
 			if got := scrape(t, m.ns, "causeway_transparent_connections_total", map[string]string{"direction": "inbound", "result": m.result}); got < 1 {
 				t.Errorf("%s: inbound %s = %v, want >= 1", m.ns, m.result, got)
 			}
+		}
+	})
+
+	// Numbers, not a benchmark gate: sequential keep-alive GETs of the app
+	// (a) redirected into web's sidecar, routed at L7 over mTLS to books'
+	// sidecar (two proxy hops), and (b) from an unmeshed client, passed
+	// through by books' sidecar at L4 (one hop). Every answer must be right.
+	t.Run("latency", func(t *testing.T) {
+		const n = 1000
+		cases := []struct {
+			name  string
+			ns    string
+			as    func(*testing.T, string, func())
+			right func(string) bool
+		}{
+			{"transparent outbound, two sidecars, mTLS", p.pod, asNobody, func(b string) bool { return strings.Contains(b, "URI="+webID.String()) }},
+			// No client certificate: the bytes were passed through.
+			{"unmeshed client, inbound passthrough", p.pod, inNetns, func(b string) bool {
+				return strings.HasPrefix(b, "books from 127.0.0.1:") && strings.HasSuffix(b, "xfcc=")
+			}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				var (
+					lat []time.Duration
+					ok  int
+					err error
+				)
+				c.as(t, c.ns, func() { lat, ok, err = keepAliveGets(fmt.Sprintf("%s:%d", p.peerIP, trAppPort), c.right, n) })
+				if err != nil || ok != n {
+					t.Fatalf("%d of %d right (%v)", ok, n, err)
+				}
+				var total time.Duration
+				for _, d := range lat {
+					total += d
+				}
+				t.Logf("%d sequential GETs: p50 %v, p99 %v, %.0f req/s", n, quantile(lat, .5), quantile(lat, .99), float64(n)/total.Seconds())
+			})
 		}
 	})
 }
