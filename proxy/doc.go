@@ -68,18 +68,19 @@
 // redirected connection's original destination with SO_ORIGINAL_DST
 // (internal/redirect/origdst).
 //
-// Outbound (outbound.transparent): the app dialled an endpoint's
-// address:port directly. Apply builds a map from every endpoint
-// address:port of the config's clusters (Addr:Port with its ServicePort; a
-// sidecar endpoint, ServicePort 0, at each port's target port) to the
-// upstream service port it serves; a split's leaf maps to the upstream that
-// routes to it, so the split still decides. A mapped connection is served
+// Outbound (outbound.transparent): the app dialled a Service's ClusterIP
+// at a service port (the pod's own netns has no kube-proxy rules, so the
+// redirect sees the ClusterIP), or an endpoint's address:port directly.
+// Apply builds a map from every upstream's ClusterIPs at its service ports,
+// and every endpoint address:port of the config's clusters (Addr:Port with
+// its ServicePort; a sidecar endpoint, ServicePort 0, at each port's target
+// port), to the upstream service port it serves; a split's leaf maps to the
+// upstream that routes to it, so the split still decides. A mapped connection is served
 // exactly as a fixed port for that service port (dispatchFixed: the HTTP/1.1
 // fast path, net/http for h2c and gRPC, L4 for TCP). Anything else is passed
 // through as opaque TCP to where the app sent it. A connection that was not
 // redirected (original destination = the listener) is closed rather than
-// looped. There are no ClusterIPs in the model yet, so an app that dials a
-// Service's ClusterIP is passed through, to kube-proxy's choice of pod.
+// looped.
 //
 // Inbound (inbound.transparent): a connection that starts with neither
 // TLS (with mTLS on) nor the preamble is an unmeshed client the PREROUTING

@@ -31,9 +31,9 @@ const (
 	resultError       = "error"       // SO_ORIGINAL_DST unreadable, or the forward dial failed
 )
 
-// buildTransparent maps every endpoint address:port an app may dial
-// directly to the fixed-port identity (upstream service, service port) of
-// what it serves. An endpoint with a ServicePort is reached at Addr:Port
+// buildTransparent maps every address:port an app may dial to the
+// fixed-port identity (upstream service, service port) of what it serves:
+// an upstream's ClusterIPs at its service ports, and endpoints. An endpoint with a ServicePort is reached at Addr:Port
 // (the pod's IP and target port); one without serves every port of its
 // cluster, each at its target port. Only services the node may call are
 // mapped: a cluster that is the backend of an upstream (a split's leaf) maps
@@ -82,6 +82,16 @@ func buildTransparent(cfg *spec.NodeConfig, t *spec.Table) map[netip.AddrPort]*f
 			return
 		}
 		out[ap] = fixed(up, svcPort)
+	}
+	// A ClusterIP at a service port is the upstream itself: what apps
+	// dial by name through kube-proxy.
+	for i := range cfg.Upstreams {
+		u := &cfg.Upstreams[i]
+		for _, ip := range u.ClusterIPs {
+			for _, p := range u.Ports {
+				put(ip, p.Port, p.Port, u.Service)
+			}
+		}
 	}
 	for i := range cfg.Clusters {
 		c := &cfg.Clusters[i]

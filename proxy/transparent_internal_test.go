@@ -19,7 +19,7 @@ func TestBuildTransparent(t *testing.T) {
 	sql := spec.Port{Name: "sql", Port: 3306, Protocol: spec.ProtocolTCP}
 	cfg := &spec.NodeConfig{Version: "v1", Mode: spec.ModePermissive,
 		Upstreams: []spec.Upstream{
-			{Service: books, Ports: []spec.Port{web}, Default: []spec.WeightedCluster{{Service: v1, Weight: 900}, {Service: v2, Weight: 100}}},
+			{Service: books, Ports: []spec.Port{web}, ClusterIPs: []string{"10.96.0.10", "fd00::a"}, Default: []spec.WeightedCluster{{Service: v1, Weight: 900}, {Service: v2, Weight: 100}}},
 			{Service: v2, Ports: []spec.Port{web}, Default: []spec.WeightedCluster{{Service: v2, Weight: 1000}}},
 			{Service: db, Ports: []spec.Port{sql}, Default: []spec.WeightedCluster{{Service: db, Weight: 1000}}},
 		},
@@ -49,6 +49,9 @@ func TestBuildTransparent(t *testing.T) {
 		{"wrong port of a known address", "10.0.0.1:9090", "", 0},
 		{"cluster no upstream routes to", "10.0.9.9:8080", "", 0},
 		{"unknown address", "192.0.2.1:80", "", 0},
+		{"ClusterIP at the service port", "10.96.0.10:80", "shop/books", 80},
+		{"IPv6 ClusterIP at the service port", "[fd00::a]:80", "shop/books", 80},
+		{"ClusterIP at the target port is not the service", "10.96.0.10:8080", "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -63,7 +66,7 @@ func TestBuildTransparent(t *testing.T) {
 			}
 		})
 	}
-	if len(m) != 3 {
-		t.Errorf("%d destinations mapped, want 3: %v", len(m), m)
+	if len(m) != 5 {
+		t.Errorf("%d destinations mapped, want 5: %v", len(m), m)
 	}
 }

@@ -63,6 +63,8 @@ type InboundRule struct {
 type Upstream struct {
 	Service Key    `json:"service"`
 	Ports   []Port `json:"ports"`
+	// ClusterIPs are the service's virtual addresses (Service.ClusterIPs).
+	ClusterIPs []string `json:"clusterIPs,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []UpstreamRoute `json:"routes,omitempty"`
 	// Default takes what no route matched.
@@ -122,7 +124,7 @@ func Compile(s *Snapshot, node Node) *NodeConfig {
 		if node.Cluster != svc.Key.Cluster && !svc.Export {
 			continue
 		}
-		up := Upstream{Service: svc.Key, Ports: svc.Ports}
+		up := Upstream{Service: svc.Key, Ports: svc.Ports, ClusterIPs: slices.Clone(svc.ClusterIPs)}
 		for _, sp := range s.Splits {
 			if sp.Root != svc.Key {
 				continue

@@ -89,6 +89,11 @@ type Service struct {
 	Ports      []Port        `json:"ports"`
 	Identities []spiffeid.ID `json:"identities,omitempty"`
 	Endpoints  []Endpoint    `json:"endpoints,omitempty"`
+	// ClusterIPs are the virtual addresses apps dial for the service (a
+	// Kubernetes Service's spec.clusterIPs; none for a headless one). A
+	// transparent proxy maps a redirected connection to one of them, at a
+	// service port, back to the service.
+	ClusterIPs []string `json:"clusterIPs,omitempty"`
 	// Export makes the service reachable from linked clusters and meshes.
 	Export bool `json:"export,omitempty"`
 	// Origin names the input this came from, for diagnostics; not serialised.

@@ -82,8 +82,9 @@ func (t *translator) service(s *service) (spec.Service, bool) {
 		return spec.Service{}, false
 	}
 	out := spec.Service{
-		Key:    spec.Key{Namespace: s.obj.Namespace, Name: s.obj.Name},
-		Origin: s.origin(""),
+		Key:        spec.Key{Namespace: s.obj.Namespace, Name: s.obj.Name},
+		ClusterIPs: clusterIPs(s.v.Spec),
+		Origin:     s.origin(""),
 	}
 	workloads := t.selected(s)
 	for i, p := range s.v.Spec.Ports {
@@ -190,4 +191,20 @@ func targetPort(p corev1.ServicePort, workloads []workload) int32 {
 		return found[0]
 	}
 	return 0
+}
+
+// clusterIPs are the Service's virtual addresses: spec.clusterIPs, or the
+// older single spec.clusterIP; a headless Service ("None") has none.
+func clusterIPs(s corev1.ServiceSpec) []string {
+	ips := s.ClusterIPs
+	if len(ips) == 0 && s.ClusterIP != "" {
+		ips = []string{s.ClusterIP}
+	}
+	var out []string
+	for _, ip := range ips {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
