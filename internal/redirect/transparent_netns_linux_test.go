@@ -40,6 +40,7 @@ const (
 	trAppPort     = 8080
 	trUnknownPort = 9999
 	trDBPort      = 7000
+	trClusterIP   = "10.96.0.10" // books' virtual address; nothing owns it
 	trTD          = "test.local"
 	nobody        = "65534"
 )
@@ -268,7 +269,7 @@ func TestNetnsTransparent(t *testing.T) {
 			Node:    spec.Node{ID: "web-0", Services: []spec.Key{web}, Identity: webID},
 			Inbound: spec.Inbound{Services: []spec.InboundService{{Key: web, Ports: []spec.Port{httpPort}}}},
 			Upstreams: []spec.Upstream{
-				{Service: books, Ports: []spec.Port{httpPort}, Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}},
+				{Service: books, Ports: []spec.Port{httpPort}, ClusterIPs: []string{trClusterIP}, Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}},
 				{Service: db, Ports: []spec.Port{dbPort}, Default: []spec.WeightedCluster{{Service: db, Weight: 1000}}},
 			},
 			Clusters: []spec.Cluster{
@@ -307,6 +308,10 @@ func TestNetnsTransparent(t *testing.T) {
 		}
 	}
 
+	// A route, so connect() to the ClusterIP gets as far as the OUTPUT
+	// chain (as a pod's default route does); nothing answers there.
+	ip(t, "-n", p.pod, "route", "add", "10.96.0.0/16", "via", p.peerIP)
+
 	booksURL := fmt.Sprintf("http://%s:%d/", p.peerIP, trAppPort)
 	t.Run("outbound", func(t *testing.T) {
 		cases := []struct {
@@ -317,6 +322,8 @@ func TestNetnsTransparent(t *testing.T) {
 			// From loopback with web's identity: through the books
 			// sidecar over mTLS, so routed by web's sidecar into the mesh.
 			{"endpoint address routed through the mesh", booksURL, "URI=" + webID.String()},
+			// Only the mapping can answer: no one has this address.
+			{"ClusterIP at the service port routed through the mesh", fmt.Sprintf("http://%s:80/", trClusterIP), "URI=" + webID.String()},
 			// orig=none: the unmeshed server saw a direct connection (no
 			// sidecar of its own), so web's proxy forwarded it as sent.
 			// A tcp port: routed at L4 (the metrics below tell it from a
