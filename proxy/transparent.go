@@ -200,9 +200,17 @@ func (p *Proxy) passthrough(c net.Conn, direction, addr string) {
 	go func() {
 		defer p.wg.Done()
 		defer c.Close()
+		// Close must not wait out a slow dial: p.done cancels it.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		go func() {
+			select {
+			case <-p.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		up, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		cancel()
+		cancel() // also ends the goroutine above
 		if err != nil {
 			p.m.transparent.WithLabelValues(direction, resultError).Inc()
 			return
