@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,17 +58,25 @@ func TestSidecarHelper(t *testing.T) {
 		os.Exit(1)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "app")); err == nil {
-		ln, err := net.Listen("tcp4", "0.0.0.0:"+strings.TrimSpace(string(b)))
-		if err != nil {
-			fail(err)
-		}
-		go func() {
-			_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The app on its port, and the same app speaking h2c (prior
+		// knowledge) on the next one.
+		port, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		for i, h2 := range []bool{false, true} {
+			ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port+i))
+			if err != nil {
+				fail(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				// The caller's verified identity, when the request came
 				// over mTLS, is in the sidecar's X-Forwarded-Client-Cert.
-				fmt.Fprintf(w, "books from %s xfcc=%s", r.RemoteAddr, r.Header.Get("X-Forwarded-Client-Cert"))
-			}))
-		}()
+				fmt.Fprintf(w, "books from %s %s xfcc=%s", r.RemoteAddr, r.Proto, r.Header.Get("X-Forwarded-Client-Cert"))
+			})}
+			if h2 {
+				srv.Protocols = new(http.Protocols)
+				srv.Protocols.SetUnencryptedHTTP2(true)
+			}
+			go func() { _ = srv.Serve(ln) }()
+		}
 	}
 	boot, err := proxy.LoadBootstrap(filepath.Join(dir, "bootstrap.json"))
 	if err != nil {
@@ -124,10 +133,11 @@ func writeSidecar(t *testing.T, ca *proxytest.CA, id spiffeid.ID, boot *proxy.Bo
 
 // appCurl is the pod's app: curl run in ns as uid nobody, so the OUTPUT
 // rules (which exempt the proxy's uid, root here) redirect it.
-func appCurl(t *testing.T, ns, url string) string {
+func appCurl(t *testing.T, ns, url string, curlArgs ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid="+nobody, "--regid="+nobody, "--clear-groups",
-		"curl", "-sS", "--max-time", "5", "--http0.9", url).CombinedOutput()
+	args := append([]string{"netns", "exec", ns, "setpriv", "--reuid=" + nobody, "--regid=" + nobody, "--clear-groups",
+		"curl", "-sS", "--max-time", "5"}, curlArgs...)
+	out, err := exec.Command("ip", append(args, url)...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("curl error: %v: %s", err, out)
 	}
@@ -260,6 +270,7 @@ func TestNetnsTransparent(t *testing.T) {
 	httpPort := spec.Port{Name: "http", Port: 80, Protocol: spec.ProtocolHTTP, TargetPort: trAppPort}
 	db := spec.Key{Namespace: "shop", Name: "db"}
 	dbPort := spec.Port{Name: "db", Port: trDBPort, Protocol: spec.ProtocolTCP}
+	h2Port := spec.Port{Name: "h2", Port: 81, Protocol: spec.ProtocolHTTP2, TargetPort: trAppPort + 1}
 
 	webBoot := &proxy.Bootstrap{
 		Admin:    trAdmin,
@@ -269,12 +280,15 @@ func TestNetnsTransparent(t *testing.T) {
 			Node:    spec.Node{ID: "web-0", Services: []spec.Key{web}, Identity: webID},
 			Inbound: spec.Inbound{Services: []spec.InboundService{{Key: web, Ports: []spec.Port{httpPort}}}},
 			Upstreams: []spec.Upstream{
-				{Service: books, Ports: []spec.Port{httpPort}, ClusterIPs: []string{trClusterIP}, Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}},
+				{Service: books, Ports: []spec.Port{httpPort, h2Port}, ClusterIPs: []string{trClusterIP}, Default: []spec.WeightedCluster{{Service: books, Weight: 1000}}},
 				{Service: db, Ports: []spec.Port{dbPort}, Default: []spec.WeightedCluster{{Service: db, Weight: 1000}}},
 			},
 			Clusters: []spec.Cluster{
-				{Service: books, Ports: []spec.Port{httpPort}, Identities: []spiffeid.ID{booksID},
-					Endpoints: []spec.Endpoint{{Addr: p.peerIP, Port: trAppPort, ServicePort: 80, Ready: true, Identity: booksID}}},
+				{Service: books, Ports: []spec.Port{httpPort, h2Port}, Identities: []spiffeid.ID{booksID},
+					Endpoints: []spec.Endpoint{
+						{Addr: p.peerIP, Port: trAppPort, ServicePort: 80, Ready: true, Identity: booksID},
+						{Addr: p.peerIP, Port: trAppPort + 1, ServicePort: 81, Ready: true, Identity: booksID},
+					}},
 				{Service: db, Ports: []spec.Port{dbPort}, Identities: []spiffeid.ID{booksID},
 					Endpoints: []spec.Endpoint{{Addr: p.peerIP, Port: trDBPort, ServicePort: trDBPort, Ready: true, Identity: booksID}}},
 			},
@@ -286,7 +300,7 @@ func TestNetnsTransparent(t *testing.T) {
 		Config: &spec.NodeConfig{Version: "v1", TrustDomain: trTD, Mode: spec.ModePermissive,
 			Node: spec.Node{ID: "books-0", Services: []spec.Key{books, db}, Identity: booksID},
 			Inbound: spec.Inbound{Services: []spec.InboundService{
-				{Key: books, Ports: []spec.Port{httpPort}},
+				{Key: books, Ports: []spec.Port{httpPort, h2Port}},
 				{Key: db, Ports: []spec.Port{dbPort}},
 			}},
 		},
@@ -317,25 +331,31 @@ func TestNetnsTransparent(t *testing.T) {
 		cases := []struct {
 			name string
 			url  string
-			want string // in the answer
+			curl []string
+			want []string // each in the answer
 		}{
 			// From loopback with web's identity: through the books
 			// sidecar over mTLS, so routed by web's sidecar into the mesh.
-			{"endpoint address routed through the mesh", booksURL, "URI=" + webID.String()},
+			{"endpoint address routed through the mesh", booksURL, nil, []string{"HTTP/1.1 xfcc=By=" + booksID.String(), "URI=" + webID.String()}},
+			// h2c from the app, routed at L7 (HTTP/2 to the app as well).
+			{"h2c endpoint routed through the mesh", fmt.Sprintf("http://%s:%d/", p.peerIP, trAppPort+1), []string{"--http2-prior-knowledge"}, []string{"HTTP/2.0 xfcc=By=" + booksID.String(), "URI=" + webID.String()}},
 			// Only the mapping can answer: no one has this address.
-			{"ClusterIP at the service port routed through the mesh", fmt.Sprintf("http://%s:80/", trClusterIP), "URI=" + webID.String()},
+			{"ClusterIP at the service port routed through the mesh", fmt.Sprintf("http://%s:80/", trClusterIP), nil, []string{"URI=" + webID.String()}},
 			// orig=none: the unmeshed server saw a direct connection (no
 			// sidecar of its own), so web's proxy forwarded it as sent.
 			// A tcp port: routed at L4 (the metrics below tell it from a
 			// passthrough, which the permissive books sidecar would also
 			// deliver).
-			{"tcp endpoint routed at L4 through the mesh", fmt.Sprintf("http://%s:%d/", p.peerIP, trDBPort), "db orig=none"},
-			{"unknown destination passed through", fmt.Sprintf("http://%s:%d/", p.peerIP, trUnknownPort), "unmeshed orig=none"},
+			{"tcp endpoint routed at L4 through the mesh", fmt.Sprintf("http://%s:%d/", p.peerIP, trDBPort), []string{"--http0.9"}, []string{"db orig=none"}},
+			{"unknown destination passed through", fmt.Sprintf("http://%s:%d/", p.peerIP, trUnknownPort), []string{"--http0.9"}, []string{"unmeshed orig=none"}},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				if got := appCurl(t, p.pod, c.url); !strings.Contains(got, c.want) {
-					t.Errorf("app GET %s: %q, want %q...", c.url, got, c.want)
+				got := appCurl(t, p.pod, c.url, c.curl...)
+				for _, w := range c.want {
+					if !strings.Contains(got, w) {
+						t.Errorf("app GET %s: %q, want %q in it", c.url, got, w)
+					}
 				}
 			})
 		}
@@ -400,7 +420,7 @@ func TestNetnsTransparent(t *testing.T) {
 			{"transparent outbound, two sidecars, mTLS", p.pod, asNobody, func(b string) bool { return strings.Contains(b, "URI="+webID.String()) }},
 			// No client certificate: the bytes were passed through.
 			{"unmeshed client, inbound passthrough", p.pod, inNetns, func(b string) bool {
-				return strings.HasPrefix(b, "books from 127.0.0.1:") && strings.HasSuffix(b, "xfcc=")
+				return strings.HasPrefix(b, "books from 127.0.0.1:") && strings.HasSuffix(b, " xfcc=")
 			}},
 		}
 		for _, c := range cases {
