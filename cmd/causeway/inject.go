@@ -366,7 +366,7 @@ func newInitRedirectCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.Uint16Var(&inbound, "inbound-port", 0, "redirect inbound TCP to this port (the proxy's inbound listener); 0 = none")
-	fl.Uint16Var(&outbound, "outbound-port", 0, "redirect outbound TCP to this port; 0 = none (the proxy cannot yet take redirected outbound connections)")
+	fl.Uint16Var(&outbound, "outbound-port", 0, "redirect outbound TCP to this port (the proxy's outbound.transparent listener); 0 = none")
 	fl.Uint32Var(&proxyUID, "proxy-uid", 0, "the proxy's uid, never redirected (required with --outbound-port)")
 	fl.StringVar(&skipIn, "skip-inbound-ports", "", "comma-separated inbound ports that bypass the proxy")
 	fl.StringVar(&includeIn, "include-inbound-ports", "", "redirect only these inbound ports (default: all)")
