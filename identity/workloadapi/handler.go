@@ -115,28 +115,14 @@ func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream workloa
 	if _, err := s.attest(ctx, "FetchX509Bundles"); err != nil {
 		return err
 	}
-	var last *workload.X509BundlesResponse
-	for {
-		caUpdated, fedUpdated := s.cfg.CA.Updated(), s.federatedUpdated()
+	return streamChanges(ctx, s, stream.Send, func() (*workload.X509BundlesResponse, error) {
 		bundles := s.federatedX509()
 		if bundles == nil {
 			bundles = map[string][]byte{}
 		}
 		bundles[s.cfg.CA.TrustDomain().IDString()] = concatDER(s.cfg.CA.Bundle().X509Authorities())
-		resp := &workload.X509BundlesResponse{Bundles: bundles}
-		if !proto.Equal(resp, last) {
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-			last = resp
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-caUpdated:
-		case <-fedUpdated:
-		}
-	}
+		return &workload.X509BundlesResponse{Bundles: bundles}, nil
+	})
 }
 
 // FetchJWTSVID signs a JWT-SVID for the caller. A request naming a SPIFFE ID
@@ -166,9 +152,7 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream workload.
 	if _, err := s.attest(ctx, "FetchJWTBundles"); err != nil {
 		return err
 	}
-	var last *workload.JWTBundlesResponse
-	for {
-		caUpdated, fedUpdated := s.cfg.CA.Updated(), s.federatedUpdated()
+	return streamChanges(ctx, s, stream.Send, func() (*workload.JWTBundlesResponse, error) {
 		resp := &workload.JWTBundlesResponse{Bundles: map[string][]byte{}}
 		all := append([]*spiffebundle.Bundle{s.cfg.CA.Bundle()}, s.federated()...)
 		for _, b := range all {
@@ -177,12 +161,28 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream workload.
 			}
 			jwks, err := b.JWTBundle().Marshal()
 			if err != nil {
-				return status.Errorf(codes.Internal, "marshal JWT bundle %s: %v", b.TrustDomain(), err)
+				return nil, status.Errorf(codes.Internal, "marshal JWT bundle %s: %v", b.TrustDomain(), err)
 			}
 			resp.Bundles[b.TrustDomain().IDString()] = jwks
 		}
+		return resp, nil
+	})
+}
+
+// streamChanges sends build's answer, and again whenever a CA or federation
+// change makes it differ from the last one sent, until the caller goes away.
+// The change channels are taken before build reads, so a change between the
+// read and the wait still wakes it.
+func streamChanges[M proto.Message](ctx context.Context, s *Server, send func(M) error, build func() (M, error)) error {
+	var last M
+	for {
+		caUpdated, fedUpdated := s.cfg.CA.Updated(), s.federatedUpdated()
+		resp, err := build()
+		if err != nil {
+			return err
+		}
 		if !proto.Equal(resp, last) {
-			if err := stream.Send(resp); err != nil {
+			if err := send(resp); err != nil {
 				return err
 			}
 			last = resp
