@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
@@ -162,18 +163,17 @@ func (f Flow) Add(o Flow) Flow {
 	for _, b := range o.Latency {
 		byBound[b.UpperBound] += b.Count
 	}
+	out.Latency = sortedBuckets(byBound)
+	return out
+}
+
+// sortedBuckets turns counts by upper bound into buckets in bound order.
+func sortedBuckets(byBound map[float64]float64) []Bucket {
+	out := make([]Bucket, 0, len(byBound))
 	for ub, c := range byBound {
-		out.Latency = append(out.Latency, Bucket{UpperBound: ub, Count: c})
+		out = append(out, Bucket{UpperBound: ub, Count: c})
 	}
-	slices.SortFunc(out.Latency, func(a, b Bucket) int {
-		switch {
-		case a.UpperBound < b.UpperBound:
-			return -1
-		case a.UpperBound > b.UpperBound:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Bucket) int { return cmp.Compare(a.UpperBound, b.UpperBound) })
 	return out
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -178,18 +177,5 @@ func addBuckets(acc []Bucket, h *dto.Histogram) []Bucket {
 	if !sawInf {
 		byBound[math.Inf(1)] += float64(h.GetSampleCount())
 	}
-	out := make([]Bucket, 0, len(byBound))
-	for ub, c := range byBound {
-		out = append(out, Bucket{UpperBound: ub, Count: c})
-	}
-	slices.SortFunc(out, func(a, b Bucket) int {
-		switch {
-		case a.UpperBound < b.UpperBound:
-			return -1
-		case a.UpperBound > b.UpperBound:
-			return 1
-		}
-		return 0
-	})
-	return out
+	return sortedBuckets(byBound)
 }
