@@ -101,24 +101,13 @@ func (s *h1ServerConn) serveOutbound(n int) (keep, fallback bool) {
 			uc = nil
 		}
 	}
-	status, gs, keep, aborted := s.respond(uc, err, cp.h1, buf)
-	class := classify(status, gs)
-	if aborted {
-		class = "failure"
-	}
-	end := time.Now()
-	elapsed := end.Sub(s.reqStart)
-	series.done(status, gs, class, elapsed.Seconds())
+	r := s.finish(uc, err, cp.h1, buf, series)
 	if p.tap.active() {
 		p.tap.publish(&TapEvent{Time: s.reqStart, Direction: "outbound", Service: up.name, Route: route, Backend: backendName,
-			Endpoint: endpoint, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path, Status: status,
-			GRPCStatus: gs, Classification: class, LatencyMs: float64(elapsed.Microseconds()) / 1000})
+			Endpoint: endpoint, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path, Status: r.status,
+			GRPCStatus: r.gs, Classification: r.class, LatencyMs: r.latencyMs()})
 	}
-	s.reqStart = end
-	if s.bw.Flush() != nil {
-		return false, false
-	}
-	return keep, false
+	return s.flush(r), false
 }
 
 // serveInbound is serveInbound (inbound.go) for one fast-path request to an
@@ -155,14 +144,7 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 		xfcc = ic.xfcc
 	}
 	uc, err := s.exchange(p.appFast, ib.appAddr, time.Time{}, xfcc, buf)
-	status, gs, keep, aborted := s.respond(uc, err, p.appFast, buf)
-	class := classify(status, gs)
-	if aborted {
-		class = "failure"
-	}
-	end := time.Now()
-	elapsed := end.Sub(s.reqStart)
-	series.done(status, gs, class, elapsed.Seconds())
+	r := s.finish(uc, err, p.appFast, buf, series)
 	if p.tap.active() {
 		caller := ""
 		if !ic.caller.IsZero() {
@@ -170,13 +152,43 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 		}
 		p.tap.publish(&TapEvent{Time: s.reqStart, Direction: "inbound", Service: ib.name, Route: route, Backend: "app",
 			Endpoint: ib.appAddr, Caller: caller, Method: s.sreq.Method, Authority: string(s.req.host), Path: s.sreq.Path,
-			Status: status, GRPCStatus: gs, Classification: class, LatencyMs: float64(elapsed.Microseconds()) / 1000})
+			Status: r.status, GRPCStatus: r.gs, Classification: r.class, LatencyMs: r.latencyMs()})
 	}
-	s.reqStart = end
-	if s.bw.Flush() != nil {
-		return false, false
+	return s.flush(r), false
+}
+
+// finished is one fast-path request as answered and counted.
+type finished struct {
+	status    int
+	gs, class string
+	keep      bool
+	end       time.Time
+	elapsed   time.Duration
+}
+
+func (r *finished) latencyMs() float64 { return float64(r.elapsed.Microseconds()) / 1000 }
+
+// finish writes the upstream's answer (or the error's) to the client and
+// counts it on the route's series. An answer cut short counts as a failure
+// whatever its status said. The caller then publishes its tap event and
+// calls flush.
+func (s *h1ServerConn) finish(uc *h1Conn, err error, h *h1Client, buf []byte, series *routeSeries) finished {
+	status, gs, keep, aborted := s.respond(uc, err, h, buf)
+	class := classify(status, gs)
+	if aborted {
+		class = "failure"
 	}
-	return keep, false
+	end := time.Now()
+	r := finished{status: status, gs: gs, class: class, keep: keep, end: end, elapsed: end.Sub(s.reqStart)}
+	series.done(status, gs, class, r.elapsed.Seconds())
+	return r
+}
+
+// flush ends the request: the next one's latency counts from here, and the
+// buffered answer goes out. It reports whether the connection stays open.
+func (s *h1ServerConn) flush(r finished) bool {
+	s.reqStart = r.end
+	return s.bw.Flush() == nil && r.keep
 }
 
 // consume takes the request head of length n off the read buffer. A body
