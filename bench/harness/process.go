@@ -94,28 +94,6 @@ func (c *Child) Tail() string {
 	return string(b)
 }
 
-// FreePorts asks the kernel for n distinct free loopback ports. Another
-// process could take one before the system under test binds it; the run then
-// fails loudly at start, which is rare enough on a bench machine.
-func FreePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // WaitHTTP polls url until it answers 200, the child dies, or timeout.
 func WaitHTTP(ctx context.Context, url string, timeout time.Duration, children ...*Child) error {
 	client := &http.Client{Timeout: time.Second}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/loopback"
 )
 
 // Load names, in report order.
@@ -94,7 +96,7 @@ func (p Plan) logf(format string, args ...any) {
 // and stops it before the next, so systems never compete with each other.
 func Run(ctx context.Context, p Plan) (*Report, error) {
 	rep := &Report{Plan: p, Started: time.Now().UTC(), IdleRSS: map[string]int64{}, IdleAnon: map[string]int64{}, Skipped: map[string]string{}}
-	ports, err := FreePorts(2)
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/loopback"
 )
 
 // System names, in the order the report lists them.
@@ -90,7 +92,7 @@ func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Port
 		r.TCP = fmt.Sprintf("127.0.0.1:%d", up.UpTCP)
 		return r, nil
 	}
-	ports, err := FreePorts(6)
+	ports, err := loopback.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}

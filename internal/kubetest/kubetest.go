@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/causeway-mesh/causeway/internal/loopback"
 )
 
 // Version is the Kubernetes release scripts/kube-apiserver.sh builds by default.
@@ -110,7 +111,7 @@ func Start(ctx context.Context) (env *Env, err error) {
 	if err := writeKeys(pki); err != nil {
 		return env, err
 	}
-	ports, err := freePorts(3)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return env, err
 	}
@@ -302,28 +303,6 @@ func writeKeys(pki string) error {
 		}
 	}
 	return nil
-}
-
-// freePorts asks the kernel for n distinct free loopback ports. They are
-// released before the servers bind them, so another process could take one
-// in between; a collision shows up as a start error, not a wrong result.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // shared is the apiserver of this test binary, started by the first Config
