@@ -142,12 +142,9 @@ func TestConfigSwapUnderLoad(t *testing.T) {
 // config serves on.
 func TestConfigRefused(t *testing.T) {
 	// Hold a UDP port; the echo fixed port listens on the same number (TCP).
-	holder, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	holder, echoListen := udpHeldTCPFree(t)
 	defer holder.Close()
-	m := newSwapMesh(t, holder.LocalAddr().String())
+	m := newSwapMesh(t, echoListen)
 	c := client(t)
 	badRegex := *m.b
 	badRegex.Version = "bad-regex"
@@ -297,4 +294,27 @@ func TestStartWithoutConfig(t *testing.T) {
 	if code, name, _ := do(t, c, mustReq(t, "GET", "http://"+p.FixedAddr("shop/web", 80).String()+"/", nil)); code != 200 || name != "web" {
 		t.Fatalf("fixed port after Apply: %d %q", code, name)
 	}
+}
+
+// udpHeldTCPFree finds a loopback port number whose TCP side is free and
+// whose UDP side the returned socket holds. The TCP side is found by
+// binding it (other packages' tests open connections on loopback at the same
+// time, so a random UDP port's TCP twin is often taken) and released only
+// when the UDP side is held, leaving the proxy a short window to rebind it.
+func udpHeldTCPFree(t *testing.T) (net.PacketConn, string) {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			return pc, addr
+		}
+	}
+	t.Fatal("no loopback port had both TCP and UDP free in 50 tries")
+	return nil, ""
 }
