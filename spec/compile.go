@@ -65,6 +65,9 @@ type Upstream struct {
 	Ports   []Port `json:"ports"`
 	// ClusterIPs are the service's virtual addresses (Service.ClusterIPs).
 	ClusterIPs []string `json:"clusterIPs,omitempty"`
+	// Export says linked clusters may reach the service through this
+	// cluster's east-west gateway (Service.Export).
+	Export bool `json:"export,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []UpstreamRoute `json:"routes,omitempty"`
 	// Default takes what no route matched.
@@ -124,7 +127,7 @@ func Compile(s *Snapshot, node Node) *NodeConfig {
 		if node.Cluster != svc.Key.Cluster && !svc.Export {
 			continue
 		}
-		up := Upstream{Service: svc.Key, Ports: svc.Ports, ClusterIPs: slices.Clone(svc.ClusterIPs)}
+		up := Upstream{Service: svc.Key, Ports: svc.Ports, ClusterIPs: slices.Clone(svc.ClusterIPs), Export: svc.Export}
 		for _, sp := range s.Splits {
 			if sp.Root != svc.Key {
 				continue

@@ -81,6 +81,12 @@ type Endpoint struct {
 	// Identity is the SPIFFE ID the endpoint proves with mTLS; zero when the
 	// endpoint is not meshed.
 	Identity spiffeid.ID `json:"identity,omitzero"`
+	// Gateway, when set, says Addr:Port is an east-west gateway of another
+	// cluster, proving this SPIFFE ID, that carries connections on to the
+	// service there. A proxy opens mTLS to the gateway (SNI names the
+	// service port), then mTLS end to end with one of the service's
+	// identities inside it, so the destination sees the original caller.
+	Gateway spiffeid.ID `json:"gateway,omitzero"`
 }
 
 // Service is an addressable set of endpoints with ports.

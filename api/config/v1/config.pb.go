@@ -375,14 +375,16 @@ func (x *Port) GetTargetPort() int32 {
 }
 
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
-	Port          int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
-	ServicePort   int32                  `protobuf:"varint,3,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
-	Ready         bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
-	Zone          string                 `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Identity      string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Addr        string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Port        int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	ServicePort int32                  `protobuf:"varint,3,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
+	Ready       bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	Zone        string                 `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Identity    string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
+	// SPIFFE ID of the east-west gateway at addr:port; empty for a direct endpoint.
+	Gateway       string `protobuf:"bytes,8,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,6 +464,13 @@ func (x *Endpoint) GetLabels() map[string]string {
 func (x *Endpoint) GetIdentity() string {
 	if x != nil {
 		return x.Identity
+	}
+	return ""
+}
+
+func (x *Endpoint) GetGateway() string {
+	if x != nil {
+		return x.Gateway
 	}
 	return ""
 }
@@ -864,6 +873,8 @@ type Upstream struct {
 	Ports         []*Port                `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
 	Routes        []*UpstreamRoute       `protobuf:"bytes,3,rep,name=routes,proto3" json:"routes,omitempty"`
 	Default       []*WeightedCluster     `protobuf:"bytes,4,rep,name=default,proto3" json:"default,omitempty"`
+	ClusterIps    []string               `protobuf:"bytes,5,rep,name=cluster_ips,json=clusterIps,proto3" json:"cluster_ips,omitempty"`
+	Export        bool                   `protobuf:"varint,6,opt,name=export,proto3" json:"export,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +935,20 @@ func (x *Upstream) GetDefault() []*WeightedCluster {
 		return x.Default
 	}
 	return nil
+}
+
+func (x *Upstream) GetClusterIps() []string {
+	if x != nil {
+		return x.ClusterIps
+	}
+	return nil
+}
+
+func (x *Upstream) GetExport() bool {
+	if x != nil {
+		return x.Export
+	}
+	return false
 }
 
 type UpstreamRoute struct {
@@ -1167,7 +1192,7 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vtarget_port\x18\x04 \x01(\x05R\n" +
-	"targetPort\"\x98\x02\n" +
+	"targetPort\"\xb2\x02\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12!\n" +
@@ -1175,7 +1200,8 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x05ready\x18\x04 \x01(\bR\x05ready\x12\x12\n" +
 	"\x04zone\x18\x05 \x01(\tR\x04zone\x12@\n" +
 	"\x06labels\x18\x06 \x03(\v2(.causeway.config.v1.Endpoint.LabelsEntryR\x06labels\x12\x1a\n" +
-	"\bidentity\x18\a \x01(\tR\bidentity\x1a9\n" +
+	"\bidentity\x18\a \x01(\tR\bidentity\x12\x18\n" +
+	"\agateway\x18\b \x01(\tR\agateway\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
@@ -1211,12 +1237,15 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12-\n" +
 	"\x05route\x18\x02 \x01(\v2\x17.causeway.config.v1.KeyR\x05route\x123\n" +
 	"\amatches\x18\x03 \x03(\v2\x19.causeway.config.v1.MatchR\amatches\x12\x14\n" +
-	"\x05ports\x18\x04 \x03(\x05R\x05ports\"\xe7\x01\n" +
+	"\x05ports\x18\x04 \x03(\x05R\x05ports\"\xa0\x02\n" +
 	"\bUpstream\x121\n" +
 	"\aservice\x18\x01 \x01(\v2\x17.causeway.config.v1.KeyR\aservice\x12.\n" +
 	"\x05ports\x18\x02 \x03(\v2\x18.causeway.config.v1.PortR\x05ports\x129\n" +
 	"\x06routes\x18\x03 \x03(\v2!.causeway.config.v1.UpstreamRouteR\x06routes\x12=\n" +
-	"\adefault\x18\x04 \x03(\v2#.causeway.config.v1.WeightedClusterR\adefault\"\x8d\x02\n" +
+	"\adefault\x18\x04 \x03(\v2#.causeway.config.v1.WeightedClusterR\adefault\x12\x1f\n" +
+	"\vcluster_ips\x18\x05 \x03(\tR\n" +
+	"clusterIps\x12\x16\n" +
+	"\x06export\x18\x06 \x01(\bR\x06export\"\x8d\x02\n" +
 	"\rUpstreamRoute\x12-\n" +
 	"\x05split\x18\x01 \x01(\v2\x17.causeway.config.v1.KeyR\x05split\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12-\n" +

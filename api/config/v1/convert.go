@@ -34,7 +34,9 @@ func FromSpec(c *spec.NodeConfig) *NodeConfig {
 					return &UpstreamRoute{Split: keyFrom(r.Split), Kind: string(r.Kind), Route: keyFrom(r.Route),
 						Matches: mapSlice(r.Matches, matchFrom), Ports: r.Ports, Backends: mapSlice(r.Backends, weightedFrom)}
 				}),
-				Default: mapSlice(u.Default, weightedFrom),
+				Default:    mapSlice(u.Default, weightedFrom),
+				ClusterIps: u.ClusterIPs,
+				Export:     u.Export,
 			}
 		}),
 		Clusters: mapSlice(c.Clusters, func(cl spec.Cluster) *Cluster {
@@ -98,7 +100,9 @@ func (c *NodeConfig) ToSpec() (*spec.NodeConfig, error) {
 				return spec.UpstreamRoute{Split: keyTo(r.GetSplit()), Kind: spec.RouteKind(r.GetKind()), Route: keyTo(r.GetRoute()),
 					Matches: mapSlice(r.GetMatches(), matchTo), Ports: nilIfEmpty(r.GetPorts()), Backends: mapSlice(r.GetBackends(), weightedTo)}
 			}),
-			Default: mapSlice(u.GetDefault(), weightedTo),
+			Default:    mapSlice(u.GetDefault(), weightedTo),
+			ClusterIPs: nilIfEmpty(u.GetClusterIps()),
+			Export:     u.GetExport(),
 		}
 	})
 	for i, cl := range c.GetClusters() {
@@ -110,7 +114,7 @@ func (c *NodeConfig) ToSpec() (*spec.NodeConfig, error) {
 		for j, ep := range cl.GetEndpoints() {
 			e, err := endpointTo(ep)
 			if err != nil {
-				return nil, fmt.Errorf("config %s: clusters[%d].endpoints[%d].identity: %w", c.GetVersion(), i, j, err)
+				return nil, fmt.Errorf("config %s: clusters[%d].endpoints[%d].%w", c.GetVersion(), i, j, err)
 			}
 			eps = append(eps, e)
 		}
@@ -178,16 +182,20 @@ func weightedTo(w *WeightedCluster) spec.WeightedCluster {
 
 func endpointFrom(e spec.Endpoint) *Endpoint {
 	return &Endpoint{Addr: e.Addr, Port: e.Port, ServicePort: e.ServicePort, Ready: e.Ready, Zone: e.Zone,
-		Labels: e.Labels, Identity: idFrom(e.Identity)}
+		Labels: e.Labels, Identity: idFrom(e.Identity), Gateway: idFrom(e.Gateway)}
 }
 
 func endpointTo(e *Endpoint) (spec.Endpoint, error) {
 	id, err := idTo(e.GetIdentity())
 	if err != nil {
-		return spec.Endpoint{}, err
+		return spec.Endpoint{}, fmt.Errorf("identity: %w", err)
+	}
+	gw, err := idTo(e.GetGateway())
+	if err != nil {
+		return spec.Endpoint{}, fmt.Errorf("gateway: %w", err)
 	}
 	return spec.Endpoint{Addr: e.GetAddr(), Port: e.GetPort(), ServicePort: e.GetServicePort(), Ready: e.GetReady(),
-		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id}, nil
+		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id, Gateway: gw}, nil
 }
 
 func cloneMap(m map[string]string) map[string]string {

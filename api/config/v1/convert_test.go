@@ -23,14 +23,23 @@ func bookstore() *spec.Snapshot {
 	v1.Endpoints[0].Identity = ID("bookstore", "bookstore-v1")
 	v1.Endpoints[0].Labels = map[string]string{"version": "v1"}
 	v1.Endpoints[0].Zone = "z1"
+	v1.Endpoints[0].ServicePort = 14001
 	v2 := HTTPService("bookstore/bookstore-v2", 14001, "127.0.0.1:15102")
 	root := HTTPService("bookstore/bookstore", 14001)
-	mysql := spec.Service{Key: K("db/mysql"), Ports: []spec.Port{{Name: "mysql", Port: 3306, Protocol: spec.ProtocolTCP, TargetPort: 13306}}}
+	root.ClusterIPs = []string{"10.96.0.10"}
+	mysql := spec.Service{Key: K("db/mysql"), Ports: []spec.Port{{Name: "mysql", Port: 3306, Protocol: spec.ProtocolTCP, TargetPort: 13306}}, Export: true}
+	// An import from a linked cluster: reached through that cluster's gateway.
+	mysqlV2 := spec.Service{Key: K("db/mysql-v2"), Ports: mysql.Ports}
+	remote := HTTPService("bookstore/bookstore-east", 14001, "127.0.0.1:15443")
+	remote.Identities = []spiffeid.ID{spiffeid.RequireFromString("spiffe://east.example/ns/bookstore/sa/bookstore")}
+	remote.Endpoints[0].Gateway = spiffeid.RequireFromString("spiffe://east.example/ns/causeway-system/sa/causeway-gateway")
 	split := Split("bookstore/split", "bookstore/bookstore", "bookstore/bookstore-v1", 90, "bookstore/bookstore-v2", 10)
 	split.Matches = []spec.RouteRef{{Kind: spec.RouteHTTP, Key: K("bookstore/routes"), Matches: []string{"buy"}}}
 	return MustBuild(spec.Input{
 		TrustDomain: TrustDomain,
-		Services:    []spec.Service{v1, v2, root, mysql},
+		Services: []spec.Service{v1, v2, root, mysql, remote, mysqlV2,
+			// A service of another cluster, exported, as a node there sees it.
+			{Key: spec.Key{Cluster: "east", Namespace: "db", Name: "ledger"}, Ports: []spec.Port{{Port: 5432, Protocol: spec.ProtocolTCP}}, Export: true}},
 		Routes: []spec.Route{
 			{Key: K("bookstore/routes"), Kind: spec.RouteHTTP, Matches: []spec.Match{
 				{Name: "books", PathRegex: "/books", Methods: []string{"GET"}},
@@ -38,7 +47,9 @@ func bookstore() *spec.Snapshot {
 			}},
 			{Key: K("db/mysql"), Kind: spec.RouteTCP, Ports: []int32{3306}},
 		},
-		Splits: []spec.Split{split},
+		Splits: []spec.Split{split, {Key: K("db/mysql-split"), Root: K("db/mysql"),
+			Backends: []spec.Backend{{Service: K("db/mysql"), Weight: 1}, {Service: K("db/mysql-v2"), Weight: 1}},
+			Matches:  []spec.RouteRef{{Kind: spec.RouteTCP, Key: K("db/mysql")}}}},
 		Policies: []spec.AccessPolicy{{
 			Key: K("bookstore/buyer"), Destination: ID("bookstore", "bookstore-v1"),
 			Sources: []spiffeid.ID{ID("bookbuyer", "bookbuyer")},
@@ -157,4 +168,62 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("not a fixed point:\n%+v\n%+v", first, second)
 		}
 	})
+}
+
+// TestTestDataSetsEveryField guards TestRoundTrip itself: every field of the
+// compiled config types must be set somewhere in the test mesh, so a field
+// added to spec.NodeConfig but forgotten in the proto fails here rather than
+// vanishing silently on the config stream.
+func TestTestDataSetsEveryField(t *testing.T) {
+	t.Parallel()
+	snap := bookstore()
+	set := map[string]bool{}
+	all := map[string]bool{}
+	for _, node := range nodes() {
+		walkFields(reflect.ValueOf(*spec.Compile(snap, node)), "NodeConfig", set, all)
+	}
+	var missing []string
+	for f := range all {
+		if !set[f] {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("the test mesh never sets these config fields, so the round trip does not check them: %s", strings.Join(missing, ", "))
+	}
+}
+
+// walkFields records, under a type-qualified path, every struct field it
+// meets (all) and those it meets with a non-zero value (set). spiffeid.ID
+// is a leaf.
+func walkFields(v reflect.Value, path string, set, all map[string]bool) {
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[spiffeid.ID]() {
+			return
+		}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			p := v.Type().Name() + "." + f.Name
+			all[p] = true
+			if !v.Field(i).IsZero() {
+				set[p] = true
+			}
+			walkFields(v.Field(i), p, set, all)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			walkFields(v.Index(i), path, set, all)
+		}
+		if v.Len() == 0 {
+			walkFields(reflect.Zero(v.Type().Elem()), path, set, all)
+		}
+	case reflect.Map:
+		if v.Type().Elem().Kind() == reflect.Struct {
+			walkFields(reflect.Zero(v.Type().Elem()), path, set, all)
+		}
+	}
 }
