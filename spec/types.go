@@ -87,6 +87,10 @@ type Endpoint struct {
 	// service port), then mTLS end to end with one of the service's
 	// identities inside it, so the destination sees the original caller.
 	Gateway spiffeid.ID `json:"gateway,omitzero"`
+	// Remote names the service behind the gateway as its own cluster calls
+	// it (an import is renamed <name>-<cluster> here); the proxy asks the
+	// gateway for it by SNI. Set exactly when Gateway is.
+	Remote Key `json:"remote,omitzero"`
 }
 
 // Service is an addressable set of endpoints with ports.

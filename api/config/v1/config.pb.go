@@ -384,7 +384,9 @@ type Endpoint struct {
 	Labels      map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Identity    string                 `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
 	// SPIFFE ID of the east-west gateway at addr:port; empty for a direct endpoint.
-	Gateway       string `protobuf:"bytes,8,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Gateway string `protobuf:"bytes,8,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// The service behind the gateway, named as its own cluster names it.
+	Remote        *Key `protobuf:"bytes,9,opt,name=remote,proto3" json:"remote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +475,13 @@ func (x *Endpoint) GetGateway() string {
 		return x.Gateway
 	}
 	return ""
+}
+
+func (x *Endpoint) GetRemote() *Key {
+	if x != nil {
+		return x.Remote
+	}
+	return nil
 }
 
 type Match struct {
@@ -1192,7 +1201,7 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vtarget_port\x18\x04 \x01(\x05R\n" +
-	"targetPort\"\xb2\x02\n" +
+	"targetPort\"\xe3\x02\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12!\n" +
@@ -1201,7 +1210,8 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x04zone\x18\x05 \x01(\tR\x04zone\x12@\n" +
 	"\x06labels\x18\x06 \x03(\v2(.causeway.config.v1.Endpoint.LabelsEntryR\x06labels\x12\x1a\n" +
 	"\bidentity\x18\a \x01(\tR\bidentity\x12\x18\n" +
-	"\agateway\x18\b \x01(\tR\agateway\x1a9\n" +
+	"\agateway\x18\b \x01(\tR\agateway\x12/\n" +
+	"\x06remote\x18\t \x01(\v2\x17.causeway.config.v1.KeyR\x06remote\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
@@ -1305,39 +1315,40 @@ var file_api_config_v1_config_proto_depIdxs = []int32{
 	7,  // 1: causeway.config.v1.StreamConfigResponse.config:type_name -> causeway.config.v1.NodeConfig
 	3,  // 2: causeway.config.v1.Node.services:type_name -> causeway.config.v1.Key
 	16, // 3: causeway.config.v1.Endpoint.labels:type_name -> causeway.config.v1.Endpoint.LabelsEntry
-	17, // 4: causeway.config.v1.Match.headers:type_name -> causeway.config.v1.Match.HeadersEntry
-	2,  // 5: causeway.config.v1.NodeConfig.node:type_name -> causeway.config.v1.Node
-	8,  // 6: causeway.config.v1.NodeConfig.inbound:type_name -> causeway.config.v1.Inbound
-	12, // 7: causeway.config.v1.NodeConfig.upstreams:type_name -> causeway.config.v1.Upstream
-	15, // 8: causeway.config.v1.NodeConfig.clusters:type_name -> causeway.config.v1.Cluster
-	9,  // 9: causeway.config.v1.Inbound.services:type_name -> causeway.config.v1.InboundService
-	10, // 10: causeway.config.v1.Inbound.policies:type_name -> causeway.config.v1.InboundPolicy
-	3,  // 11: causeway.config.v1.InboundService.key:type_name -> causeway.config.v1.Key
-	4,  // 12: causeway.config.v1.InboundService.ports:type_name -> causeway.config.v1.Port
-	3,  // 13: causeway.config.v1.InboundPolicy.key:type_name -> causeway.config.v1.Key
-	11, // 14: causeway.config.v1.InboundPolicy.rules:type_name -> causeway.config.v1.InboundRule
-	3,  // 15: causeway.config.v1.InboundRule.route:type_name -> causeway.config.v1.Key
-	6,  // 16: causeway.config.v1.InboundRule.matches:type_name -> causeway.config.v1.Match
-	3,  // 17: causeway.config.v1.Upstream.service:type_name -> causeway.config.v1.Key
-	4,  // 18: causeway.config.v1.Upstream.ports:type_name -> causeway.config.v1.Port
-	13, // 19: causeway.config.v1.Upstream.routes:type_name -> causeway.config.v1.UpstreamRoute
-	14, // 20: causeway.config.v1.Upstream.default:type_name -> causeway.config.v1.WeightedCluster
-	3,  // 21: causeway.config.v1.UpstreamRoute.split:type_name -> causeway.config.v1.Key
-	3,  // 22: causeway.config.v1.UpstreamRoute.route:type_name -> causeway.config.v1.Key
-	6,  // 23: causeway.config.v1.UpstreamRoute.matches:type_name -> causeway.config.v1.Match
-	14, // 24: causeway.config.v1.UpstreamRoute.backends:type_name -> causeway.config.v1.WeightedCluster
-	3,  // 25: causeway.config.v1.WeightedCluster.service:type_name -> causeway.config.v1.Key
-	3,  // 26: causeway.config.v1.WeightedCluster.split:type_name -> causeway.config.v1.Key
-	3,  // 27: causeway.config.v1.Cluster.service:type_name -> causeway.config.v1.Key
-	4,  // 28: causeway.config.v1.Cluster.ports:type_name -> causeway.config.v1.Port
-	5,  // 29: causeway.config.v1.Cluster.endpoints:type_name -> causeway.config.v1.Endpoint
-	0,  // 30: causeway.config.v1.ConfigService.StreamConfig:input_type -> causeway.config.v1.StreamConfigRequest
-	1,  // 31: causeway.config.v1.ConfigService.StreamConfig:output_type -> causeway.config.v1.StreamConfigResponse
-	31, // [31:32] is the sub-list for method output_type
-	30, // [30:31] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	3,  // 4: causeway.config.v1.Endpoint.remote:type_name -> causeway.config.v1.Key
+	17, // 5: causeway.config.v1.Match.headers:type_name -> causeway.config.v1.Match.HeadersEntry
+	2,  // 6: causeway.config.v1.NodeConfig.node:type_name -> causeway.config.v1.Node
+	8,  // 7: causeway.config.v1.NodeConfig.inbound:type_name -> causeway.config.v1.Inbound
+	12, // 8: causeway.config.v1.NodeConfig.upstreams:type_name -> causeway.config.v1.Upstream
+	15, // 9: causeway.config.v1.NodeConfig.clusters:type_name -> causeway.config.v1.Cluster
+	9,  // 10: causeway.config.v1.Inbound.services:type_name -> causeway.config.v1.InboundService
+	10, // 11: causeway.config.v1.Inbound.policies:type_name -> causeway.config.v1.InboundPolicy
+	3,  // 12: causeway.config.v1.InboundService.key:type_name -> causeway.config.v1.Key
+	4,  // 13: causeway.config.v1.InboundService.ports:type_name -> causeway.config.v1.Port
+	3,  // 14: causeway.config.v1.InboundPolicy.key:type_name -> causeway.config.v1.Key
+	11, // 15: causeway.config.v1.InboundPolicy.rules:type_name -> causeway.config.v1.InboundRule
+	3,  // 16: causeway.config.v1.InboundRule.route:type_name -> causeway.config.v1.Key
+	6,  // 17: causeway.config.v1.InboundRule.matches:type_name -> causeway.config.v1.Match
+	3,  // 18: causeway.config.v1.Upstream.service:type_name -> causeway.config.v1.Key
+	4,  // 19: causeway.config.v1.Upstream.ports:type_name -> causeway.config.v1.Port
+	13, // 20: causeway.config.v1.Upstream.routes:type_name -> causeway.config.v1.UpstreamRoute
+	14, // 21: causeway.config.v1.Upstream.default:type_name -> causeway.config.v1.WeightedCluster
+	3,  // 22: causeway.config.v1.UpstreamRoute.split:type_name -> causeway.config.v1.Key
+	3,  // 23: causeway.config.v1.UpstreamRoute.route:type_name -> causeway.config.v1.Key
+	6,  // 24: causeway.config.v1.UpstreamRoute.matches:type_name -> causeway.config.v1.Match
+	14, // 25: causeway.config.v1.UpstreamRoute.backends:type_name -> causeway.config.v1.WeightedCluster
+	3,  // 26: causeway.config.v1.WeightedCluster.service:type_name -> causeway.config.v1.Key
+	3,  // 27: causeway.config.v1.WeightedCluster.split:type_name -> causeway.config.v1.Key
+	3,  // 28: causeway.config.v1.Cluster.service:type_name -> causeway.config.v1.Key
+	4,  // 29: causeway.config.v1.Cluster.ports:type_name -> causeway.config.v1.Port
+	5,  // 30: causeway.config.v1.Cluster.endpoints:type_name -> causeway.config.v1.Endpoint
+	0,  // 31: causeway.config.v1.ConfigService.StreamConfig:input_type -> causeway.config.v1.StreamConfigRequest
+	1,  // 32: causeway.config.v1.ConfigService.StreamConfig:output_type -> causeway.config.v1.StreamConfigResponse
+	32, // [32:33] is the sub-list for method output_type
+	31, // [31:32] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_api_config_v1_config_proto_init() }

@@ -181,8 +181,12 @@ func weightedTo(w *WeightedCluster) spec.WeightedCluster {
 }
 
 func endpointFrom(e spec.Endpoint) *Endpoint {
-	return &Endpoint{Addr: e.Addr, Port: e.Port, ServicePort: e.ServicePort, Ready: e.Ready, Zone: e.Zone,
+	out := &Endpoint{Addr: e.Addr, Port: e.Port, ServicePort: e.ServicePort, Ready: e.Ready, Zone: e.Zone,
 		Labels: e.Labels, Identity: idFrom(e.Identity), Gateway: idFrom(e.Gateway)}
+	if e.Remote != (spec.Key{}) {
+		out.Remote = keyFrom(e.Remote)
+	}
+	return out
 }
 
 func endpointTo(e *Endpoint) (spec.Endpoint, error) {
@@ -195,7 +199,7 @@ func endpointTo(e *Endpoint) (spec.Endpoint, error) {
 		return spec.Endpoint{}, fmt.Errorf("gateway: %w", err)
 	}
 	return spec.Endpoint{Addr: e.GetAddr(), Port: e.GetPort(), ServicePort: e.GetServicePort(), Ready: e.GetReady(),
-		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id, Gateway: gw}, nil
+		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id, Gateway: gw, Remote: keyTo(e.GetRemote())}, nil
 }
 
 func cloneMap(m map[string]string) map[string]string {
