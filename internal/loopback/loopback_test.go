@@ -25,3 +25,30 @@ func TestFreePorts(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestFreePortsBelowEphemeral: the ports come from below the kernel's
+// ephemeral range, where bind(":0") and outgoing connections never land.
+func TestFreePortsBelowEphemeral(t *testing.T) {
+	lo, hi := belowEphemeral()
+	if hi-lo < 1000 {
+		t.Skipf("ephemeral range starts at %d: too little room below it, FreePorts asks the kernel", hi)
+	}
+	ports, err := FreePorts(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if p < lo || p >= hi {
+			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+		}
+	}
+	// A port in use is never handed out.
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(ports[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if free(ports[0]) {
+		t.Fatalf("port %d reported free while a listener holds it", ports[0])
+	}
+}
