@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/loopback"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -311,14 +312,14 @@ func (s *SPIRE) waitHealthy(t testing.TB, name, bin, sock string) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	// Racy by nature (the port is free now, not necessarily at bind time),
-	// but SPIRE needs a fixed port in its config and loopback ports are plentiful.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// SPIRE needs a fixed port in its config; loopback.FreePorts picks one
+	// below the ephemeral range, where other tests' connections cannot take
+	// it before SPIRE binds.
+	ports, err := loopback.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 func write(t testing.TB, path, content string) {
