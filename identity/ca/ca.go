@@ -56,6 +56,7 @@ type CA struct {
 	log  *slog.Logger
 
 	mu      sync.RWMutex
+	stats   Stats
 	auths   []*authority // newest first: at most one prepared, then the active one, then retiring ones
 	seq     uint64
 	updated chan struct{} // closed and replaced on every change
@@ -98,28 +99,37 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 	case err != nil:
 		return nil, err
 	default:
-		if st.TrustDomain != opts.TrustDomain.Name() {
-			return nil, fmt.Errorf("CA store: trustDomain %q does not match configured %q", st.TrustDomain, opts.TrustDomain.Name())
-		}
-		if len(st.Authorities) == 0 {
-			return nil, fmt.Errorf("CA store: authorities: empty")
-		}
-		for i, as := range st.Authorities {
-			a, err := parseAuthority(as)
-			if err != nil {
-				return nil, fmt.Errorf("CA store: authorities[%d]: %w", i, err)
-			}
-			if a.prepared && i != 0 {
-				return nil, fmt.Errorf("CA store: authorities[%d]: only the newest authority may be prepared", i)
-			}
-			c.auths = append(c.auths, a)
-		}
-		if len(c.auths) == 1 && c.auths[0].prepared {
-			return nil, fmt.Errorf("CA store: authorities: no active authority, only a prepared one")
+		if c.auths, err = parseState(st, opts.TrustDomain); err != nil {
+			return nil, err
 		}
 		c.seq = st.Sequence
 	}
 	return c, nil
+}
+
+// parseState checks a stored state and parses its authorities.
+func parseState(st *State, td spiffeid.TrustDomain) ([]*authority, error) {
+	if st.TrustDomain != td.Name() {
+		return nil, fmt.Errorf("CA store: trustDomain %q does not match configured %q", st.TrustDomain, td.Name())
+	}
+	if len(st.Authorities) == 0 {
+		return nil, fmt.Errorf("CA store: authorities: empty")
+	}
+	var auths []*authority
+	for i, as := range st.Authorities {
+		a, err := parseAuthority(as)
+		if err != nil {
+			return nil, fmt.Errorf("CA store: authorities[%d]: %w", i, err)
+		}
+		if a.prepared && i != 0 {
+			return nil, fmt.Errorf("CA store: authorities[%d]: only the newest authority may be prepared", i)
+		}
+		auths = append(auths, a)
+	}
+	if len(auths) == 1 && auths[0].prepared {
+		return nil, fmt.Errorf("CA store: authorities: no active authority, only a prepared one")
+	}
+	return auths, nil
 }
 
 func setDefaults(o *Options) {
@@ -330,6 +340,7 @@ func (c *CA) Prepare(ctx context.Context) error {
 		c.auths = c.auths[1:]
 		return err
 	}
+	c.stats.Prepared++
 	c.log.Info("prepared CA", "root", a.root.SerialNumber.Text(16))
 	return nil
 }
@@ -369,6 +380,7 @@ func (c *CA) Activate(ctx context.Context) error {
 		}
 		return err
 	}
+	c.stats.Activated++
 	c.log.Info("activated CA", "root", p.root.SerialNumber.Text(16), "previousTrustedUntil", c.auths[1].retireAt)
 	return nil
 }
@@ -447,14 +459,23 @@ func (c *CA) schedule() (prepareAt, activateAt time.Time) {
 }
 
 // Run calls Maintain whenever it is due, until ctx ends. The caller owns the
-// goroutine.
+// goroutine. Only one replica of a shared store may run it at a time (see
+// RunShared); if another one saved first all the same, the conflict makes
+// Run adopt the stored state (Reload) and plan again from there.
 func (c *CA) Run(ctx context.Context) error {
 	for {
 		next, err := c.Maintain(ctx)
-		if err != nil {
+		if errors.Is(err, ErrConflict) {
+			c.log.Warn("CA state changed in the store; reloading it", "err", err)
+			if _, rerr := c.Reload(ctx); rerr != nil {
+				c.log.Error("CA reload failed", "err", rerr)
+			} else {
+				next = c.opts.Now() // plan again from the state just read
+			}
+		} else if err != nil {
 			c.log.Error("CA maintenance failed", "err", err)
 		}
-		t := time.NewTimer(max(time.Until(next), time.Second))
+		t := time.NewTimer(max(next.Sub(c.opts.Now()), minMaintainWait))
 		select {
 		case <-ctx.Done():
 			t.Stop()

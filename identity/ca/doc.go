@@ -21,8 +21,17 @@
 // Stores: DirStore keeps the state in a 0600 file (local mode); SecretStore
 // keeps it in a Kubernetes Secret (cluster mode), writing only at the
 // resourceVersion it last read, so of two replicas saving at once one gets
-// ErrConflict and must reload (New again) rather than overwrite the other.
+// ErrConflict and nothing is overwritten.
 //
-// Goroutines: none of its own. Run(ctx) is a loop the caller starts and owns;
-// all other methods are safe for concurrent use.
+// Replicas: several control planes may serve one CA from one Secret. Only
+// the holder of a Lease rotates (RunShared runs Run during each won term);
+// every replica, the leader too, reads the store every follow interval and
+// adopts a different state (Reload), waking Updated, so all of them serve
+// the same bundle and sign with the same authority within one interval.
+// Run itself reloads when a save fails with ErrConflict (two replicas that
+// both believe they lead), and a new leader reloads before its first pass.
+//
+// Goroutines: Run(ctx), Follow(ctx) and RunShared(ctx) are loops the caller
+// starts and owns; RunShared's Follow and Lease-term goroutines end before
+// it returns. All other methods are safe for concurrent use.
 package ca
