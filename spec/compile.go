@@ -13,8 +13,14 @@ type Node struct {
 	// Identity is the SPIFFE ID the node's workload serves as; inbound policy
 	// is compiled for it. Zero for a node that only calls out.
 	Identity spiffeid.ID `json:"identity,omitzero"`
-	// Services are the services the node's workload backs.
+	// Services are the services the node's workload says it backs.
 	Services []Key `json:"services,omitempty"`
+	// Addresses are the workload's own addresses (a pod's IPs). The node
+	// also backs every service with an endpoint at one of them that proves
+	// the node's identity, so a Service created after the pod started is
+	// served without restarting it. Local-mode nodes share 127.0.0.1 and
+	// leave this empty.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // NodeConfig is what one proxy needs, and nothing more.
@@ -104,8 +110,7 @@ type Cluster struct {
 // Compile gives the config of one node. Snapshot must come from Build.
 func Compile(s *Snapshot, node Node) *NodeConfig {
 	c := &NodeConfig{Node: node, TrustDomain: s.TrustDomain, Mode: s.Mode}
-	c.Node.Services = slices.Clone(node.Services)
-	slices.SortFunc(c.Node.Services, compareKey)
+	c.Node.Services = backedServices(s, node)
 	for _, k := range c.Node.Services {
 		if svc := s.Service(k); svc != nil {
 			c.Inbound.Services = append(c.Inbound.Services, InboundService{Key: k, Ports: svc.Ports})
@@ -227,4 +232,23 @@ func intersectPorts(a, b []int32) ([]int32, bool) {
 		}
 	}
 	return out, len(out) > 0
+}
+
+// backedServices is what the node serves: the services it names, and those
+// with an endpoint at one of its addresses carrying its identity. Sorted,
+// without duplicates.
+func backedServices(s *Snapshot, node Node) []Key {
+	out := slices.Clone(node.Services)
+	if len(node.Addresses) > 0 && !node.Identity.IsZero() {
+		for i := range s.Services {
+			svc := &s.Services[i]
+			if slices.ContainsFunc(svc.Endpoints, func(e Endpoint) bool {
+				return e.Identity == node.Identity && slices.Contains(node.Addresses, e.Addr)
+			}) {
+				out = append(out, svc.Key)
+			}
+		}
+	}
+	slices.SortFunc(out, compareKey)
+	return slices.Compact(out)
 }

@@ -249,6 +249,56 @@ func TestCompileOnlyWhatNodeNeeds(t *testing.T) {
 	}
 }
 
+// TestCompileBackedByAddress: a node that reports its addresses backs every
+// service with an endpoint there proving its identity, besides those it
+// names, and nothing whose endpoint at that address is someone else's.
+func TestCompileBackedByAddress(t *testing.T) {
+	t.Parallel()
+	in := bookstore()
+	for i := range in.Services {
+		switch in.Services[i].Key {
+		case K("bookstore/bookstore-v1"):
+			in.Services[i].Endpoints = []spec.Endpoint{{Addr: "10.1.0.5", Port: 14001, Ready: true, Identity: ID("bookstore", "bookstore-v1")}}
+		case K("bookstore/bookstore"):
+			// The root service selects the same pod.
+			in.Services[i].Endpoints = []spec.Endpoint{{Addr: "10.1.0.5", Port: 14001, Ready: true, Identity: ID("bookstore", "bookstore-v1")}}
+		case K("bookstore/bookstore-v2"):
+			// Same address, another identity: not this node's.
+			in.Services[i].Endpoints = []spec.Endpoint{{Addr: "10.1.0.5", Port: 14001, Ready: true, Identity: ID("bookstore", "bookstore-v2")}}
+		}
+	}
+	s := MustBuild(in)
+	tests := []struct {
+		name string
+		node spec.Node
+		want []spec.Key
+	}{
+		{"named only", spec.Node{ID: "a", Identity: ID("bookstore", "bookstore-v1"), Services: []spec.Key{K("bookstore/bookstore-v1")}},
+			[]spec.Key{K("bookstore/bookstore-v1")}},
+		{"by address", spec.Node{ID: "b", Identity: ID("bookstore", "bookstore-v1"), Addresses: []string{"10.1.0.5"}},
+			[]spec.Key{K("bookstore/bookstore"), K("bookstore/bookstore-v1")}},
+		{"named and by address, once each", spec.Node{ID: "c", Identity: ID("bookstore", "bookstore-v1"), Addresses: []string{"10.1.0.5"},
+			Services: []spec.Key{K("bookstore/bookstore-v1")}}, []spec.Key{K("bookstore/bookstore"), K("bookstore/bookstore-v1")}},
+		{"other address", spec.Node{ID: "d", Identity: ID("bookstore", "bookstore-v1"), Addresses: []string{"10.1.0.6"}}, nil},
+		{"no identity", spec.Node{ID: "e", Addresses: []string{"10.1.0.5"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := spec.Compile(s, tt.node)
+			if !slices.Equal(c.Node.Services, tt.want) {
+				t.Fatalf("backed services = %v, want %v", c.Node.Services, tt.want)
+			}
+			var inbound []spec.Key
+			for _, is := range c.Inbound.Services {
+				inbound = append(inbound, is.Key)
+			}
+			if !slices.Equal(inbound, tt.want) {
+				t.Fatalf("inbound services = %v, want %v", inbound, tt.want)
+			}
+		})
+	}
+}
+
 func TestTableRouting(t *testing.T) {
 	t.Parallel()
 	in := bookstore()

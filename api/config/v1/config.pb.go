@@ -176,7 +176,10 @@ type Node struct {
 	Services []*Key `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
 	// admin_address is the proxy's admin server (host:port), scraped for
 	// /metrics by the control plane's SMI metrics API. Empty: not scraped.
-	AdminAddress  string `protobuf:"bytes,5,opt,name=admin_address,json=adminAddress,proto3" json:"admin_address,omitempty"`
+	AdminAddress string `protobuf:"bytes,5,opt,name=admin_address,json=adminAddress,proto3" json:"admin_address,omitempty"`
+	// addresses are the workload's own IPs; the node also backs services with
+	// an endpoint there that carries its identity.
+	Addresses     []string `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,6 +247,13 @@ func (x *Node) GetAdminAddress() string {
 		return x.AdminAddress
 	}
 	return ""
+}
+
+func (x *Node) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
 }
 
 type Key struct {
@@ -1185,13 +1195,14 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x14StreamConfigResponse\x12!\n" +
 	"\fversion_info\x18\x01 \x01(\tR\vversionInfo\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\tR\x05nonce\x126\n" +
-	"\x06config\x18\x03 \x01(\v2\x1e.causeway.config.v1.NodeConfigR\x06config\"\xa6\x01\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.causeway.config.v1.NodeConfigR\x06config\"\xc4\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
 	"\bidentity\x18\x03 \x01(\tR\bidentity\x123\n" +
 	"\bservices\x18\x04 \x03(\v2\x17.causeway.config.v1.KeyR\bservices\x12#\n" +
-	"\radmin_address\x18\x05 \x01(\tR\fadminAddress\"Q\n" +
+	"\radmin_address\x18\x05 \x01(\tR\fadminAddress\x12\x1c\n" +
+	"\taddresses\x18\x06 \x03(\tR\taddresses\"Q\n" +
 	"\x03Key\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +

@@ -3,6 +3,7 @@ package configv1
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -49,7 +50,7 @@ func FromSpec(c *spec.NodeConfig) *NodeConfig {
 // NodeFromSpec encodes a node and the address of its admin server.
 func NodeFromSpec(n spec.Node, adminAddr string) *Node {
 	return &Node{Id: n.ID, Cluster: n.Cluster, Identity: idFrom(n.Identity),
-		Services: mapSlice(n.Services, keyFrom), AdminAddress: adminAddr}
+		Services: mapSlice(n.Services, keyFrom), AdminAddress: adminAddr, Addresses: n.Addresses}
 }
 
 // ToSpec decodes a node. Every SPIFFE ID is parsed; an invalid one is an
@@ -63,7 +64,13 @@ func (n *Node) ToSpec() (spec.Node, error) {
 	if err != nil {
 		return spec.Node{}, fmt.Errorf("node.identity: %w", err)
 	}
-	return spec.Node{ID: n.GetId(), Cluster: n.GetCluster(), Identity: id, Services: mapSlice(n.GetServices(), keyTo)}, nil
+	for i, a := range n.GetAddresses() {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return spec.Node{}, fmt.Errorf("node.addresses[%d]: %w", i, err)
+		}
+	}
+	return spec.Node{ID: n.GetId(), Cluster: n.GetCluster(), Identity: id, Services: mapSlice(n.GetServices(), keyTo),
+		Addresses: nilIfEmpty(n.GetAddresses())}, nil
 }
 
 // ToSpec decodes a config from the wire. Slices that are empty on the wire

@@ -64,7 +64,7 @@ func bookstore() *spec.Snapshot {
 
 func nodes() map[string]spec.Node {
 	return map[string]spec.Node{
-		"server": {ID: "bookstore-v1-0", Identity: ID("bookstore", "bookstore-v1"), Services: []spec.Key{K("bookstore/bookstore-v1")}},
+		"server": {ID: "bookstore-v1-0", Identity: ID("bookstore", "bookstore-v1"), Services: []spec.Key{K("bookstore/bookstore-v1")}, Addresses: []string{"127.0.0.1"}},
 		"client": {ID: "bookbuyer-0", Identity: ID("bookbuyer", "bookbuyer")},
 		"remote": {ID: "gw", Cluster: "east"},
 	}
@@ -111,6 +111,7 @@ func TestToSpecRejectsBadIDs(t *testing.T) {
 	}{
 		{"missing node", func(c *configv1.NodeConfig) { c.Node = nil }, "node: missing"},
 		{"node identity", func(c *configv1.NodeConfig) { c.Node.Identity = "http://x" }, "node.identity"},
+		{"node address", func(c *configv1.NodeConfig) { c.Node.Addresses = []string{"10.0.0.1", "pod-ip"} }, "node.addresses[1]"},
 		{"policy source", func(c *configv1.NodeConfig) { c.Inbound.Policies[0].Sources[0] = "spiffe://" }, "inbound.policies[0].sources[0]"},
 		{"cluster identity", func(c *configv1.NodeConfig) { c.Clusters[0].Identities = []string{"nope"} }, "clusters[0].identities[0]"},
 		{"endpoint identity", func(c *configv1.NodeConfig) { c.Clusters[1].Endpoints[0].Identity = "spiffe://UPPER/x" }, "clusters[1].endpoints[0].identity"},
