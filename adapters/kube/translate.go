@@ -63,6 +63,7 @@ var kinds = []kind{
 	{"apps", "StatefulSet", "v1", true},
 	{"apps", "DaemonSet", "v1", true},
 	{"apps", "ReplicaSet", "v1", true},
+	{GroupMCS, "ServiceExport", "v1alpha1", true},
 	// Removed from Kubernetes long ago; read only to say what to use.
 	{"extensions", "Deployment", "apps/v1", true},
 	{"extensions", "DaemonSet", "apps/v1", true},
@@ -98,6 +99,11 @@ func Translate(objs []adapters.Object, opts Options) (spec.Input, spec.Diagnosti
 		}
 	}
 	t.orphanEndpoints()
+	have := map[nsName]bool{}
+	for _, s := range t.services {
+		have[nsName{s.obj.Namespace, s.obj.Name}] = true
+	}
+	t.orphanExports(have)
 	return t.in, t.diags
 }
 
@@ -111,6 +117,7 @@ type translator struct {
 	pods      map[nsName]workload // by pod name, to give endpoints an identity
 	slices    map[nsName][]slice  // by Service name
 	endpoints map[nsName]endpoints
+	exports   map[nsName]objMeta // ServiceExports, by the Service they export
 }
 
 type nsName struct{ ns, name string }
@@ -141,6 +148,7 @@ func (t *translator) index(objs []adapters.Object) {
 	t.pods = map[nsName]workload{}
 	t.slices = map[nsName][]slice{}
 	t.endpoints = map[nsName]endpoints{}
+	t.exports = map[nsName]objMeta{}
 	for i := range objs {
 		o := &objs[i]
 		k, ok := lookup(o)
@@ -175,7 +183,8 @@ func (t *translator) checkMeta(m objMeta, k kind) bool {
 		ok = false
 	} else {
 		check := validation.IsDNS1123Subdomain
-		if k.kind == "Service" || k.kind == "Namespace" {
+		// A ServiceExport is named after its Service.
+		if k.kind == "Service" || k.kind == "Namespace" || k.kind == "ServiceExport" {
 			check = validation.IsDNS1123Label
 		}
 		if errs := check(m.obj.Name); len(errs) > 0 {
@@ -238,6 +247,11 @@ func (t *translator) decodeKind(m objMeta, k kind, raw []byte) {
 		var v discoveryv1.EndpointSlice
 		if decode(t, m, raw, &v) {
 			t.addSlice(m, &v)
+		}
+	case "ServiceExport":
+		var v serviceExport
+		if decode(t, m, raw, &v) {
+			t.addServiceExport(m)
 		}
 	case "Endpoints":
 		var v corev1.Endpoints //nolint:staticcheck // still served; read when no EndpointSlice is given

@@ -84,6 +84,7 @@ func (t *translator) service(s *service) (spec.Service, bool) {
 	out := spec.Service{
 		Key:        spec.Key{Namespace: s.obj.Namespace, Name: s.obj.Name},
 		ClusterIPs: clusterIPs(s.v.Spec),
+		Export:     t.exported(s),
 		Origin:     s.origin(""),
 	}
 	workloads := t.selected(s)

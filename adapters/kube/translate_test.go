@@ -364,6 +364,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selector: {a: b}, ports: [{port: 70000, targetPort: x, appProtocol: h2c}]}\n"))
 	f.Add([]byte("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, labels: {kubernetes.io/service-name: s}}\nports: [{}]\nendpoints: [{addresses: []}]\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Endpoints\nmetadata: {name: s}\nsubsets: [{addresses: [{ip: ''}], ports: [{port: -1}]}]\n"))
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {causeway.dev/export: 'true'}, annotations: {causeway.dev/export: 'no'}}\n---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: s}\nstatus: {conditions: [{}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, _ := manifest.Parse("f.yaml", data)
 		in, diags := Translate(objs, Options{})

@@ -3,6 +3,7 @@ package smi
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -161,8 +162,20 @@ func (d *doc) target(dest subject, srcs []subject, rules []ruleIn, ports []int32
 	case len(ids) > 1:
 		d.errorf(dest.field, "destination %s/%s stands for %d identities; a TrafficTarget protects one (use an IdentityBinding with one identity)", dest.namespace, dest.name, len(ids))
 	}
+	tds := d.sourceTrustDomains()
 	for _, s := range srcs {
-		p.Sources = append(p.Sources, d.identities(s)...)
+		ids := d.identities(s)
+		p.Sources = append(p.Sources, ids...)
+		if s.kind != "ServiceAccount" {
+			continue // an IdentityBinding names whole SPIFFE IDs, trust domain included
+		}
+		for _, id := range ids {
+			for _, td := range tds {
+				if other, err := spiffeid.FromPath(td, id.Path()); err == nil && !slices.Contains(p.Sources, other) {
+					p.Sources = append(p.Sources, other)
+				}
+			}
+		}
 	}
 	for _, r := range rules {
 		ref, ok := d.ruleRef(r)

@@ -14,7 +14,10 @@
 //  3. The SMI rules only SMI knows are applied: Quantity weights to
 //     thousandths, FQDN service names, header maps or lists, regex checks
 //     with SMI field paths, route kinds per version, service accounts and
-//     IdentityBindings to SPIFFE IDs, destination ports.
+//     IdentityBindings to SPIFFE IDs, destination ports; and one Causeway
+//     extension, the TrafficTarget annotation
+//     causeway.dev/source-trust-domains, which also allows each
+//     ServiceAccount source in the listed (linked clusters') trust domains.
 //  4. Generic checks (duplicates, dangling references, zero or negative
 //     weights, nesting, missing ports) are left to spec.Build: each object's
 //     Origin names the SMI object, and list orders are kept so Build's field

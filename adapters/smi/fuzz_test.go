@@ -59,6 +59,7 @@ func FuzzAccess(f *testing.F) {
 	f.Add(uint8(2), uint8(0), []byte(`{"spec":{"destination":{"kind":"ServiceAccount","name":"web","port":"9091"},"rules":[{"kind":"HTTPRouteGroup","name":"r","matches":["m"]}],"sources":[{"kind":"ServiceAccount","name":"a"}]}}`), false)
 	f.Add(uint8(0), uint8(0), []byte(`{"destination":{"kind":"ServiceAccount","name":"web","port":8080},"specs":[{"kind":"HTTPRouteGroup","name":"r"}]}`), false)
 	f.Add(uint8(3), uint8(1), []byte(`{"spec":{"schemes":{"serviceAccount":"a","spiffeIdentities":["cluster.local/ns/x/sa/y"]}}}`), true)
+	f.Add(uint8(2), uint8(0), []byte(`{"metadata":{"annotations":{"causeway.dev/source-trust-domains":"east.td, ,x/y"}},"spec":{"destination":{"kind":"ServiceAccount","name":"web"},"sources":[{"kind":"ServiceAccount","name":"a"}]}}`), false)
 	f.Fuzz(func(t *testing.T, v, k uint8, raw []byte, strict bool) {
 		kind := []string{"TrafficTarget", "IdentityBinding"}[int(k)%2]
 		fuzzTranslate(t, GroupAccess, kind, fuzzVersions[int(v)%len(fuzzVersions)], raw, strict)
