@@ -82,10 +82,10 @@ type clusterPort struct {
 	h1      *h1Client
 	lb      *balance.Balancer
 	breaker circuitBreaker
-	// meshed holds the endpoint addresses that are Causeway sidecars and so
-	// get the preamble, with the identity each must prove over mTLS (zero:
-	// plaintext). Immutable map behind an atomic pointer.
-	meshed atomic.Pointer[map[string]spiffeid.ID]
+	// meshed holds the endpoint addresses that are Causeway sidecars (or
+	// east-west gateways in front of them) and so get the preamble, with how
+	// each is reached. Immutable map behind an atomic pointer.
+	meshed atomic.Pointer[map[string]meshPeer]
 	mtls   *meshTLS // nil: the mesh is plaintext
 	addrs  []string // last Update, guarded by Proxy.mu
 	dialer *net.Dialer
@@ -101,7 +101,7 @@ func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBr
 		mtls:    mtls,
 		dialer:  &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
 	}
-	empty := map[string]spiffeid.ID{}
+	empty := map[string]meshPeer{}
 	cp.meshed.Store(&empty)
 	if k.Proto.IsHTTP() {
 		cp.transport = newTransport(k.Proto, pol, cp.dial)
@@ -149,11 +149,16 @@ func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	id, meshed := (*cp.meshed.Load())[addr]
+	peer, meshed := (*cp.meshed.Load())[addr]
 	if meshed {
-		if cp.mtls != nil && !id.IsZero() {
-			sni := meshSNI(cp.key.Service, cp.key.Port, id.TrustDomain())
-			if c, err = cp.mtls.dialTLS(ctx, c, id, sni); err != nil {
+		switch {
+		case peer.hop != nil:
+			if c, err = peer.hop.dial(ctx, c); err != nil {
+				return nil, fmt.Errorf("cluster %s: %w", cp.name, err)
+			}
+		case cp.mtls != nil && !peer.id.IsZero():
+			sni := meshSNI(cp.key.Service, cp.key.Port, peer.id.TrustDomain())
+			if c, err = cp.mtls.dialTLS(ctx, c, peer.id, sni); err != nil {
 				return nil, fmt.Errorf("cluster %s: %w", cp.name, err)
 			}
 		}
@@ -167,20 +172,37 @@ func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn
 	return c, nil
 }
 
+// meshPeer is how a meshed endpoint is reached: directly, over mTLS when id
+// is set (plaintext when zero), or through another cluster's east-west
+// gateway when hop is set (gatewayhop.go).
+type meshPeer struct {
+	id  spiffeid.ID
+	hop *gatewayHop
+}
+
 // update gives the cluster port the endpoints of a new config: the ready
 // endpoints that serve this port (ServicePort 0 serves every port).
 func (cp *clusterPort) update(c *spec.Cluster) {
 	var addrs []string
-	meshed := map[string]spiffeid.ID{}
+	meshed := map[string]meshPeer{}
 	if c != nil {
 		for _, e := range c.Endpoints {
 			if !e.Ready || (e.ServicePort != 0 && e.ServicePort != cp.key.Port) {
 				continue
 			}
+			// UDP does not cross clusters: the gateway hop is mTLS over TCP
+			// and there is no DTLS here, so such an endpoint is left out and
+			// a UDP port served only through gateways has no endpoint.
+			if !e.Gateway.IsZero() && cp.key.Proto == spec.ProtocolUDP {
+				continue
+			}
 			a := net.JoinHostPort(e.Addr, strconv.Itoa(int(e.Port)))
 			addrs = append(addrs, a)
-			if !e.Identity.IsZero() || e.ServicePort == 0 {
-				meshed[a] = e.Identity
+			switch {
+			case !e.Gateway.IsZero():
+				meshed[a] = meshPeer{hop: newGatewayHop(cp.mtls, c, e, cp.key.Port)}
+			case !e.Identity.IsZero() || e.ServicePort == 0:
+				meshed[a] = meshPeer{id: e.Identity}
 			}
 		}
 	}
