@@ -1,0 +1,229 @@
+package federation
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// TestExportsBecomeImports peers west with east, then changes east's
+// exports and checks what west imports: names, ports, identities, gateway
+// endpoints, and that non-exported services never cross.
+func TestExportsBecomeImports(t *testing.T) {
+	east := newSide(t, "east", sideOpts{gateways: []string{"127.0.0.1:1", "127.0.0.2:1"}})
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+
+	steps := []struct {
+		name    string
+		exports []string
+		want    []string // keys imported on west
+	}{
+		{"one exported", []string{"web"}, []string{"shop/web-east"}},
+		{"one added", []string{"web", "cart"}, []string{"shop/cart-east", "shop/web-east"}},
+		{"one removed", []string{"cart"}, []string{"shop/cart-east"}},
+		{"none", nil, nil},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			east.links.SetLocal(exportSnap(east, st.exports...))
+			var got []string
+			took := eventually(t, "west imports "+strings.Join(st.want, ","), 5*time.Second, func() bool {
+				got = nil
+				for _, s := range west.links.Imports().Services {
+					got = append(got, s.Key.String())
+				}
+				return slices.Equal(got, st.want)
+			})
+			t.Logf("propagation east SetLocal -> west Imports: %s", took)
+			for _, n := range st.exports {
+				svc := importOf(west, spec.Key{Namespace: "shop", Name: n + "-east"})
+				if svc.Export {
+					t.Errorf("%s: import is exported again", svc.Key)
+				}
+				if want := []spec.Port{{Name: "http", Port: 8080, Protocol: spec.ProtocolHTTP}}; !slices.Equal(svc.Ports, want) {
+					t.Errorf("%s: ports %v, want %v", svc.Key, svc.Ports, want)
+				}
+				if want := []spiffeid.ID{spiffeid.RequireFromPath(east.td, "/ns/shop/sa/"+n)}; !slices.Equal(svc.Identities, want) {
+					t.Errorf("%s: identities %v, want %v", svc.Key, svc.Identities, want)
+				}
+				if len(svc.Endpoints) != 2 {
+					t.Fatalf("%s: %d endpoints, want one per east gateway (2)", svc.Key, len(svc.Endpoints))
+				}
+				for i, ep := range svc.Endpoints {
+					wantAddr := []string{"127.0.0.1", "127.0.0.2"}[i]
+					if ep.Addr != wantAddr || ep.Port != 1 || ep.Gateway != gatewayID(east.td) ||
+						ep.Remote != (spec.Key{Namespace: "shop", Name: n}) {
+						t.Errorf("%s: endpoint %d = %+v, want %s:1 via %s to shop/%s", svc.Key, i, ep, wantAddr, gatewayID(east.td), n)
+					}
+				}
+			}
+		})
+	}
+	t.Run("link and bundles on both sides", func(t *testing.T) {
+		l := linkOf(west, "east")
+		if l == nil || l.State != spec.LinkActive || l.TrustDomain != east.td.Name() || !slices.Equal(l.GatewayAddrs, []string{"127.0.0.1:1", "127.0.0.2:1"}) {
+			t.Errorf("west's link to east = %+v", l)
+		}
+		if l := linkOf(east, "west"); l == nil || l.State != spec.LinkActive {
+			t.Errorf("east's link to west = %+v", l)
+		}
+		for _, c := range []struct{ holder, of *side }{{west, east}, {east, west}} {
+			b, err := c.holder.set.GetX509BundleForTrustDomain(c.of.td)
+			if err != nil {
+				t.Fatalf("%s: %v", c.holder.name, err)
+			}
+			if !b.Equal(c.of.ca.Bundle().X509Bundle()) {
+				t.Errorf("%s holds a bundle for %s that is not its CA's", c.holder.name, c.of.td)
+			}
+		}
+	})
+	t.Run("acks", func(t *testing.T) {
+		eventually(t, "east sees west ACK its exports", 5*time.Second, func() bool {
+			st := east.links.List()
+			return len(st) == 1 && st[0].ExportAcked != "" && st[0].ExportNacked == ""
+		})
+	})
+}
+
+// TestBundleRotationReachesPeer rotates east's CA and waits for west's
+// bundle set to hold the new roots.
+func TestBundleRotationReachesPeer(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	for i := range 2 {
+		updated := west.set.Updated()
+		start := time.Now()
+		if err := east.ca.Rotate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		want := east.ca.Bundle().X509Bundle()
+		eventually(t, "west's bundle set holds east's rotated bundle", 5*time.Second, func() bool {
+			b, err := west.set.GetX509BundleForTrustDomain(east.td)
+			return err == nil && b.Equal(want)
+		})
+		took := time.Since(start)
+		select {
+		case <-updated:
+		default:
+			t.Errorf("rotation %d: west's bundle set changed without closing Updated", i)
+		}
+		t.Logf("rotation %d: east Rotate (incl. its own store writes) -> west bundle.Set: %s (%d roots)", i, took, len(want.X509Authorities()))
+	}
+}
+
+// TestRevoke removes the link from either side: both lose every import and
+// the other's bundle, and the dialler stops.
+func TestRevoke(t *testing.T) {
+	for _, from := range []string{"west (dialler)", "east (issuer)"} {
+		t.Run(from, func(t *testing.T) {
+			east := newSide(t, "east", sideOpts{gateways: []string{"127.0.0.1:1"}})
+			west := newSide(t, "west", sideOpts{gateways: []string{"127.0.0.1:2"}})
+			link2(t, east, west)
+			east.links.SetLocal(exportSnap(east, "web"))
+			west.links.SetLocal(exportSnap(west, "api"))
+			eventually(t, "imports on both sides", 5*time.Second, func() bool {
+				return importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) != nil &&
+					importOf(east, spec.Key{Namespace: "shop", Name: "api-west"}) != nil
+			})
+			revoker, other := west, "east"
+			if strings.HasPrefix(from, "east") {
+				revoker, other = east, "west"
+			}
+			start := time.Now()
+			if err := revoker.links.Remove(context.Background(), other); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "no imports, links or peer bundles on either side", 5*time.Second, func() bool {
+				for _, s := range []*side{east, west} {
+					in := s.links.Imports()
+					if len(in.Services) > 0 || len(in.Links) > 0 || len(s.set.Bundles()) > 0 {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("Remove -> both sides clean: %s", time.Since(start))
+			if err := revoker.links.Remove(context.Background(), other); err == nil {
+				t.Error("second Remove of the same link succeeded")
+			}
+		})
+	}
+}
+
+// TestPeerAwayAndBack cuts the path between the clusters: the link stays
+// (imports kept) until the heartbeat timeout, then is failed with its
+// endpoints not ready; when the path is back the dialler reconnects and
+// the link is active again.
+func TestPeerAwayAndBack(t *testing.T) {
+	g := listenGateway(t)
+	r := startRelay(t)
+	east := newSide(t, "east", sideOpts{advertise: []string{r.addr()}, gateways: []string{g.addr}})
+	r.setTarget(east.addr)
+	g.serve(t, east)
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	east.links.SetLocal(exportSnap(east, "web"))
+	ready := func(s *side, name string) bool {
+		svc := importOf(s, spec.Key{Namespace: "shop", Name: name})
+		return svc != nil && len(svc.Endpoints) == 1 && svc.Endpoints[0].Ready
+	}
+	eventually(t, "west imports web-east, ready", 5*time.Second, func() bool { return ready(west, "web-east") })
+
+	cut := time.Now()
+	r.setCut(true)
+	failedAfter := eventually(t, "west's link to east failed", 5*time.Second, func() bool {
+		l := linkOf(west, "east")
+		return l != nil && l.State == spec.LinkFailed
+	})
+	if failedAfter < timeout/2 {
+		t.Errorf("link failed %s after the cut, before the heartbeat timeout %s", failedAfter, timeout)
+	}
+	if svc := importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}); svc == nil || svc.Endpoints[0].Ready {
+		t.Errorf("while failed: import %+v, want kept with endpoint not ready", svc)
+	}
+	eventually(t, "east's link to west failed", 5*time.Second, func() bool {
+		l := linkOf(east, "west")
+		return l != nil && l.State == spec.LinkFailed
+	})
+	t.Logf("cut -> west link failed: %s (timeout %s)", failedAfter, timeout)
+
+	r.setCut(false)
+	back := eventually(t, "west's link to east active and ready again", 5*time.Second, func() bool {
+		l := linkOf(west, "east")
+		return l != nil && l.State == spec.LinkActive && ready(west, "web-east")
+	})
+	t.Logf("path restored -> west link active, endpoint ready: %s (backoff max 200ms); total outage %s", back, time.Since(cut))
+}
+
+// TestGatewayProbe stops east's gateway: west's endpoints for it become
+// not ready; a new export still lists them, not ready.
+func TestGatewayProbe(t *testing.T) {
+	g := listenGateway(t)
+	east := newSide(t, "east", sideOpts{gateways: []string{g.addr}})
+	g.serve(t, east)
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	east.links.SetLocal(exportSnap(east, "web"))
+	key := spec.Key{Namespace: "shop", Name: "web-east"}
+	readyIs := func(want bool) func() bool {
+		return func() bool {
+			svc := importOf(west, key)
+			return svc != nil && len(svc.Endpoints) == 1 && svc.Endpoints[0].Ready == want
+		}
+	}
+	eventually(t, "endpoint ready while the gateway answers", 5*time.Second, readyIs(true))
+	g.stop()
+	took := eventually(t, "endpoint not ready once the gateway is gone", 5*time.Second, readyIs(false))
+	t.Logf("gateway down -> endpoint not ready: %s (probe every %s)", took, probeIvl)
+	if l := linkOf(west, "east"); l == nil || l.State != spec.LinkActive {
+		t.Errorf("link = %+v; a gateway failure must not fail the link", l)
+	}
+}

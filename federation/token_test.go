@@ -1,0 +1,156 @@
+package federation
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTokenRefused presents bad tokens to the issuer; each is refused with
+// its own reason and no link appears on either side.
+func TestTokenRefused(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	west := newSide(t, "west", sideOpts{})
+	north := newSide(t, "north", sideOpts{})
+
+	used, err := east.links.Generate(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := west.links.Apply(context.Background(), used); err != nil {
+		t.Fatal(err)
+	}
+	expired, err := east.links.Generate(time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := east.links.Generate(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongSecret := good
+	wrongSecret.Secret = append([]byte(nil), good.Secret...)
+	wrongSecret.Secret[0] ^= 1
+	unknown := good
+	unknown.ID = strings.Repeat("0", 32)
+	otherIssuer, err := west.links.Generate(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := good // right secret, but the "issuer" at the address is not east
+	impostor.Bundle = otherIssuer.Bundle
+	impostor.TrustDomain = otherIssuer.TrustDomain
+	time.Sleep(time.Until(expired.Expires) + 10*time.Millisecond)
+
+	tests := []struct {
+		name string
+		tok  Token
+		// skipLocal bypasses Apply's own expiry check, to prove the
+		// issuer refuses a stolen expired token by itself.
+		skipLocal bool
+		want      string
+	}{
+		{"already used", used, false, "already used by cluster \"west\""},
+		{"expired, caught locally", expired, false, "expired at"},
+		{"expired, caught by the issuer", expired, true, "refused: peering token " + expired.ID + " expired at"},
+		{"wrong secret", wrongSecret, false, "proof does not match"},
+		{"unknown id", unknown, false, "is unknown here"},
+		{"server not in the token's bundle", impostor, false, "x509svid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var err error
+			if tt.skipLocal {
+				_, err = north.links.connect(ctx, tt.tok.Addrs[0], tt.tok.Cluster, east.td, mustTrust(t, tt.tok), &tt.tok)
+			} else {
+				_, err = north.links.Apply(ctx, tt.tok)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			t.Logf("refused: %v", err)
+			if l := linkOf(north, "east"); l != nil {
+				t.Errorf("north has a link after a refused token: %+v", l)
+			}
+			if l := linkOf(east, "north"); l != nil {
+				t.Errorf("east has a link after a refused token: %+v", l)
+			}
+		})
+	}
+	// The good token still works once, after all those attempts.
+	if _, err := north.links.Apply(context.Background(), good); err != nil {
+		t.Fatalf("good token after failed attempts: %v", err)
+	}
+}
+
+func TestParseToken(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	tok, err := east.links.Generate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := tok.Encode()
+	reencode := func(mod func(string) string) string {
+		raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(enc, tokenPrefix))
+		return tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(mod(string(raw))))
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"round trip", "  " + enc + "\n", ""},
+		{"no prefix", strings.TrimPrefix(enc, tokenPrefix), "does not start with"},
+		{"bad base64", tokenPrefix + "!!", "illegal base64"},
+		{"unknown field", reencode(func(s string) string { return strings.Replace(s, `"cluster"`, `"extra":1,"cluster"`, 1) }), "unknown field"},
+		{"bad cluster", reencode(func(s string) string { return strings.Replace(s, `"cluster":"east"`, `"cluster":"East_1"`, 1) }), "cluster:"},
+		{"bad trust domain", reencode(func(s string) string {
+			return strings.Replace(s, `"east.causeway.local"`, `"EAST"`, 1)
+		}), "trustDomain"},
+		{"no bundle", reencode(func(s string) string {
+			i := strings.Index(s, `"bundle":"`) + len(`"bundle":"`)
+			j := strings.Index(s[i:], `"`)
+			return s[:i] + s[i+j:]
+		}), "bundle: no PEM certificates"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseToken(tt.in)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Encode() != enc || !got.Expires.Equal(tok.Expires) {
+					t.Errorf("round trip changed the token")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseToken: the parser never panics, and whatever it accepts
+// re-encodes to a token that parses to the same thing.
+func FuzzParseToken(f *testing.F) {
+	f.Add(tokenPrefix + "e30")
+	f.Add(tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(`{"cluster":"east","trustDomain":"east.local","addrs":["127.0.0.1:1"],"bundle":"-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n","id":"00000000000000000000000000000000","secret":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","expires":"2030-01-01T00:00:00Z"}`)))
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := ParseToken(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseToken(tok.Encode())
+		if err != nil {
+			t.Fatalf("re-encoded token does not parse: %v", err)
+		}
+		if again.Encode() != tok.Encode() {
+			t.Fatalf("round trip changed the token")
+		}
+	})
+}
