@@ -42,7 +42,7 @@ type controlFlags struct {
 	scrapeEvery time.Duration
 	ca          caFlags
 	webhook     webhookFlags
-	caSecret    string // NAMESPACE/NAME of the CA Secret; empty: --ca-dir
+	caShared    sharedCAFlags // --ca-secret, --ca-lease, --ca-follow-interval
 }
 
 func newControlCmd() *cobra.Command {
@@ -66,7 +66,13 @@ proxies' /metrics.
 
 Proxies authenticate with X.509-SVIDs over mTLS. The control plane's own SVID
 comes from a SPIFFE Workload API (--spiffe-socket, e.g. a SPIRE agent) or from
-the local CA in --ca-dir. --insecure serves plaintext and trusts whatever
+the local CA in --ca-dir, or in the Kubernetes Secret --ca-secret that
+replicas share. The local CA rotates on schedule: a successor root is
+prepared (trusted, not signing) at half of --ca-ttl and signs from five
+sixths, the old root trusted for --rotation-overlap after that. With
+--ca-secret only the holder of the --ca-lease Lease rotates; every replica
+reads the Secret every --ca-follow-interval and serves what it holds.
+--insecure serves plaintext and trusts whatever
 identity a proxy claims: for loopback experiments only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runControl(cmd, f) },
@@ -84,7 +90,7 @@ identity a proxy claims: for loopback experiments only.`,
 	fl.DurationVar(&f.scrapeEvery, "scrape-interval", 2*time.Second, "how often proxies' /metrics are scraped for the SMI metrics API")
 	f.ca.register(cmd)
 	f.webhook.register(fl)
-	fl.StringVar(&f.caSecret, "ca-secret", "", "keep the CA in this Kubernetes Secret (NAMESPACE/NAME) instead of --ca-dir; replicas share it")
+	f.caShared.register(fl)
 	return cmd
 }
 
@@ -189,19 +195,24 @@ func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, 
 		}
 		return control.MTLS(src, src, td), func() { _ = src.Close() }, nil
 	}
-	ca, err := f.openCA(ctx, log)
+	ca, runCA, err := f.openCA(ctx, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Rotation (or, off the Lease, following the replica that rotates)
+	// runs for as long as the config stream does.
+	stopCA := startCA(ctx, runCA, log)
 	id, err := spiffeid.FromSegments(td, "ns", "causeway", "sa", "control")
 	if err != nil {
+		stopCA()
 		return nil, nil, err
 	}
 	svid, err := ca.NewSVIDSource(id, 0)
 	if err != nil {
+		stopCA()
 		return nil, nil, fmt.Errorf("control: SVID for %s: %w", id, err)
 	}
-	return control.MTLS(svid, ca, td), func() {}, nil
+	return control.MTLS(svid, ca, td), stopCA, nil
 }
 
 // controlSource is the one input of this control plane: the manifest

@@ -27,6 +27,7 @@ type caFlags struct {
 	trustDomain string
 	svidTTL     time.Duration
 	overlap     time.Duration
+	caTTL       time.Duration
 }
 
 func (f *caFlags) register(cmd *cobra.Command) {
@@ -34,6 +35,12 @@ func (f *caFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	cmd.Flags().DurationVar(&f.svidTTL, "svid-ttl", ca.DefaultSVIDTTL, "X.509-SVID lifetime (renewed at half-life)")
 	cmd.Flags().DurationVar(&f.overlap, "rotation-overlap", ca.DefaultOverlap, "how long a rotated-out root stays trusted")
+	cmd.Flags().DurationVar(&f.caTTL, "ca-ttl", ca.DefaultCATTL, "lifetime of each new root and intermediate; a successor is prepared at half of it and signs from five sixths")
+}
+
+// options are the CA options these flags give, for any store.
+func (f *caFlags) options(td spiffeid.TrustDomain, store ca.Store, log *slog.Logger) ca.Options {
+	return ca.Options{TrustDomain: td, Store: store, SVIDTTL: f.svidTTL, Overlap: f.overlap, CATTL: f.caTTL, Logger: log}
 }
 
 func (f *caFlags) open(ctx context.Context, log *slog.Logger) (*ca.CA, error) {
@@ -41,8 +48,7 @@ func (f *caFlags) open(ctx context.Context, log *slog.Logger) (*ca.CA, error) {
 	if err != nil {
 		return nil, usageErr("--trust-domain %q: %v", f.trustDomain, err)
 	}
-	c, err := ca.New(ctx, ca.Options{TrustDomain: td, Store: ca.DirStore{Dir: f.dir},
-		SVIDTTL: f.svidTTL, Overlap: f.overlap, Logger: log})
+	c, err := ca.New(ctx, f.options(td, ca.DirStore{Dir: f.dir}, log))
 	if err != nil {
 		return nil, &exitError{code: 1, err: err}
 	}
@@ -138,71 +144,143 @@ func newIdentityCARotateCmd() *cobra.Command {
 	return cmd
 }
 
+// attestFlags choose how `identity serve` names its callers.
+type attestFlags struct {
+	mode       string   // table (peer credentials) or tokenreview
+	entries    []string // --entry
+	tableFile  string   // --table
+	audiences  []string // --token-audience
+	kubeconfig string   // for tokenreview and --ca-secret
+}
+
+// Attestation modes of `identity serve --attest`.
+const (
+	attestTable       = "table"
+	attestTokenReview = "tokenreview"
+)
+
+// attestor builds the Workload API's attestor: a peer-credential table
+// (local mode), or TokenReview of the projected ServiceAccount token each
+// caller sends (cluster mode).
+func (f attestFlags) attestor(td spiffeid.TrustDomain) (attest.Attestor, error) {
+	switch f.mode {
+	case attestTable:
+		var table []attest.Entry
+		for _, s := range f.entries {
+			e, err := attest.ParseEntry(s)
+			if err != nil {
+				return nil, usageErr("--entry: %v", err)
+			}
+			table = append(table, e)
+		}
+		if f.tableFile != "" {
+			data, err := os.ReadFile(f.tableFile)
+			if err != nil {
+				return nil, &exitError{code: 1, err: err}
+			}
+			fromFile, err := attest.ParseTableConfig(data)
+			if err != nil {
+				return nil, &exitError{code: 1, err: fmt.Errorf("%s: %w", f.tableFile, err)}
+			}
+			table = append(table, fromFile...)
+		}
+		if len(table) == 0 {
+			return nil, usageErr("identity serve: no --entry or --table: every caller would be refused")
+		}
+		tab, err := attest.NewTable(td, table)
+		if err != nil {
+			return nil, usageErr("%v", err)
+		}
+		return tab, nil
+	case attestTokenReview:
+		if len(f.entries) > 0 || f.tableFile != "" {
+			return nil, usageErr("identity serve: --entry and --table are for --attest %s; with %s the token names the caller", attestTable, attestTokenReview)
+		}
+		kc, err := kubeClient(f.kubeconfig)
+		if err != nil {
+			return nil, &exitError{code: 1, err: fmt.Errorf("--attest %s: %w", attestTokenReview, err)}
+		}
+		tr, err := attest.NewTokenReview(attest.TokenReviewConfig{TrustDomain: td, Client: kc.AuthenticationV1(), Audiences: f.audiences})
+		if err != nil {
+			return nil, usageErr("%v", err)
+		}
+		return tr, nil
+	}
+	return nil, usageErr("--attest %q: want %s or %s", f.mode, attestTable, attestTokenReview)
+}
+
 func newIdentityServeCmd() *cobra.Command {
 	var f caFlags
-	var socket, tableFile, bundleAddr string
-	var entries []string
+	var shared sharedCAFlags
+	var af attestFlags
+	var socket, bundleAddr string
 	cmd := &cobra.Command{
-		Use:   "serve --socket PATH (--entry uid:N=ns/sa ... | --table FILE)",
-		Short: "Serve the SPIFFE Workload API (and optionally the bundle endpoint) from the local CA",
-		Long: `Serve the SPIFFE Workload API on a unix socket. Callers are identified by
+		Use:   "serve --socket PATH (--entry uid:N=ns/sa ... | --table FILE | --attest tokenreview)",
+		Short: "Serve the SPIFFE Workload API (and optionally the bundle endpoint) from the CA",
+		Long: `Serve the SPIFFE Workload API on a unix socket.
+
+With --attest table (the default, local mode) callers are identified by
 their peer credentials and mapped to spiffe://<trust-domain>/ns/<ns>/sa/<sa> by
 --entry flags (uid:N=ns/sa, gid:N=ns/sa, exe:/path=ns/sa) or a --table file
 (YAML: entries: [{selector, namespace, serviceAccount}]); the first match wins
-and unknown callers are refused.`,
+and unknown callers are refused.
+
+With --attest tokenreview (cluster mode: a node agent whose socket pods mount)
+every call must carry a projected ServiceAccount token for --token-audience
+(the sidecar's --spiffe-token-file); the apiserver checks it with a
+TokenReview (in-cluster config, or --kubeconfig), and the caller gets the
+SVID of that ServiceAccount. A missing, expired, revoked or wrong-audience
+token is PermissionDenied.
+
+The CA is --ca-dir, rotated on schedule by this process, or the Kubernetes
+Secret --ca-secret shared with the control plane: then only the --ca-lease
+holder rotates it (an empty --ca-lease never writes: a node agent with
+read-only access) and every replica serves what the Secret holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if socket == "" {
 				return usageErr("identity serve: --socket is required")
 			}
-			var table []attest.Entry
-			for _, s := range entries {
-				e, err := attest.ParseEntry(s)
-				if err != nil {
-					return usageErr("--entry: %v", err)
-				}
-				table = append(table, e)
+			td, err := spiffeid.TrustDomainFromString(f.trustDomain)
+			if err != nil {
+				return usageErr("--trust-domain %q: %v", f.trustDomain, err)
 			}
-			if tableFile != "" {
-				data, err := os.ReadFile(tableFile)
-				if err != nil {
-					return &exitError{code: 1, err: err}
-				}
-				fromFile, err := attest.ParseTableConfig(data)
-				if err != nil {
-					return &exitError{code: 1, err: fmt.Errorf("%s: %w", tableFile, err)}
-				}
-				table = append(table, fromFile...)
-			}
-			if len(table) == 0 {
-				return usageErr("identity serve: no --entry or --table: every caller would be refused")
+			att, err := af.attestor(td)
+			if err != nil {
+				return err
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := f.open(ctx, log)
+			c, run, err := shared.open(ctx, f, af.kubeconfig, log)
 			if err != nil {
-				return err
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return &exitError{code: 1, err: err}
 			}
-			return serveIdentity(ctx, log, c, table, socket, bundleAddr)
+			return serveIdentity(ctx, log, c, run, att, socket, bundleAddr)
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&socket, "socket", "", "unix socket path for the Workload API")
-	cmd.Flags().StringArrayVar(&entries, "entry", nil, "attestation entry selector=namespace/serviceAccount (repeatable)")
-	cmd.Flags().StringVar(&tableFile, "table", "", "attestation table file (YAML or JSON)")
-	cmd.Flags().StringVar(&bundleAddr, "bundle-addr", "", "if set, serve the SPIFFE bundle endpoint (https_spiffe) on this TCP address")
+	shared.register(cmd.Flags())
+	fl := cmd.Flags()
+	fl.StringVar(&socket, "socket", "", "unix socket path for the Workload API")
+	fl.StringVar(&af.mode, "attest", attestTable, "how callers are identified: table (peer credentials, --entry/--table) or tokenreview (projected ServiceAccount token)")
+	fl.StringArrayVar(&af.entries, "entry", nil, "attestation entry selector=namespace/serviceAccount (repeatable)")
+	fl.StringVar(&af.tableFile, "table", "", "attestation table file (YAML or JSON)")
+	fl.StringSliceVar(&af.audiences, "token-audience", []string{attest.DefaultAudience}, "with --attest tokenreview: audiences the token must be issued for (one of)")
+	fl.StringVar(&af.kubeconfig, "kubeconfig", "", "kubeconfig for --attest tokenreview and --ca-secret (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
+	fl.StringVar(&bundleAddr, "bundle-addr", "", "if set, serve the SPIFFE bundle endpoint (https_spiffe) on this TCP address")
 	return cmd
 }
 
-// serveIdentity runs the CA maintenance loop, the Workload API and the
-// optional bundle endpoint until ctx ends or one of them fails.
-func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, table []attest.Entry, socket, bundleAddr string) error {
-	tab, err := attest.NewTable(c.TrustDomain(), table)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	srv, err := workloadapi.New(workloadapi.Config{CA: c, Attestor: tab, Logger: log})
+// serveIdentity runs the CA's loop (run: rotation, or following a shared
+// Secret), the Workload API and the optional bundle endpoint until ctx ends
+// or one of them fails.
+func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, run func(context.Context) error, att attest.Attestor, socket, bundleAddr string) error {
+	srv, err := workloadapi.New(workloadapi.Config{CA: c, Attestor: att, Logger: log})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -210,8 +288,9 @@ func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, table []atte
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	errc := make(chan error, 3)
-	go func() { errc <- c.Run(ctx) }()
+	errc := make(chan error, 2)
+	stopCA := startCA(ctx, run, log)
+	defer stopCA()
 	go func() { errc <- srv.Serve(l) }()
 	var ep *bundle.Endpoint
 	if bundleAddr != "" {

@@ -74,6 +74,9 @@ func TestIdentityServeUsage(t *testing.T) {
 		{"no entries", []string{"identity", "serve", "--socket", filepath.Join(dir, "s")}},
 		{"bad entry", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:x=a/b"}},
 		{"bad trust domain", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:1=a/b", "--trust-domain", "Bad!"}},
+		{"unknown attestation", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--attest", "k8s_psat"}},
+		{"entries with tokenreview", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--attest", "tokenreview", "--entry", "uid:1=a/b"}},
+		{"bad CA Secret", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:1=a/b", "--ca-secret", "no-slash"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +108,11 @@ func TestIdentityServe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveIdentity(ctx, quiet, c, []attest.Entry{e}, socket, "127.0.0.1:0") }()
+	tab, err := attest.NewTable(td, []attest.Entry{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- serveIdentity(ctx, quiet, c, c.Run, tab, socket, "127.0.0.1:0") }()
 
 	// The socket appears once serveIdentity has listened; a fetch before
 	// that would fail to dial.
