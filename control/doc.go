@@ -7,7 +7,9 @@
 //     calls Server.Publish: DirSource watches a manifest directory with
 //     fsnotify, debounced, and loads it with ManifestLoader
 //     (adapters/pipeline); ServeFunc wraps adapters/kube.Watcher.Serve for a
-//     cluster, without control importing client-go.
+//     cluster, without control importing client-go. MergedSource wraps
+//     either: it adds federation's imports to each load (MergeImports) and
+//     publishes the last load again, merged anew, when the imports change.
 //  2. Publish keeps the last good snapshot: a load whose diagnostics hold an
 //     error is recorded (Status, the REST API) and never replaces it.
 //  3. Each accepted snapshot is offered to every connected stream through a
