@@ -118,6 +118,7 @@ func newMulti(t testing.TB, dests int) *multi {
 	for range dests {
 		src := source(t, m.east, "shop", "books", m.eastFed)
 		p := startProxy(t, &proxy.Bootstrap{
+			Admin:   "127.0.0.1:0",
 			Inbound: proxy.InboundConfig{Listen: "127.0.0.1:0"},
 			Config: proxytest.Compile(t, m.eastIn, spec.Node{ID: "books-" + strconv.Itoa(len(m.dests)), Identity: booksID,
 				Services: []spec.Key{booksKey, secret.Key}}),
@@ -234,4 +235,11 @@ func get(t testing.TB, c *http.Client, url string) (int, []byte) {
 		t.Fatalf("GET %s: body: %v", url, err)
 	}
 	return resp.StatusCode, b
+}
+
+// inboundFlows is a destination sidecar's count of inbound TCP flows.
+func inboundFlows(t testing.TB, admin net.Addr) float64 {
+	t.Helper()
+	return proxytest.Sum(proxytest.Scrape(t, "http://"+admin.String()+"/metrics"),
+		"causeway_tcp_connections_opened_total", map[string]string{"direction": "inbound"})
 }

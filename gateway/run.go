@@ -27,6 +27,9 @@ type Flags struct {
 	Config       string        // static NodeConfig file (YAML or JSON), applied first
 	Node         string        // node ID for the control plane; "" = <host name>-gateway
 	SVIDWait     time.Duration // how long to wait for the first SVID (default 30s)
+	// OnStart, if set, is called once the gateway serves, with it (its bound
+	// addresses, for tests and in-process launchers such as `causeway up`).
+	OnStart func(*Gateway)
 }
 
 // UsageError is a flag combination that cannot run (exit status 2).
@@ -97,6 +100,9 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 		if err := g.Apply(static); err != nil {
 			return fmt.Errorf("gateway: --config %s: %w", f.Config, err)
 		}
+	}
+	if f.OnStart != nil {
+		f.OnStart(g)
 	}
 	admin := ""
 	if a := g.AdminAddr(); a != nil {

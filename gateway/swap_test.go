@@ -1,0 +1,136 @@
+package gateway_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// TestSwapUnderLoad: while west callers send HTTP requests (pooled
+// gateway connections) and TCP echo flows (a new gateway connection each)
+// through the gateway, its config is swapped every few milliseconds between
+// endpoint sets {d0,d1}, {d0}, {d1} and with an extra exported service
+// coming and going. No request or flow fails, and both destinations served.
+func TestSwapUnderLoad(t *testing.T) {
+	m := newMulti(t, 2)
+	web := m.caller(t, m.west, m.westFed, "web")
+	httpURL := "http://" + web.FixedAddr(importK.String(), portHTTP).String() + "/books"
+	tcpAddr := web.FixedAddr(importK.String(), portTCP).String()
+
+	books := m.eastIn.Services[0]
+	var configs []*spec.NodeConfig
+	for i, eps := range [][]spec.Endpoint{books.Endpoints, books.Endpoints[:1], books.Endpoints[1:]} {
+		in := m.eastIn
+		in.Services = append([]spec.Service(nil), m.eastIn.Services...)
+		in.Services[0].Endpoints = eps
+		if i%2 == 1 {
+			extra := books
+			extra.Key = spec.Key{Namespace: "shop", Name: fmt.Sprintf("extra-%d", i)}
+			in.Services = append(in.Services, extra)
+		}
+		configs = append(configs, m.gatewayConfig(t, in))
+	}
+
+	stop := make(chan struct{})
+	var failures atomic.Int64
+	var httpOK, tcpOK atomic.Int64
+	var firstErr atomic.Value
+	fail := func(err error) {
+		failures.Add(1)
+		firstErr.CompareAndSwap(nil, err)
+	}
+	var wg sync.WaitGroup
+	c := httpClient(t)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(httpURL)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					fail(fmt.Errorf("status %d", resp.StatusCode))
+					continue
+				}
+				httpOK.Add(1)
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			msg := []byte("swap me")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := echoOnce(tcpAddr, msg); err != nil {
+					fail(err)
+					continue
+				}
+				tcpOK.Add(1)
+			}
+		})
+	}
+	swaps := 0
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if err := m.gw.Apply(configs[swaps%len(configs)]); err != nil {
+			t.Fatalf("swap %d: %v", swaps, err)
+		}
+		swaps++
+	}
+	close(stop)
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d failures during %d swaps (first: %v)", n, swaps, firstErr.Load())
+	}
+	if httpOK.Load() < 100 || tcpOK.Load() < 20 {
+		t.Fatalf("only %d HTTP requests and %d TCP flows in 1.5 s: the load did not run", httpOK.Load(), tcpOK.Load())
+	}
+	for i, d := range m.dests {
+		if n := inboundFlows(t, d.AdminAddr()); n == 0 {
+			t.Errorf("destination %d served no TCP flow: the balancer never used it", i)
+		}
+	}
+	t.Logf("%d swaps, %d HTTP requests, %d TCP flows, 0 failures", swaps, httpOK.Load(), tcpOK.Load())
+}
+
+func echoOnce(addr string, msg []byte) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(msg); err != nil {
+		return err
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		return err
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
+}
