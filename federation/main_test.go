@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.uber.org/goleak"
 
 	"github.com/causeway-mesh/causeway/identity/bundle"
 	"github.com/causeway-mesh/causeway/identity/ca"
@@ -299,3 +300,7 @@ func mustTrust(t *testing.T, tok Token) *x509bundle.Bundle {
 	}
 	return x509bundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString(tok.TrustDomain), roots)
 }
+
+// TestMain fails the package if a test leaves goroutines behind: diallers,
+// sessions, readers and probes must all end with Close.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -19,7 +19,9 @@ type API struct {
 	Control *control.Server
 	// Metrics backs the SMI metrics API; nil answers those paths with 503.
 	Metrics *metrics.Aggregator
-	Logger  *slog.Logger
+	// Links backs /api/v1/links (links.go); nil answers those paths with 503.
+	Links  Links
+	Logger *slog.Logger
 }
 
 // Handler returns the router: /api/v1/... for the mesh and its proxies,
@@ -29,6 +31,7 @@ func (a *API) Handler() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.error(w, http.StatusNotFound, "no such path: "+req.URL.Path)
 	})
+	a.linkRoutes(r) // before the GET-only /api/v1 prefix, which would shadow POST and DELETE
 	v1 := r.PathPrefix("/api/v1").Methods(http.MethodGet).Subrouter()
 	v1.HandleFunc("/services", a.items(func(s *spec.Snapshot) any { return orEmpty(s.Services) }))
 	v1.HandleFunc("/routes", a.items(func(s *spec.Snapshot) any { return orEmpty(s.Routes) }))
