@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newDemoAppCmd(),
 		newProxyCmd(),
+		newGatewayCmd(),
 		newValidateCmd(),
 		newTranslateCmd(),
 		newCheckCmd(),
