@@ -26,6 +26,7 @@ import (
 	"github.com/causeway-mesh/causeway/control"
 	"github.com/causeway-mesh/causeway/control/metrics"
 	controlrest "github.com/causeway-mesh/causeway/control/rest"
+	"github.com/causeway-mesh/causeway/identity/ca"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -43,6 +44,7 @@ type controlFlags struct {
 	ca          caFlags
 	webhook     webhookFlags
 	caShared    sharedCAFlags // --ca-secret, --ca-lease, --ca-follow-interval
+	fed         fedFlags      // --cluster, --federation-listen, --gateway-addr... (control_federation.go)
 }
 
 func newControlCmd() *cobra.Command {
@@ -91,6 +93,7 @@ identity a proxy claims: for loopback experiments only.`,
 	f.ca.register(cmd)
 	f.webhook.register(fl)
 	f.caShared.register(fl)
+	f.fed.register(fl)
 	return cmd
 }
 
@@ -114,7 +117,7 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	creds, closeCreds, err := controlCreds(ctx, f, td, log)
+	creds, localCA, closeCreds, err := controlCreds(ctx, f, td, log)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -130,7 +133,15 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 		return &exitError{code: 1, err: err}
 	}
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 6)
+	fed, err := startFederation(ctx, f, td, localCA, log, errc)
+	if err != nil {
+		return err
+	}
+	if fed.stop != nil {
+		defer fed.stop()
+	}
+	src = fed.source(src, log) // imports from linked clusters join every load
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- src.Run(ctx, srv.Publish) }()
 	log.Info("control plane started", "manifests", f.manifests, "kube", f.kube, "grpc", lis.Addr().String(), "insecure", f.insecure)
@@ -139,7 +150,7 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	if f.rest != "" {
 		agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: controlrest.ProxyTargets(srv)}}
 		go agg.Run(ctx, f.scrapeEvery, func(err error) { log.Debug("control: metrics scrape", "err", err) })
-		httpSrv = &http.Server{Addr: f.rest, Handler: (&controlrest.API{Control: srv, Metrics: agg, Logger: log}).Handler(),
+		httpSrv = &http.Server{Addr: f.rest, Handler: (&controlrest.API{Control: srv, Metrics: agg, Links: fed.rest(), Logger: log}).Handler(),
 			ReadHeaderTimeout: 5 * time.Second}
 		restLis, err := net.Listen("tcp", f.rest)
 		if err != nil {
@@ -182,22 +193,23 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 }
 
 // controlCreds picks the gRPC transport: plaintext with --insecure, else
-// mTLS with an SVID from the Workload API or from the local CA.
-func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (credentials.TransportCredentials, func(), error) {
+// mTLS with an SVID from the Workload API or from the local CA, which it
+// returns for federation (nil when not opened).
+func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (credentials.TransportCredentials, *ca.CA, func(), error) {
 	if f.insecure {
 		log.Warn("control: --insecure: plaintext config stream, proxies' identities are not verified")
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	if f.spiffeSock != "" {
 		src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(f.spiffeSock)))
 		if err != nil {
-			return nil, nil, fmt.Errorf("control: --spiffe-socket %s: %w", f.spiffeSock, err)
+			return nil, nil, nil, fmt.Errorf("control: --spiffe-socket %s: %w", f.spiffeSock, err)
 		}
-		return control.MTLS(src, src, td), func() { _ = src.Close() }, nil
+		return control.MTLS(src, src, td), nil, func() { _ = src.Close() }, nil
 	}
 	ca, runCA, err := f.openCA(ctx, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Rotation (or, off the Lease, following the replica that rotates)
 	// runs for as long as the config stream does.
@@ -205,14 +217,14 @@ func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, 
 	id, err := spiffeid.FromSegments(td, "ns", "causeway", "sa", "control")
 	if err != nil {
 		stopCA()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	svid, err := ca.NewSVIDSource(id, 0)
 	if err != nil {
 		stopCA()
-		return nil, nil, fmt.Errorf("control: SVID for %s: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("control: SVID for %s: %w", id, err)
 	}
-	return control.MTLS(svid, ca, td), stopCA, nil
+	return control.MTLS(svid, ca, td), ca, stopCA, nil
 }
 
 // controlSource is the one input of this control plane: the manifest
