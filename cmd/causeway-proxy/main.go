@@ -41,6 +41,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("causeway-proxy", flag.ContinueOnError)
 	fs.StringVar(&f.Bootstrap, "config", "", "bootstrap file (YAML or JSON)")
 	fs.StringVar(&f.SpiffeSocket, "spiffe-socket", "", "SPIFFE Workload API address (unix:///path); overrides the bootstrap's workloadAPI")
+	fs.StringVar(&f.SpiffeTokenFile, "spiffe-token-file", "", "projected ServiceAccount token file sent with every Workload API call (Causeway's node agent with --attest tokenreview); unix sockets only")
 	fs.StringVar(&f.Control, "control", "", "control plane gRPC address; the config then comes from its stream")
 	fs.StringVar(&f.ControlID, "control-id", "", "the control plane's SPIFFE ID (required with --control)")
 	fs.StringVar(&f.Node, "node", "", "node ID reported to the control plane (default: the host name)")

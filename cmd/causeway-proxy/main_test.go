@@ -15,6 +15,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"no --config", nil, 2},
 		{"no --config after proxy", []string{"proxy"}, 2},
 		{"unreadable bootstrap", []string{"proxy", "--config", "/nonexistent/bootstrap.yaml"}, 1},
+		{"token file without a socket", []string{"--config", "testdata/bootstrap.json", "--spiffe-token-file", "testdata/bootstrap.json"}, 2},
+		{"missing token file", []string{"--config", "testdata/bootstrap.json", "--spiffe-socket", "unix:///nonexistent.sock", "--spiffe-token-file", "/nonexistent/token"}, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 func newProxyCmd() *cobra.Command {
 	var f sidecar.Flags
 	cmd := &cobra.Command{
-		Use:   "proxy --config FILE [--control ADDR --control-id ID] [--spiffe-socket ADDR]",
+		Use:   "proxy --config FILE [--control ADDR --control-id ID] [--spiffe-socket ADDR [--spiffe-token-file FILE]]",
 		Short: "Run the Causeway sidecar proxy",
 		Long: `Run the Causeway data plane: inbound mesh listener, outbound HTTP forward
 proxy and fixed upstream ports, admin server (/ready /live /metrics /config /tap).
@@ -31,7 +31,9 @@ config stream over mTLS: the proxy ACKs what it applies, NACKs what it refuses,
 keeps serving its last good config while the control plane is away and
 reconnects with backoff. The SVID and trust bundles come only from a SPIFFE
 Workload API (--spiffe-socket, or the bootstrap's workloadAPI), so the same
-proxy runs against Causeway's or a SPIRE agent's.`,
+proxy runs against Causeway's or a SPIRE agent's. With --spiffe-token-file the
+proxy proves who it is to Causeway's node agent with its pod's projected
+ServiceAccount token (identity serve --attest tokenreview).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -51,6 +53,7 @@ proxy runs against Causeway's or a SPIRE agent's.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.Bootstrap, "config", "", "bootstrap file (YAML or JSON)")
 	fl.StringVar(&f.SpiffeSocket, "spiffe-socket", "", "SPIFFE Workload API address (unix:///path); overrides the bootstrap's workloadAPI")
+	fl.StringVar(&f.SpiffeTokenFile, "spiffe-token-file", "", "projected ServiceAccount token file sent with every Workload API call (Causeway's node agent with --attest tokenreview); unix sockets only")
 	fl.StringVar(&f.Control, "control", "", "control plane gRPC address; the config then comes from its stream")
 	fl.StringVar(&f.ControlID, "control-id", "", "the control plane's SPIFFE ID (required with --control)")
 	fl.StringVar(&f.Node, "node", "", "node ID reported to the control plane (default: the host name)")

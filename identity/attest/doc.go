@@ -12,8 +12,10 @@
 // TokenReview is the cluster-mode Attestor. The workload sends its projected
 // ServiceAccount token (a serviceAccountToken volume with audience
 // "causeway", so bound to its Pod) in the gRPC metadata key
-// "causeway-sa-token" of every Workload API call; TokenFile is the client half
-// (grpc.WithPerRPCCredentials, re-reading the file the kubelet rotates). The
+// "causeway-sa-token" of every Workload API call; TokenFile (satoken.File, in
+// a subpackage free of Kubernetes code so the sidecar can link it) is the
+// client half (grpc.WithPerRPCCredentials, re-reading the file the kubelet
+// rotates). The
 // attestor asks the apiserver (TokenReview with the audience), and maps
 // system:serviceaccount:<ns>:<sa> to spiffe://<td>/ns/<ns>/sa/<sa>. Accepted
 // tokens are cached by SHA-256 for a few seconds, never past their exp.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,12 +18,13 @@ import (
 	typedauthenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
 
 	"github.com/causeway-mesh/causeway/identity"
+	"github.com/causeway-mesh/causeway/identity/attest/satoken"
 )
 
 // TokenMetadataKey is the gRPC metadata key in which a cluster-mode workload
 // sends its projected ServiceAccount token with every Workload API call.
 // TokenFile sends it; TokenReview reads it.
-const TokenMetadataKey = "causeway-sa-token"
+const TokenMetadataKey = satoken.MetadataKey
 
 // DefaultAudience is the audience the projected token must be issued for
 // (serviceAccountToken.audience in the pod's projected volume). A token for
@@ -327,32 +327,7 @@ func tokenExpiry(token string) time.Time {
 }
 
 // TokenFile is the client half: gRPC per-RPC credentials that send the
-// projected ServiceAccount token at Path in TokenMetadataKey. The file is
-// read on every call, because the kubelet rewrites it well before expiry.
-// Give it to go-spiffe's client with
-//
-//	workloadapi.WithClientOptions(workloadapi.WithAddr("unix:///run/causeway/api.sock"),
-//		workloadapi.WithDialOptions(grpc.WithPerRPCCredentials(attest.TokenFile{Path: p})))
-//
-// Only for a unix-socket address: it allows plaintext (the Workload API has
-// no TLS), and over TCP that would show the token to the network.
-type TokenFile struct {
-	Path string
-}
-
-// GetRequestMetadata implements credentials.PerRPCCredentials.
-func (f TokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	b, err := os.ReadFile(f.Path)
-	if err != nil {
-		return nil, fmt.Errorf("ServiceAccount token: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return nil, fmt.Errorf("ServiceAccount token %s: empty", f.Path)
-	}
-	return map[string]string{TokenMetadataKey: tok}, nil
-}
-
-// RequireTransportSecurity implements credentials.PerRPCCredentials: false,
-// since the Workload API socket is plaintext by design (SPIFFE Workload API).
-func (TokenFile) RequireTransportSecurity() bool { return false }
+// projected ServiceAccount token at Path in TokenMetadataKey, re-reading the
+// file on every call. It is satoken.File, which a binary that must not link
+// Kubernetes code (the sidecar) imports directly.
+type TokenFile = satoken.File

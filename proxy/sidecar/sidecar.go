@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
 
+	"github.com/causeway-mesh/causeway/identity/attest/satoken"
 	"github.com/causeway-mesh/causeway/proxy"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
@@ -19,13 +22,17 @@ import (
 
 // Flags say where the sidecar's bootstrap, identity and config come from.
 type Flags struct {
-	Bootstrap    string        // bootstrap file (YAML or JSON); required
-	SpiffeSocket string        // Workload API address; overrides the bootstrap's workloadAPI
-	Control      string        // control plane gRPC address; empty: the bootstrap's static config
-	ControlID    string        // the control plane's SPIFFE ID (required with Control)
-	Node         string        // node ID reported to the control plane (default: the host name)
-	Services     []string      // services this node's workload backs, ns/name
-	SVIDWait     time.Duration // how long to wait for the first SVID
+	Bootstrap    string // bootstrap file (YAML or JSON); required
+	SpiffeSocket string // Workload API address; overrides the bootstrap's workloadAPI
+	// SpiffeTokenFile is a projected ServiceAccount token sent with every
+	// Workload API call (cluster mode: Causeway's node agent attests the
+	// caller with TokenReview); empty sends none, as a SPIRE agent wants.
+	SpiffeTokenFile string
+	Control         string        // control plane gRPC address; empty: the bootstrap's static config
+	ControlID       string        // the control plane's SPIFFE ID (required with Control)
+	Node            string        // node ID reported to the control plane (default: the host name)
+	Services        []string      // services this node's workload backs, ns/name
+	SVIDWait        time.Duration // how long to wait for the first SVID
 }
 
 // UsageError is a flag combination that cannot run (exit status 2).
@@ -72,6 +79,20 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 	if f.Control != "" && socket == "" {
 		return usage("proxy: --control needs an SVID: give --spiffe-socket or workloadAPI in the bootstrap")
 	}
+	clientOpts := []workloadapi.ClientOption{workloadapi.WithAddr(socket), workloadapi.WithLogger(spiffeLog{lg})}
+	if f.SpiffeTokenFile != "" {
+		switch {
+		case socket == "":
+			return usage("proxy: --spiffe-token-file needs a Workload API: give --spiffe-socket or workloadAPI in the bootstrap")
+		case !strings.HasPrefix(socket, "unix:"):
+			// The token would cross the network in plaintext.
+			return usage("proxy: --spiffe-token-file: Workload API %q is not a unix socket; the token is only sent over one", socket)
+		}
+		if _, err := os.Stat(f.SpiffeTokenFile); err != nil {
+			return fmt.Errorf("proxy: --spiffe-token-file: %w", err)
+		}
+		clientOpts = append(clientOpts, workloadapi.WithDialOptions(grpc.WithPerRPCCredentials(satoken.File{Path: f.SpiffeTokenFile})))
+	}
 	wait := f.SVIDWait
 	if wait <= 0 {
 		wait = 30 * time.Second
@@ -83,7 +104,7 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 		// The first SVID may take a moment (a SPIRE agent syncs its entries
 		// first): go-spiffe retries until the deadline.
 		sctx, cancel := context.WithTimeout(ctx, wait)
-		src, err = workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(workloadapi.WithAddr(socket)))
+		src, err = workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(clientOpts...))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("proxy: SVID from %s: %w", socket, err)
@@ -98,7 +119,13 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 	defer p.Close()
 
 	if f.Control == "" {
-		lg.Info("proxy started", "admin", b.Admin, "inbound", b.Inbound.Listen, "httpProxy", b.Outbound.HTTPProxy, "config", "static")
+		args := []any{"admin", b.Admin, "inbound", b.Inbound.Listen, "httpProxy", b.Outbound.HTTPProxy, "config", "static"}
+		if src != nil {
+			if svid, err := src.GetX509SVID(); err == nil {
+				args = append(args, "identity", svid.ID.String())
+			}
+		}
+		lg.Info("proxy started", args...)
 		<-ctx.Done()
 		lg.Info("proxy stopping")
 		return nil

@@ -62,6 +62,10 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"bad service", sidecar.Flags{Bootstrap: path, Services: []string{"noslash"}}, `proxy: --service "noslash"`},
 		{"control without SVID", sidecar.Flags{Bootstrap: path, Control: "127.0.0.1:1", ControlID: "spiffe://cluster.local/causeway/control"},
 			"proxy: --control needs an SVID"},
+		{"token file without a Workload API", sidecar.Flags{Bootstrap: path, SpiffeTokenFile: path},
+			"proxy: --spiffe-token-file needs a Workload API"},
+		{"token file over TCP", sidecar.Flags{Bootstrap: path, SpiffeSocket: "tcp://127.0.0.1:1", SpiffeTokenFile: path},
+			`proxy: --spiffe-token-file: Workload API "tcp://127.0.0.1:1" is not a unix socket`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
