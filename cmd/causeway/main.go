@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 		newCheckCmd(),
 		newIdentityCmd(),
 		newControlCmd(),
+		newLinkCmd(),
 		newUpCmd(),
 		newStatCmd(),
 		newTapCmd(),
