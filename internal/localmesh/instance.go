@@ -62,43 +62,43 @@ func sameWorkload(a, b local.Workload) bool {
 // changed ones are stopped, new (or changed) ones started — every new
 // sidecar first, and each command only once its sidecar has a config, so a
 // client's first call already goes through the mesh.
-func (m *Mesh) reconcile(res local.Result) {
+func (c *cluster) reconcile(res local.Result) {
 	want := map[spec.Key]local.Workload{}
 	for _, w := range res.Workloads {
 		want[w.Key] = w
 	}
 	var stop []*instance
-	for k, inst := range m.instances {
+	for k, inst := range c.instances {
 		if w, ok := want[k]; !ok || !sameWorkload(inst.w, w) {
 			stop = append(stop, inst)
-			delete(m.instances, k)
+			delete(c.instances, k)
 			what := "removed"
 			if ok {
 				what = "changed"
 			}
-			m.printf("%s workload %s %s: stopping it", time.Now().Format("15:04:05"), k, what)
+			c.printf("%s workload %s %s: stopping it", time.Now().Format("15:04:05"), k, what)
 		}
 	}
-	m.stopInstances(stop)
+	c.stopInstances(stop)
 
 	var started []*instance
 	for _, w := range res.Workloads {
-		if _, ok := m.instances[w.Key]; ok {
+		if _, ok := c.instances[w.Key]; ok {
 			continue
 		}
-		inst, err := m.startSidecar(w)
+		inst, err := c.startSidecar(w)
 		if err != nil {
-			m.printf("workload %s: %v", w.Key, err)
+			c.printf("workload %s: %v", w.Key, err)
 			continue
 		}
-		m.instances[w.Key] = inst
+		c.instances[w.Key] = inst
 		started = append(started, inst)
 	}
 	var wg sync.WaitGroup
 	for _, inst := range started {
 		wg.Go(func() {
-			if err := waitReady(m.ctx, inst, 15*time.Second); err != nil {
-				m.printf("workload %s: sidecar not ready: %v; not started (tried again on the next change of the folder)", inst.w.Key, err)
+			if err := waitReady(c.m.ctx, inst.adminAddr(), inst.sidecar, 15*time.Second); err != nil {
+				c.printf("workload %s: sidecar not ready: %v; not started (tried again on the next change of the folder)", inst.w.Key, err)
 				inst.mu.Lock()
 				inst.broken = true
 				inst.mu.Unlock()
@@ -112,27 +112,27 @@ func (m *Mesh) reconcile(res local.Result) {
 	started = slices.DeleteFunc(started, func(inst *instance) bool {
 		if inst.isBroken() {
 			broken = append(broken, inst)
-			delete(m.instances, inst.w.Key)
+			delete(c.instances, inst.w.Key)
 			return true
 		}
 		return false
 	})
-	m.stopInstances(broken)
+	c.stopInstances(broken)
 	// Servers first, and callers only once the servers listen, so the
 	// callers' first requests already find someone to answer.
 	slices.SortStableFunc(started, func(a, b *instance) int { return cmp.Compare(serverRank(a), serverRank(b)) })
 	for i, inst := range started {
 		if i > 0 && serverRank(inst) != serverRank(started[i-1]) {
-			m.waitListening(started[:i])
+			c.waitListening(started[:i])
 		}
-		if err := m.startApp(inst); err != nil {
-			m.printf("workload %s: %v", inst.w.Key, err)
+		if err := c.startApp(inst); err != nil {
+			c.printf("workload %s: %v", inst.w.Key, err)
 		}
 	}
-	m.waitListening(started)
+	c.waitListening(started)
 	for _, inst := range started {
-		if m.started {
-			m.printf("%s workload %s started: sidecar pid %d inbound %s admin %s%s", time.Now().Format("15:04:05"),
+		if c.started {
+			c.printf("%s workload %s started: sidecar pid %d inbound %s admin %s%s", time.Now().Format("15:04:05"),
 				inst.w.Key, inst.sidecar.pid(), inst.inboundAddr(), inst.adminAddr(), appPID(inst))
 		}
 	}
@@ -148,7 +148,7 @@ func serverRank(inst *instance) int {
 
 // waitListening waits (up to 10s each, in parallel) until the commands of
 // insts that serve a port accept connections on it.
-func (m *Mesh) waitListening(insts []*instance) {
+func (c *cluster) waitListening(insts []*instance) {
 	var wg sync.WaitGroup
 	for _, inst := range insts {
 		if inst.app == nil || inst.w.Port == 0 {
@@ -157,14 +157,14 @@ func (m *Mesh) waitListening(insts []*instance) {
 		wg.Go(func() {
 			addr := "127.0.0.1:" + strconv.Itoa(int(inst.w.Port))
 			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) && !inst.app.exited() && m.ctx.Err() == nil {
+			for time.Now().Before(deadline) && !inst.app.exited() && c.m.ctx.Err() == nil {
 				if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 					c.Close()
 					return
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			m.printf("workload %s: nothing listens on %s yet", inst.w.Key, addr)
+			c.printf("workload %s: nothing listens on %s yet", inst.w.Key, addr)
 		})
 	}
 	wg.Wait()
@@ -179,7 +179,7 @@ func appPID(inst *instance) string {
 
 // stopInstances stops every command first, then every sidecar, each group
 // in parallel: a command never loses its sidecar while it still runs.
-func (m *Mesh) stopInstances(insts []*instance) {
+func (c *cluster) stopInstances(insts []*instance) {
 	for _, inst := range insts {
 		inst.mu.Lock()
 		inst.stopping = true
@@ -191,36 +191,27 @@ func (m *Mesh) stopInstances(insts []*instance) {
 	} {
 		var wg sync.WaitGroup
 		for _, inst := range insts {
-			if c := pick(inst); c != nil {
-				wg.Go(func() { c.stop(m.opts.Grace) })
+			if ch := pick(inst); ch != nil {
+				wg.Go(func() { ch.stop(c.m.opts.Grace) })
 			}
 		}
 		wg.Wait()
 	}
 }
 
-func (m *Mesh) stopAll() {
-	all := make([]*instance, 0, len(m.instances))
-	for _, inst := range m.instances {
-		all = append(all, inst)
-	}
-	m.stopInstances(all)
-	m.instances = map[spec.Key]*instance{}
-}
-
 // startSidecar writes the workload's bootstrap and starts `causeway up
 // sidecar` with it, registering the child's PID with the attestor before
 // the child can ask the Workload API for its SVID.
-func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
+func (c *cluster) startSidecar(w local.Workload) (*instance, error) {
 	inst := &instance{w: w, node: w.Key.Name + "." + w.Key.Namespace}
 	var err error
-	if inst.inbound, err = m.ports.inboundPort(w.Key); err != nil {
+	if inst.inbound, err = c.m.ports.inboundPort(spec.Key{Cluster: c.name, Namespace: w.Key.Namespace, Name: w.Key.Name}); err != nil {
 		return nil, err
 	}
-	if inst.admin, err = m.ports.free(); err != nil {
+	if inst.admin, err = c.m.ports.free(); err != nil {
 		return nil, err
 	}
-	inst.dir = filepath.Join(m.runDir, w.Key.Namespace+"."+w.Key.Name)
+	inst.dir = filepath.Join(c.runDir, w.Key.Namespace+"."+w.Key.Name)
 	if err := os.MkdirAll(inst.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -247,32 +238,33 @@ func (m *Mesh) startSidecar(w local.Workload) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{m.opts.Binary, "proxy", "--config", bootFile, "--control", m.grpcAddr,
-		"--control-id", m.ctlID.String(), "--spiffe-socket", "unix://" + m.sock, "--node", inst.node}
+	argv := []string{c.m.opts.Binary, "proxy", "--config", bootFile, "--control", c.grpcAddr,
+		"--control-id", c.ctlID.String(), "--spiffe-socket", "unix://" + c.sock, "--node", inst.node}
 	if k := w.ServiceKey(); k != (spec.Key{}) {
 		argv = append(argv, "--service", k.String())
 	}
-	inst.sidecar, err = startChild(inst.node+" sidecar", argv, os.Environ(), m.absDir, logFile, func(c *child) {
+	inst.sidecar, err = startChild(inst.node+" sidecar", argv, os.Environ(), c.absDir, logFile, func(ch *child) {
 		logFile.Close()
-		m.attestor.remove(c.pid())
+		c.attestor.remove(ch.pid())
 		if !inst.isStopping() {
-			m.printf("%s sidecar of %s exited: %v; its last words:\n%s", time.Now().Format("15:04:05"), w.Key, c.err, tail(logFile.Name(), 3))
+			c.printf("%s sidecar of %s exited: %v; its last words:\n%s", time.Now().Format("15:04:05"), w.Key, ch.err, tail(logFile.Name(), 3))
 		}
 	})
 	if err != nil {
 		logFile.Close()
 		return nil, err
 	}
-	m.attestor.add(inst.sidecar.pid(), w.Identity)
+	c.attestor.add(inst.sidecar.pid(), w.Identity)
 	return inst, nil
 }
 
-// waitReady polls the sidecar's /ready until it has a config in force.
-func waitReady(ctx context.Context, inst *instance, timeout time.Duration) error {
+// waitReady polls a child's admin /ready (a sidecar's or a gateway's)
+// until it has a config in force.
+func waitReady(ctx context.Context, admin string, ch *child, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	url := "http://" + inst.adminAddr() + "/ready"
+	url := "http://" + admin + "/ready"
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
@@ -281,8 +273,8 @@ func waitReady(ctx context.Context, inst *instance, timeout time.Duration) error
 				return nil
 			}
 		}
-		if inst.sidecar.exited() {
-			return fmt.Errorf("sidecar exited: %v", inst.sidecar.err)
+		if ch.exited() {
+			return fmt.Errorf("exited: %v", ch.err)
 		}
 		select {
 		case <-ctx.Done():
@@ -355,7 +347,7 @@ func expand(s string, env map[string]string) string {
 
 // startApp runs the workload's command with HTTP_PROXY pointing at its
 // sidecar; a program named "causeway" is this binary.
-func (m *Mesh) startApp(inst *instance) error {
+func (c *cluster) startApp(inst *instance) error {
 	if len(inst.w.Command) == 0 {
 		return nil
 	}
@@ -365,7 +357,7 @@ func (m *Mesh) startApp(inst *instance) error {
 		argv[i] = expand(a, env)
 	}
 	if argv[0] == "causeway" {
-		argv[0] = m.opts.Binary
+		argv[0] = c.m.opts.Binary
 	}
 	environ := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
@@ -376,11 +368,11 @@ func (m *Mesh) startApp(inst *instance) error {
 		environ = append(environ, k+"="+v)
 	}
 	slices.Sort(environ)
-	out := &prefixWriter{mu: &m.outMu, out: m.opts.Out, prefix: "[" + inst.w.Key.Name + "] "}
+	out := &prefixWriter{mu: &c.m.outMu, out: c.m.opts.Out, prefix: "[" + c.appLabel(inst.w.Key.Name) + "] "}
 	var err error
-	inst.app, err = startChild(inst.w.Key.String(), argv, environ, m.absDir, out, func(c *child) {
+	inst.app, err = startChild(inst.w.Key.String(), argv, environ, c.absDir, out, func(ch *child) {
 		if !inst.isStopping() {
-			m.printf("%s workload %s exited: %v", time.Now().Format("15:04:05"), inst.w.Key, c.err)
+			c.printf("%s workload %s exited: %v", time.Now().Format("15:04:05"), inst.w.Key, ch.err)
 		}
 	})
 	return err

@@ -69,15 +69,16 @@ func (b *portBook) inboundPort(k spec.Key) (int32, error) {
 	return p, nil
 }
 
-// load is the control.Loader of the folder: the pipeline's translation plus
-// what the Workloads mean (local.Attach), then spec.Build. The local-mode
-// result is kept for publish, which runs next on the same goroutine.
-func (m *Mesh) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
+// load is the folder's loader: the pipeline's translation plus what the
+// Workloads mean (local.Attach) plus the services imported from linked
+// clusters, then spec.Build. The local-mode result is kept for publish,
+// which runs next on the same goroutine.
+func (c *cluster) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 	objs, diags, err := manifest.Read([]string{dir}, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	td := m.td.Name()
+	td := c.td.Name()
 	// Diagnostics of the local kinds come from the pipeline's registry
 	// entry; Decode is asked again only for the typed result.
 	res, _ := local.Decode(objs, local.Options{TrustDomain: td})
@@ -87,9 +88,12 @@ func (m *Mesh) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 		o := res.Mesh.Origin
 		diags.Errorf(o.Source, o.Object, "spec.trustDomain", "the running mesh's trust domain is %s; changing it needs a restart of causeway up", td)
 	}
+	if c.def != nil {
+		diags = append(diags, c.checkCluster(res.Clusters)...)
+	}
 	var portErr error
 	diags = append(diags, local.Attach(&in, res.Workloads, func(w *local.Workload) (string, int32) {
-		p, err := m.ports.inboundPort(w.Key)
+		p, err := c.m.ports.inboundPort(spec.Key{Cluster: c.name, Namespace: w.Key.Namespace, Name: w.Key.Name})
 		if err != nil {
 			portErr = err
 		}
@@ -98,46 +102,96 @@ func (m *Mesh) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 	if portErr != nil {
 		return nil, nil, portErr
 	}
+	c.imports = spec.Input{}
+	if c.fed != nil {
+		// Imports are Services like any other (named <name>-<cluster>, DESIGN.md
+		// §7) and the peers' Links: a TrafficSplit here may name one as a
+		// backend. Only objects are taken: the trust domain and mode are this
+		// cluster's.
+		imp := c.fed.Imports()
+		c.imports = spec.Input{Links: imp.Links}
+		for _, s := range imp.Services {
+			if slices.ContainsFunc(in.Services, func(l spec.Service) bool { return l.Key == s.Key }) {
+				// A peer must not be able to take over a local name.
+				o := s.Origin
+				diags.Warnf(o.Source, o.Object, "", "import %s left out: a local Service has that name", s.Key)
+				continue
+			}
+			c.imports.Services = append(c.imports.Services, s)
+		}
+		in.Add(c.imports)
+	}
 	snap, d := spec.Build(in, spec.BuildOptions{})
 	diags = append(diags, d...)
 	diags.Sort()
-	m.pending = &res
+	c.pending = &res
 	return snap, diags, nil
 }
 
+// checkCluster reports an edit of the running cluster's Cluster object that
+// only a restart could apply: its CA, ports and links were made from it.
+func (c *cluster) checkCluster(cs []local.Cluster) spec.Diagnostics {
+	var diags spec.Diagnostics
+	if len(cs) != 1 {
+		diags.Errorf(spec.Source{File: c.dir}, spec.Object{Kind: "Cluster", Name: c.name}, "", "a cluster folder holds exactly one Cluster, found %d", len(cs))
+		return diags
+	}
+	got, run := cs[0], *c.def
+	o := got.Origin
+	for _, f := range []struct {
+		field      string
+		have, want any
+	}{
+		{"spec.name", got.Name, run.Name},
+		{"spec.trustDomain", got.TrustDomain, run.TrustDomain},
+		{"spec.gatewayPort", got.GatewayPort, run.GatewayPort},
+		{"spec.adminPort", got.AdminPort, run.AdminPort},
+	} {
+		if f.have != f.want {
+			diags.Errorf(o.Source, o.Object, f.field, "the running cluster has %v; changing it needs a restart of causeway up", f.want)
+		}
+	}
+	return diags
+}
+
 // publish hands the load to the control plane and, when it was accepted,
-// makes the running processes match the Workloads and says what changed.
-func (m *Mesh) publish(snap *spec.Snapshot, diags spec.Diagnostics) bool {
-	res := m.pending
-	m.pending = nil
+// tells federation what this cluster exports, makes the running processes
+// match the Workloads and says what changed.
+func (c *cluster) publish(snap *spec.Snapshot, diags spec.Diagnostics) bool {
+	res := c.pending
+	c.pending = nil
 	now := time.Now().Format("15:04:05")
-	if !m.srv.Publish(snap, diags) {
+	if !c.srv.Publish(snap, diags) {
 		serving := "nothing is served yet"
-		if m.lastSnap != nil {
-			serving = "still serving " + short(m.lastSnap.Version)
+		if c.lastSnap != nil {
+			serving = "still serving " + short(c.lastSnap.Version)
 		}
 		errs := diags.Errors()
-		m.printf("%s rejected: %d error(s); nothing changed, %s", now, len(errs), serving)
+		c.printf("%s rejected: %d error(s); nothing changed, %s", now, len(errs), serving)
 		for _, d := range errs {
-			m.printf("  %s", d)
+			c.printf("  %s", d)
 		}
 		return false
 	}
-	changes := describeChanges(m.lastSnap, snap)
-	first := m.lastSnap == nil
-	m.lastSnap = snap
+	if c.fed != nil {
+		c.fed.SetLocal(snap)
+	}
+	changes := describeChanges(c.lastSnap, snap)
+	first := c.lastSnap == nil
+	c.lastSnap = snap
 	if !first && len(changes) > 0 {
-		m.printf("%s applied %s: %s", now, short(snap.Version), strings.Join(changes, "; "))
+		c.printf("%s applied %s: %s", now, short(snap.Version), strings.Join(changes, "; "))
 	}
 	if res != nil {
-		m.reconcile(*res)
+		c.reconcile(*res)
 	}
-	if !m.started {
-		m.started = true
+	if !c.started {
+		c.started = true
 		for _, d := range diags {
-			m.printf("  %s", d)
+			c.printf("  %s", d)
 		}
-		m.summary(snap)
+		c.summary(snap)
+		c.markReady()
 	}
 	return true
 }

@@ -208,7 +208,7 @@ func copyExample(t *testing.T) string {
 func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := copyExample(t)
-	m := &Mesh{td: spiffeid.RequireTrustDomainFromString("cluster.local"), ports: newPortBook()}
+	m := &cluster{m: &Mesh{ports: newPortBook()}, td: spiffeid.RequireTrustDomainFromString("cluster.local"), dir: dir}
 	snap, diags, err := m.load(dir)
 	if err != nil || diags.HasErrors() {
 		t.Fatalf("load: %v %v", err, diags)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,30 +14,23 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/causeway-mesh/causeway/adapters/local"
-	"github.com/causeway-mesh/causeway/adapters/manifest"
-	"github.com/causeway-mesh/causeway/control"
-	"github.com/causeway-mesh/causeway/control/metrics"
-	"github.com/causeway-mesh/causeway/control/rest"
-	"github.com/causeway-mesh/causeway/identity/ca"
-	"github.com/causeway-mesh/causeway/identity/workloadapi"
-	"github.com/causeway-mesh/causeway/spec"
 )
 
 // Options configure Run.
 type Options struct {
-	// Dir is the folder of manifests; it is watched.
+	// Dir is the folder of manifests; it is watched. A folder whose
+	// subfolders each hold a Cluster runs one cluster per subfolder.
 	Dir string
-	// Binary is the causeway executable that runs sidecars and the
-	// commands whose program is "causeway".
+	// Binary is the causeway executable that runs sidecars, gateways and
+	// the commands whose program is "causeway".
 	Binary string
-	// REST is the REST and SMI metrics API address; "" means
-	// 127.0.0.1:15000, where `causeway stat` looks by default.
+	// REST is the REST and SMI metrics API address of a single-cluster
+	// folder; "" means 127.0.0.1:15000, where `causeway stat` looks by
+	// default. In a multi-cluster folder each Cluster's adminPort says
+	// where its API listens (0: a free port).
 	REST string
-	// GRPC is the config stream's address; "" means a free loopback port.
+	// GRPC is the config stream's address of a single-cluster folder; ""
+	// means a free loopback port (always, for several clusters).
 	GRPC string
 	// Out gets the summary, one line per change and the workloads' output.
 	Out io.Writer
@@ -61,32 +52,24 @@ type Options struct {
 // controlSA names the control plane's own SVID: spiffe://<td>/ns/causeway/sa/control.
 const controlNS, controlSA = "causeway", "control"
 
-// Mesh is one run of `causeway up`.
+// Mesh is one run of `causeway up`: one cluster, or several linked ones.
 type Mesh struct {
 	opts   Options
 	log    *slog.Logger
-	td     spiffeid.TrustDomain
 	runDir string
-	absDir string // Dir made absolute: the children's working directory
-	sock   string // Workload API socket path
-	ctlID  spiffeid.ID
+	multi  bool // the folder holds one cluster per subfolder
 
-	attestor *pidAttestor
-	srv      *control.Server
-	grpcAddr string
-	restAddr string
+	// ports is shared by every cluster: they all bind 127.0.0.1.
+	ports    *portBook
+	clusters []*cluster
+	links    []linkSpec
+
+	began time.Time
 
 	// ctx ends when the run stops: waits for children give way to it.
 	ctx context.Context
 
 	outMu sync.Mutex // one writer at a time on Out (lines never interleave)
-
-	// Owned by the DirSource goroutine (load, publish, reconcile).
-	ports     *portBook
-	pending   *local.Result // decoded by the last load, acted on by publish
-	instances map[spec.Key]*instance
-	lastSnap  *spec.Snapshot
-	started   bool // the summary was printed
 }
 
 // Run runs the mesh until ctx ends, then stops everything it started.
@@ -111,8 +94,7 @@ func Run(ctx context.Context, o Options) error {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	m := &Mesh{opts: o, log: lg, attestor: newPIDAttestor(), ports: newPortBook(),
-		instances: map[spec.Key]*instance{}}
+	m := &Mesh{opts: o, log: lg, ports: newPortBook(), began: time.Now()}
 	return m.run(ctx)
 }
 
@@ -123,28 +105,18 @@ func (m *Mesh) printf(format string, args ...any) {
 }
 
 func (m *Mesh) run(ctx context.Context) error {
-	// Diagnostics name files as the user wrote the folder; children run
-	// in it, by absolute path.
 	dir := m.opts.Dir
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("up: -f %s: not a directory", dir)
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	m.absDir = abs
-	// The trust domain is fixed for the run: the CA is made for it. A Mesh
-	// that cannot be read yet leaves it at cluster.local.
-	objs, _, err := manifest.Read([]string{dir}, nil)
+	lay, err := readLayout(dir)
 	if err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
-	res, _ := local.Decode(objs, local.Options{})
-	if m.td, err = spiffeid.TrustDomainFromString(res.TrustDomain("cluster.local")); err != nil {
-		m.td = spiffeid.RequireTrustDomainFromString("cluster.local")
+	m.multi = len(lay.clusters) > 0
+	for _, w := range lay.warnings {
+		m.printf("  %s", w)
 	}
-	m.ctlID = spiffeid.RequireFromSegments(m.td, "ns", controlNS, "sa", controlSA)
 
 	// A short path: unix socket paths are limited to 108 bytes.
 	removeStaleRunDirs(m.log)
@@ -155,7 +127,6 @@ func (m *Mesh) run(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(m.runDir, "up.pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
-	m.sock = filepath.Join(m.runDir, "workload.sock")
 
 	// Deferred in this order so that cancel runs first and the goroutines
 	// waited for can end, on every return path.
@@ -165,65 +136,59 @@ func (m *Mesh) run(ctx context.Context) error {
 	defer cancel()
 	m.ctx = ctx
 
-	authority, err := ca.New(ctx, ca.Options{TrustDomain: m.td, Store: ca.DirStore{Dir: filepath.Join(m.runDir, "ca")}, Logger: m.log})
-	if err != nil {
-		return fmt.Errorf("up: CA: %w", err)
+	if m.multi {
+		for _, lc := range lay.clusters {
+			c, err := m.newCluster(lc.dir, &lc.cluster)
+			if err != nil {
+				return err
+			}
+			m.clusters = append(m.clusters, c)
+		}
+		m.links = lay.links
+	} else {
+		c, err := m.newCluster(dir, nil)
+		if err != nil {
+			return err
+		}
+		m.clusters = []*cluster{c}
 	}
-	wg.Go(func() { _ = authority.Run(ctx) })
-
-	wapi, err := workloadapi.New(workloadapi.Config{CA: authority, Attestor: m.attestor, Logger: m.log})
-	if err != nil {
+	// Every cluster's servers first; stopped last, after the children.
+	for _, c := range m.clusters {
+		stop, err := c.startServers(ctx, &wg)
+		defer stop()
+		if err != nil {
+			return err
+		}
+	}
+	if err := m.writeRegistry(); err != nil {
 		return err
 	}
-	wl, err := workloadapi.Listen(m.sock)
-	if err != nil {
-		return fmt.Errorf("up: %w", err)
-	}
-	wg.Go(func() { _ = wapi.Serve(wl) })
-	defer wapi.Stop()
 
-	ctlSVID, err := authority.NewSVIDSource(m.ctlID, 0)
-	if err != nil {
-		return err
+	errs := make(chan error, len(m.clusters))
+	for _, c := range m.clusters {
+		go func() { errs <- c.run(ctx) }()
 	}
-	m.srv = control.New(control.Options{Creds: control.MTLS(ctlSVID, authority, m.td), Logger: m.log})
-	gl, err := net.Listen("tcp", m.opts.GRPC)
-	if err != nil {
-		return fmt.Errorf("up: config stream: %w", err)
+	if m.multi {
+		wg.Go(func() { m.linkAll(ctx) })
 	}
-	m.grpcAddr = gl.Addr().String()
-	wg.Go(func() { _ = m.srv.Serve(gl) })
-	defer func() {
-		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		defer c()
-		m.srv.Stop(sctx)
-	}()
-
-	rl, err := net.Listen("tcp", m.opts.REST)
-	if err != nil {
-		return fmt.Errorf("up: REST API: %w (another `causeway up` or `causeway control` running? use --rest)", err)
-	}
-	m.restAddr = rl.Addr().String()
-	agg := &metrics.Aggregator{Source: &metrics.HTTPSource{Targets: rest.ProxyTargets(m.srv)}, Window: m.opts.MetricsWindow}
-	wg.Go(func() { agg.Run(ctx, m.opts.ScrapeEvery, func(error) {}) })
-	hs := &http.Server{Handler: (&rest.API{Control: m.srv, Metrics: agg, Logger: m.log}).Handler(), ReadHeaderTimeout: 5 * time.Second}
-	wg.Go(func() { _ = hs.Serve(rl) })
-	defer hs.Close()
-
-	src := &control.DirSource{Dir: dir, Load: m.load, Debounce: m.opts.Debounce, Logger: m.log}
-	srcDone := make(chan error, 1)
-	go func() { srcDone <- src.Run(ctx, m.publish) }()
-
 	var runErr error
-	select {
-	case <-ctx.Done():
-		runErr = <-srcDone
-	case runErr = <-srcDone:
-		cancel()
+	for range m.clusters {
+		if err := <-errs; err != nil && runErr == nil {
+			runErr = err
+			cancel()
+		}
 	}
-	// The DirSource goroutine has returned: the instances are ours now.
-	m.printf("causeway up: stopping %d workloads", len(m.instances))
-	m.stopAll()
+	// Every cluster goroutine has returned: their children are ours now.
+	n := 0
+	for _, c := range m.clusters {
+		n += len(c.instances)
+	}
+	m.printf("causeway up: stopping %d workloads", n)
+	var swg sync.WaitGroup
+	for _, c := range m.clusters {
+		swg.Go(c.stopAll)
+	}
+	swg.Wait()
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
 	}
@@ -238,17 +203,24 @@ const runDirPrefix = "causeway-up-"
 func removeStaleRunDirs(lg *slog.Logger) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), runDirPrefix+"*"))
 	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(d, "up.pid"))
-		if err != nil {
-			continue // not ours, or still being set up
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if pid, ok := runDirOwner(d); ok && !alive(pid) {
 			lg.Info("up: removing the run directory of a run that did not stop cleanly", "dir", d, "pid", pid)
 			_ = os.RemoveAll(d)
 		}
 	}
 }
+
+// runDirOwner reads the PID of the `causeway up` that made a run directory.
+func runDirOwner(d string) (int, bool) {
+	data, err := os.ReadFile(filepath.Join(d, "up.pid"))
+	if err != nil {
+		return 0, false // not ours, or still being set up
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
+}
+
+func alive(pid int) bool { return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }

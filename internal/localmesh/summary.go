@@ -12,16 +12,24 @@ import (
 )
 
 // summary prints what runs where, once, after the first good snapshot.
-func (m *Mesh) summary(snap *spec.Snapshot) {
-	m.outMu.Lock()
-	defer m.outMu.Unlock()
-	out := m.opts.Out
-	fmt.Fprintf(out, "causeway up: %s (trust domain %s, mode %s, snapshot %s)\n", m.opts.Dir, m.td.Name(), snap.Mode, short(snap.Version))
-	fmt.Fprintf(out, "  control plane  grpc %s (mTLS, SPIFFE ID %s)\n", m.grpcAddr, m.ctlID)
-	fmt.Fprintf(out, "  REST API       http://%s  (causeway stat --api %s)\n", m.restAddr, m.restAddr)
-	fmt.Fprintf(out, "  Workload API   unix://%s\n", m.sock)
-	insts := make([]*instance, 0, len(m.instances))
-	for _, inst := range m.instances {
+func (c *cluster) summary(snap *spec.Snapshot) {
+	c.m.outMu.Lock()
+	defer c.m.outMu.Unlock()
+	out := c.m.opts.Out
+	if c.name == "" {
+		fmt.Fprintf(out, "causeway up: %s (trust domain %s, mode %s, snapshot %s)\n", c.dir, c.td.Name(), snap.Mode, short(snap.Version))
+	} else {
+		fmt.Fprintf(out, "causeway up: cluster %s from %s (trust domain %s, mode %s, snapshot %s)\n", c.name, c.dir, c.td.Name(), snap.Mode, short(snap.Version))
+	}
+	fmt.Fprintf(out, "  control plane  grpc %s (mTLS, SPIFFE ID %s)\n", c.grpcAddr, c.ctlID)
+	stat := "--api " + c.restAddr
+	if c.name != "" {
+		stat = "--cluster " + c.name
+	}
+	fmt.Fprintf(out, "  REST API       http://%s  (causeway stat %s)\n", c.restAddr, stat)
+	fmt.Fprintf(out, "  Workload API   unix://%s\n", c.sock)
+	insts := make([]*instance, 0, len(c.instances))
+	for _, inst := range c.instances {
 		insts = append(insts, inst)
 	}
 	slices.SortFunc(insts, func(a, b *instance) int { return cmp.Compare(a.w.Key.String(), b.w.Key.String()) })
@@ -48,5 +56,7 @@ func (m *Mesh) summary(snap *spec.Snapshot) {
 			cmp.Or(strings.Join(ups, ","), "-"), pids)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "causeway up: ready: %d workloads; edit the files in %s to change the mesh; Ctrl-C stops everything\n", len(insts), m.opts.Dir)
+	if c.name == "" {
+		fmt.Fprintf(out, "causeway up: ready: %d workloads; edit the files in %s to change the mesh; Ctrl-C stops everything\n", len(insts), c.dir)
+	}
 }
