@@ -30,10 +30,10 @@ import (
 // east-west gateway and federation.
 type cluster struct {
 	m      *Mesh
-	name   string       // "" in a single-cluster folder
+	name   string         // "" in a single-cluster folder
 	def    *local.Cluster // the Cluster object; nil in a single-cluster folder
-	dir    string       // as the user wrote it: diagnostics name files so
-	absDir string       // the children's working directory
+	dir    string         // as the user wrote it: diagnostics name files so
+	absDir string         // the children's working directory
 	td     spiffeid.TrustDomain
 	runDir string
 	sock   string // Workload API socket path
