@@ -21,8 +21,10 @@
 // the control plane's config stream (Run, proxy/configsource) or a static
 // file. The gateway reads Upstreams (Export, Ports) and Clusters (Endpoints);
 // a refused config leaves the previous one in force. The swap is one atomic
-// pointer: a connection is routed against the state it loaded, and relayed
-// connections are never touched by a swap.
+// pointer: a connection is routed against the state it loaded. Relayed
+// connections keep their destination through endpoint changes; those to a
+// port the new config no longer exports are closed, so withdrawing an
+// export also withdraws it from pooled, long-lived connections.
 //
 // # Checks, in order (each refusal counted by reason)
 //

@@ -63,8 +63,12 @@ type Gateway struct {
 	adminLn net.Listener
 	admin   *http.Server
 
+	// conns holds every live connection (callers and destinations) with the
+	// exported port it is relayed to (zero while still being checked), so
+	// Close can end them all and Apply can end those whose port is no
+	// longer exported.
 	connMu sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]portKey
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -100,7 +104,7 @@ func New(opts Options) (*Gateway, error) {
 		own:       svid.ID.TrustDomain(),
 		dialer:    net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		balancers: map[portKey]*balance.Balancer{},
-		conns:     map[net.Conn]struct{}{},
+		conns:     map[net.Conn]portKey{},
 	}
 	// Authentication only: any caller holding an SVID from a trust domain
 	// whose bundle the gateway has. What it may reach is decided by the SNI
@@ -143,9 +147,11 @@ func (g *Gateway) AdminAddr() net.Addr {
 func (g *Gateway) TrustDomain() spiffeid.TrustDomain { return g.own }
 
 // Apply makes cfg the config in force, atomically: connections routed from
-// now on see all of it, connections already relayed are not touched. A
-// config that fails its checks is refused with the reason and the previous
-// one stays.
+// now on see all of it. Connections already relayed keep their destination
+// through endpoint changes, but those to a port that is no longer exported
+// are closed: withdrawing an export withdraws it from live connections too,
+// not only from new ones. A config that fails its checks is refused with
+// the reason and the previous one stays.
 func (g *Gateway) Apply(cfg *spec.NodeConfig) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -161,6 +167,13 @@ func (g *Gateway) Apply(cfg *spec.NodeConfig) error {
 	}
 	g.state.Store(st)
 	g.m.configs.WithLabelValues(resultApplied).Inc()
+	g.connMu.Lock()
+	for c, pk := range g.conns {
+		if pk != (portKey{}) && !st.exports(pk) {
+			c.Close()
+		}
+	}
+	g.connMu.Unlock()
 	return nil
 }
 
@@ -224,9 +237,25 @@ func (g *Gateway) track(cs ...net.Conn) bool {
 		return false
 	}
 	for _, c := range cs {
-		g.conns[c] = struct{}{}
+		g.conns[c] = portKey{}
 	}
 	return true
+}
+
+// relaying marks raw and dst as relayed to pk. It reports false when the
+// port is no longer exported by the state now in force: Apply stores the
+// state before it sweeps, so a connection is either swept or sees the new
+// state here.
+func (g *Gateway) relaying(pk portKey, cs ...net.Conn) bool {
+	g.connMu.Lock()
+	defer g.connMu.Unlock()
+	if g.closed {
+		return false
+	}
+	for _, c := range cs {
+		g.conns[c] = pk
+	}
+	return g.state.Load().exports(pk)
 }
 
 func (g *Gateway) untrack(cs ...net.Conn) {
@@ -292,10 +321,10 @@ func (g *Gateway) serve(raw net.Conn) {
 	// latency sample is the connect time.
 	defer pick.Done(rtt, false)
 	defer dst.Close()
-	if !g.track(dst) {
+	defer g.untrack(dst)
+	if !g.relaying(ep.key, raw, dst) {
 		return
 	}
-	defer g.untrack(dst)
 	g.m.forwarded.WithLabelValues(ep.name).Inc()
 	g.m.active.Inc()
 	in, out := relay(tc, dst.(*net.TCPConn))

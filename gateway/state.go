@@ -43,6 +43,7 @@ type service struct {
 // every state that has the port (Gateway.balancers), so EWMA latencies and
 // ejections survive config swaps.
 type exportedPort struct {
+	key   portKey
 	name  string // "ns/name:port", the metric label
 	proto spec.Protocol
 	lb    *balance.Balancer
@@ -93,6 +94,7 @@ func buildState(cfg *spec.NodeConfig, own spiffeid.TrustDomain, lbs map[portKey]
 				lbs[pk] = lb
 			}
 			svc.ports[p.Port] = &exportedPort{
+				key:   pk,
 				name:  up.Service.String() + ":" + strconv.Itoa(int(p.Port)),
 				proto: p.Protocol,
 				lb:    lb,
@@ -131,6 +133,15 @@ func endpointsFor(c *spec.Cluster, port int32) []string {
 	}
 	slices.Sort(addrs)
 	return slices.Compact(addrs)
+}
+
+// exports reports whether pk is an exported port of s (nil: none is).
+func (s *state) exports(pk portKey) bool {
+	if s == nil {
+		return false
+	}
+	svc := s.services[pk.svc]
+	return svc != nil && svc.ports[pk.port] != nil && svc.ports[pk.port].proto != spec.ProtocolUDP
 }
 
 // lookup applies the routing checks to a parsed SNI target, in order, and

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -133,4 +134,55 @@ func echoOnce(addr string, msg []byte) error {
 		return fmt.Errorf("echo %q, want %q", got, msg)
 	}
 	return nil
+}
+
+// TestWithdrawnExportCutsLiveConnections: a relayed TCP flow survives a
+// config that changes the exported service's endpoints, and is closed by
+// one that stops exporting it.
+func TestWithdrawnExportCutsLiveConnections(t *testing.T) {
+	m := newMulti(t, 2)
+	web := m.caller(t, m.west, m.westFed, "web")
+	conn, err := net.Dial("tcp", web.FixedAddr(importK.String(), portTCP).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	roundTrip := func(msg string) error {
+		if _, err := io.WriteString(conn, msg); err != nil {
+			return err
+		}
+		b := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, b); err != nil {
+			return err
+		}
+		if string(b) != msg {
+			return fmt.Errorf("echo %q, want %q", b, msg)
+		}
+		return nil
+	}
+	if err := roundTrip("before"); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(mod func(*spec.Service)) {
+		t.Helper()
+		in := m.eastIn
+		in.Services = append([]spec.Service(nil), m.eastIn.Services...)
+		mod(&in.Services[0])
+		if err := m.gw.Apply(m.gatewayConfig(t, in)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(func(s *spec.Service) { s.Endpoints = s.Endpoints[:1] })
+	apply(func(s *spec.Service) { s.Endpoints = s.Endpoints[1:] })
+	if err := roundTrip("after endpoint changes"); err != nil {
+		t.Fatalf("flow broken by an endpoint change: %v", err)
+	}
+	apply(func(s *spec.Service) { s.Export = false })
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err == nil {
+		t.Fatal("flow still open after shop/books stopped being exported")
+	} else if ne := (net.Error)(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("flow still open after shop/books stopped being exported (read timed out)")
+	}
 }
