@@ -181,8 +181,10 @@ type meshPeer struct {
 }
 
 // update gives the cluster port the endpoints of a new config: the ready
-// endpoints that serve this port (ServicePort 0 serves every port).
-func (cp *clusterPort) update(c *spec.Cluster) {
+// endpoints that serve this port (ServicePort 0 serves every port). It
+// returns how many ready endpoints it left out because UDP cannot cross a
+// gateway, for Apply to say so.
+func (cp *clusterPort) update(c *spec.Cluster) (udpViaGateway int) {
 	var addrs []string
 	meshed := map[string]meshPeer{}
 	if c != nil {
@@ -194,6 +196,7 @@ func (cp *clusterPort) update(c *spec.Cluster) {
 			// and there is no DTLS here, so such an endpoint is left out and
 			// a UDP port served only through gateways has no endpoint.
 			if !e.Gateway.IsZero() && cp.key.Proto == spec.ProtocolUDP {
+				udpViaGateway++
 				continue
 			}
 			a := net.JoinHostPort(e.Addr, strconv.Itoa(int(e.Port)))
@@ -214,6 +217,7 @@ func (cp *clusterPort) update(c *spec.Cluster) {
 		}
 		cp.lb.Update(addrs)
 	}
+	return udpViaGateway
 }
 
 func (cp *clusterPort) close() {

@@ -61,6 +61,20 @@
 // refused when mTLS is on and the mode is strict.
 // Unmeshed endpoints get the bytes the client sent, no preamble.
 //
+// An endpoint with Gateway set is another cluster's east-west gateway
+// (DESIGN.md §7, gateway/): the proxy opens mTLS to it, authorizing exactly
+// Gateway, with the SNI built from the endpoint's Remote service (as its
+// own cluster names it) and the gateway's trust domain; inside that, mTLS
+// end to end to the destination sidecar, authorizing one of the cluster's
+// Identities (any member of the gateway's trust domain when it has none),
+// same SNI; then the preamble (gatewayhop.go). The gateway relays the
+// inner TLS records, so the destination authorizes this proxy's own SVID.
+// Such connections are pooled and balanced like any other endpoint's.
+// Without mTLS (no SVID source) dialling one fails with that reason. UDP
+// is not carried: a UDP port leaves gateway endpoints out of its balancer
+// (there is no DTLS), so a UDP upstream reached only through gateways has
+// no endpoint.
+//
 // # Transparent mode
 //
 // With the pod's TCP redirected by iptables (internal/redirect, the

@@ -139,7 +139,9 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 				cp = newClusterPort(k, pol.Policy, newBalancer(), newBreaker(pol.Breaker), p.mtls)
 				p.clusters[k] = cp
 			}
-			cp.update(c)
+			if n := cp.update(c); n > 0 {
+				p.log.Warn("proxy: UDP is not carried through east-west gateways (no DTLS); those endpoints are left out", "cluster", cp.name, "endpoints", n)
+			}
 			st.clusters[k] = cp
 		}
 	}
