@@ -21,6 +21,8 @@ import (
 
 	"github.com/causeway-mesh/causeway/gateway"
 	"github.com/causeway-mesh/causeway/internal/demoapp"
+	"github.com/causeway-mesh/causeway/proxy"
+	"github.com/causeway-mesh/causeway/proxy/proxytest"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -96,6 +98,64 @@ func TestAcrossClusters(t *testing.T) {
 			if r.Message != "hello" || !strings.Contains(r.Metadata["x-forwarded-client-cert"], "URI=spiffe://west.test/ns/shop/sa/web") {
 				t.Fatalf("Echo = %+v, want the message back and XFCC naming west web", r)
 			}
+		}
+	})
+	t.Run("http/1.1 chunked upload takes the net/http path", func(t *testing.T) {
+		body := strings.Repeat("x", 100000)
+		// An io.Reader of unknown length makes net/http send it chunked,
+		// which the fast path hands to the net/http server.
+		resp, err := c.Post("http://"+web.FixedAddr(importK.String(), portHTTP).String()+"/upload", "text/plain",
+			io.MultiReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r demoapp.Response
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || r.BodyBytes != int64(len(body)) || r.Headers.Get("Content-Length") != "" {
+			t.Fatalf("status %d, app read %d bytes (headers %v); want 200 and %d bytes, chunked", resp.StatusCode, r.BodyBytes, r.Headers, len(body))
+		}
+	})
+	t.Run("grpc bidirectional stream", func(t *testing.T) {
+		cc, err := grpc.NewClient("passthrough:///"+web.FixedAddr(importK.String(), portGRPC).String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := demoapp.NewEchoClient(cc).EchoStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, msg := range []string{"one", "two", "three"} {
+			if err := st.Send(msg); err != nil {
+				t.Fatalf("send %q: %v", msg, err)
+			}
+			r, err := st.Recv()
+			if err != nil || r.Message != msg {
+				t.Fatalf("recv = %+v, %v; want %q", r, err, msg)
+			}
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("caller without an SVID is told why", func(t *testing.T) {
+		p := startProxy(t, &proxy.Bootstrap{
+			Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: importK.String(), Port: portHTTP, Listen: "127.0.0.1:0"}}},
+			Config:   proxytest.Compile(t, m.westInput(t), spec.Node{ID: "west-plain"}),
+		}, proxy.Options{})
+		before := m.forwarded(t)
+		status, body := get(t, c, "http://"+p.FixedAddr(importK.String(), portHTTP).String()+"/books")
+		if status != http.StatusBadGateway || !strings.Contains(string(body), "mTLS is off") {
+			t.Fatalf("status %d (%s), want 502 saying mTLS is off", status, body)
+		}
+		if got := m.forwarded(t); got != before {
+			t.Fatalf("gateway forwarded %v connections for a caller without an SVID", got-before)
 		}
 	})
 	t.Run("tcp echo", func(t *testing.T) {
