@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/causeway-mesh/causeway/identity/identitytest"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -32,6 +35,7 @@ func TestExportsBecomeImports(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
+			drain(west.links.Changes())
 			east.links.SetLocal(exportSnap(east, st.exports...))
 			var got []string
 			took := eventually(t, "west imports "+strings.Join(st.want, ","), 5*time.Second, func() bool {
@@ -42,6 +46,11 @@ func TestExportsBecomeImports(t *testing.T) {
 				return slices.Equal(got, st.want)
 			})
 			t.Logf("propagation east SetLocal -> west Imports: %s", took)
+			select {
+			case <-west.links.Changes():
+			default:
+				t.Error("west's imports changed but Changes did not fire")
+			}
 			for _, n := range st.exports {
 				svc := importOf(west, spec.Key{Namespace: "shop", Name: n + "-east"})
 				if svc.Export {
@@ -158,49 +167,60 @@ func TestRevoke(t *testing.T) {
 	}
 }
 
-// TestPeerAwayAndBack cuts the path between the clusters: the link stays
-// (imports kept) until the heartbeat timeout, then is failed with its
-// endpoints not ready; when the path is back the dialler reconnects and
-// the link is active again.
+// TestPeerAwayAndBack breaks the path between the clusters, either by
+// closing it (the peer went away) or by silently dropping every byte (only
+// heartbeats notice): the link stays, imports kept, until the heartbeat
+// timeout, then is failed with its endpoints not ready; when the path is
+// back the dialler reconnects and the link is active again.
 func TestPeerAwayAndBack(t *testing.T) {
-	g := listenGateway(t)
-	r := startRelay(t)
-	east := newSide(t, "east", sideOpts{advertise: []string{r.addr()}, gateways: []string{g.addr}})
-	r.setTarget(east.addr)
-	g.serve(t, east)
-	west := newSide(t, "west", sideOpts{})
-	link2(t, east, west)
-	east.links.SetLocal(exportSnap(east, "web"))
-	ready := func(s *side, name string) bool {
-		svc := importOf(s, spec.Key{Namespace: "shop", Name: name})
-		return svc != nil && len(svc.Endpoints) == 1 && svc.Endpoints[0].Ready
-	}
-	eventually(t, "west imports web-east, ready", 5*time.Second, func() bool { return ready(west, "web-east") })
+	for _, tc := range []struct {
+		name string
+		mode relayMode
+	}{{"peer gone", cut}, {"path silent", freeze}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := listenGateway(t)
+			r := startRelay(t)
+			east := newSide(t, "east", sideOpts{advertise: []string{r.addr()}, gateways: []string{g.addr}})
+			r.setTarget(east.addr)
+			g.serve(t, east)
+			west := newSide(t, "west", sideOpts{})
+			link2(t, east, west)
+			east.links.SetLocal(exportSnap(east, "web"))
+			ready := func() bool {
+				svc := importOf(west, spec.Key{Namespace: "shop", Name: "web-east"})
+				return svc != nil && len(svc.Endpoints) == 1 && svc.Endpoints[0].Ready
+			}
+			eventually(t, "west imports web-east, ready", 5*time.Second, ready)
 
-	cut := time.Now()
-	r.setCut(true)
-	failedAfter := eventually(t, "west's link to east failed", 5*time.Second, func() bool {
-		l := linkOf(west, "east")
-		return l != nil && l.State == spec.LinkFailed
-	})
-	if failedAfter < timeout/2 {
-		t.Errorf("link failed %s after the cut, before the heartbeat timeout %s", failedAfter, timeout)
-	}
-	if svc := importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}); svc == nil || svc.Endpoints[0].Ready {
-		t.Errorf("while failed: import %+v, want kept with endpoint not ready", svc)
-	}
-	eventually(t, "east's link to west failed", 5*time.Second, func() bool {
-		l := linkOf(east, "west")
-		return l != nil && l.State == spec.LinkFailed
-	})
-	t.Logf("cut -> west link failed: %s (timeout %s)", failedAfter, timeout)
+			broken := time.Now()
+			r.set(tc.mode)
+			eventually(t, "west's link to east failed", 5*time.Second, func() bool {
+				l := linkOf(west, "east")
+				return l != nil && l.State == spec.LinkFailed
+			})
+			failedAfter := time.Since(broken)
+			if failedAfter < timeout {
+				t.Errorf("link failed %s after the break, before the heartbeat timeout %s", failedAfter, timeout)
+			}
+			if svc := importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}); svc == nil || svc.Endpoints[0].Ready {
+				t.Errorf("while failed: import %+v, want kept with endpoint not ready", svc)
+			}
+			eventually(t, "east's link to west failed", 5*time.Second, func() bool {
+				l := linkOf(east, "west")
+				return l != nil && l.State == spec.LinkFailed
+			})
+			t.Logf("break -> west link failed: %s (timeout %s)", failedAfter.Round(time.Millisecond), timeout)
 
-	r.setCut(false)
-	back := eventually(t, "west's link to east active and ready again", 5*time.Second, func() bool {
-		l := linkOf(west, "east")
-		return l != nil && l.State == spec.LinkActive && ready(west, "web-east")
-	})
-	t.Logf("path restored -> west link active, endpoint ready: %s (backoff max 200ms); total outage %s", back, time.Since(cut))
+			restored := time.Now()
+			r.set(forward)
+			eventually(t, "west's link to east active and ready again", 5*time.Second, func() bool {
+				l := linkOf(west, "east")
+				return l != nil && l.State == spec.LinkActive && ready()
+			})
+			t.Logf("path restored -> link active, endpoint ready: %s (backoff 20ms..200ms); outage %s",
+				time.Since(restored).Round(time.Millisecond), time.Since(broken).Round(time.Millisecond))
+		})
+	}
 }
 
 // TestGatewayProbe stops east's gateway: west's endpoints for it become
@@ -226,4 +246,137 @@ func TestGatewayProbe(t *testing.T) {
 	if l := linkOf(west, "east"); l == nil || l.State != spec.LinkActive {
 		t.Errorf("link = %+v; a gateway failure must not fail the link", l)
 	}
+}
+
+// TestBadExportsNACKed: exports a peer cannot accept (an identity outside
+// the exporter's trust domain) are NACKed with the reason, shown on the
+// exporter's side, and the importer keeps the previous exports.
+func TestBadExportsNACKed(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	east.links.SetLocal(exportSnap(east, "web"))
+	eventually(t, "west imports web-east", 5*time.Second, func() bool {
+		return importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) != nil
+	})
+	bad := exportSnap(east, "web", "cart")
+	for i := range bad.Services {
+		if bad.Services[i].Key.Name == "cart" {
+			// Claims a workload of west's trust domain: east may not speak for it.
+			bad.Services[i].Identities = []spiffeid.ID{spiffeid.RequireFromPath(west.td, "/ns/shop/sa/cart")}
+		}
+	}
+	east.links.SetLocal(bad)
+	var nack string
+	eventually(t, "east sees west's NACK", 5*time.Second, func() bool {
+		st := east.links.List()
+		nack = st[0].ExportNacked
+		return nack != ""
+	})
+	if !strings.Contains(nack, "identities[0]: spiffe://west.causeway.local/ns/shop/sa/cart is not in the peer's trust domain east.causeway.local") {
+		t.Errorf("NACK reason %q does not name the field and the problem", nack)
+	}
+	if importOf(west, spec.Key{Namespace: "shop", Name: "cart-east"}) != nil || importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) == nil {
+		t.Errorf("after a NACK west imports %v, want the previous exports (web-east only)", west.links.Imports().Services)
+	}
+	east.links.SetLocal(exportSnap(east, "web", "cart"))
+	eventually(t, "a good export after the NACK is ACKed and imported", 5*time.Second, func() bool {
+		return importOf(west, spec.Key{Namespace: "shop", Name: "cart-east"}) != nil && east.links.List()[0].ExportNacked == ""
+	})
+}
+
+// TestWorkloadsGetPeerBundle: a Workload API serving west's bundle set hands
+// east's roots to west's workloads as a federated bundle, and east's
+// rotated bundle after a rotation.
+func TestWorkloadsGetPeerBundle(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	west := newSide(t, "west", sideOpts{})
+	addr := identitytest.StartWorkloadAPI(t, west.ca, identitytest.WorkloadAPI{
+		Entries: identitytest.Self(t, "shop/web", ""), Federated: west.set})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	updates := make(chan *workloadapi.X509Context, 16)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		_ = client.WatchX509Context(ctx, &x509Watcher{ctx, updates})
+	}()
+	defer func() { cancel(); <-watchDone }()
+	waitBundle := func(what string, want *x509bundle.Bundle) {
+		t.Helper()
+		for {
+			select {
+			case c := <-updates:
+				if b, ok := c.Bundles.Get(east.td); ok && b.Equal(want) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s: workload never got east's bundle", what)
+			}
+		}
+	}
+	link2(t, east, west)
+	waitBundle("after peering", east.ca.Bundle().X509Bundle())
+	if err := east.ca.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitBundle("after east's rotation", east.ca.Bundle().X509Bundle())
+}
+
+type x509Watcher struct {
+	ctx context.Context
+	ch  chan<- *workloadapi.X509Context
+}
+
+func (w *x509Watcher) OnX509ContextUpdate(c *workloadapi.X509Context) {
+	select {
+	case w.ch <- c:
+	case <-w.ctx.Done():
+	}
+}
+func (w *x509Watcher) OnX509ContextWatchError(error)                   {}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+// TestPeerRestartForgetsLink: links live in memory, so when east restarts
+// (same CA, same address) west's reconnect is refused as "not linked" and
+// west drops the link, its imports and east's bundle; a new token links
+// them again.
+func TestPeerRestartForgetsLink(t *testing.T) {
+	r := startRelay(t)
+	east := newSide(t, "east", sideOpts{advertise: []string{r.addr()}})
+	r.setTarget(east.addr)
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	east.links.SetLocal(exportSnap(east, "web"))
+	eventually(t, "west imports web-east", 5*time.Second, func() bool {
+		return importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) != nil
+	})
+
+	east2 := newSideWithCA(t, "east", east.ca, sideOpts{advertise: []string{r.addr()}})
+	r.setTarget(east2.addr)
+	east.links.Close() // the old process is gone
+	r.set(forward)     // and with it every connection
+	took := eventually(t, "west drops the link east no longer has", 5*time.Second, func() bool {
+		return len(west.links.List()) == 0 && len(west.links.Imports().Services) == 0 && len(west.set.Bundles()) == 0
+	})
+	t.Logf("east restart -> west dropped the link: %s", took)
+	link2(t, east2, west)
+	east2.links.SetLocal(exportSnap(east2, "web"))
+	eventually(t, "relinked: west imports web-east again", 5*time.Second, func() bool {
+		return importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) != nil
+	})
 }

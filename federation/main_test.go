@@ -54,7 +54,13 @@ func gatewayID(td spiffeid.TrustDomain) spiffeid.ID {
 func newSide(t *testing.T, name string, o sideOpts) *side {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString(name + ".causeway.local")
-	c := identitytest.NewCA(t, td, nil)
+	return newSideWithCA(t, name, identitytest.NewCA(t, td, nil), o)
+}
+
+// newSideWithCA starts a side on an existing CA: a restarted control plane.
+func newSideWithCA(t *testing.T, name string, c *ca.CA, o sideOpts) *side {
+	t.Helper()
+	td := c.TrustDomain()
 	svid, err := c.NewSVIDSource(spiffeid.RequireFromPath(td, "/ns/causeway/sa/control"), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -212,16 +218,26 @@ func (g *gateway) stop() {
 	g.wg.Wait()
 }
 
-// relay forwards TCP to target until cut; while cut it accepts and holds
-// connections without forwarding, like a peer behind a dead network path.
+// relay forwards TCP to a target. cut closes every connection and holds
+// new ones open without answering (a peer that went away); freeze keeps
+// connections open but drops every byte in both directions (a dead network
+// path, which only heartbeats can notice).
 type relay struct {
 	lis    net.Listener
 	mu     sync.Mutex
 	target string
-	cut    bool
+	mode   relayMode
 	conns  []net.Conn
 	wg     sync.WaitGroup
 }
+
+type relayMode int
+
+const (
+	forward relayMode = iota
+	cut
+	freeze
+)
 
 func startRelay(t *testing.T) *relay {
 	t.Helper()
@@ -233,7 +249,7 @@ func startRelay(t *testing.T) *relay {
 	r.wg.Go(r.accept)
 	t.Cleanup(func() {
 		_ = lis.Close()
-		r.setCut(true)
+		r.set(cut)
 		r.wg.Wait()
 	})
 	return r
@@ -255,10 +271,10 @@ func (r *relay) accept() {
 		}
 		r.mu.Lock()
 		r.conns = append(r.conns, c)
-		cut, target := r.cut, r.target
+		mode, target := r.mode, r.target
 		r.mu.Unlock()
-		if cut {
-			continue // held open, silent, until the next setCut
+		if mode != forward {
+			continue // held open, silent, until the next set
 		}
 		u, err := net.Dial("tcp", target)
 		if err != nil {
@@ -268,20 +284,44 @@ func (r *relay) accept() {
 		r.mu.Lock()
 		r.conns = append(r.conns, u)
 		r.mu.Unlock()
-		r.wg.Go(func() { _, _ = io.Copy(u, c); _ = u.Close() })
-		r.wg.Go(func() { _, _ = io.Copy(c, u); _ = c.Close() })
+		r.wg.Go(func() { r.pipe(u, c) })
+		r.wg.Go(func() { r.pipe(c, u) })
 	}
 }
 
-// setCut closes every connection so far and sets the mode for new ones.
-func (r *relay) setCut(cut bool) {
+// pipe copies src to dst, dropping what it reads while frozen.
+func (r *relay) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		frozen := r.mode == freeze
+		r.mu.Unlock()
+		if frozen {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// set switches mode; cut and forward close every connection so far (a
+// frozen connection's stream is corrupt once bytes were dropped).
+func (r *relay) set(m relayMode) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		_ = c.Close()
+	if m != freeze {
+		for _, c := range r.conns {
+			_ = c.Close()
+		}
+		r.conns = nil
 	}
-	r.conns = nil
-	r.cut = cut
+	r.mode = m
 }
 
 // testLogger is quiet; set CAUSEWAY_TEST_LOG=1 to see the links' logs.

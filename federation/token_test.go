@@ -42,6 +42,8 @@ func TestTokenRefused(t *testing.T) {
 	impostor := good // right secret, but the "issuer" at the address is not east
 	impostor.Bundle = otherIssuer.Bundle
 	impostor.TrustDomain = otherIssuer.TrustDomain
+	unreachable := good
+	unreachable.Addrs = []string{"127.0.0.1:1"} // tcpmux: nothing listens there
 	time.Sleep(time.Until(expired.Expires) + 10*time.Millisecond)
 
 	tests := []struct {
@@ -58,6 +60,7 @@ func TestTokenRefused(t *testing.T) {
 		{"wrong secret", wrongSecret, false, "proof does not match"},
 		{"unknown id", unknown, false, "is unknown here"},
 		{"server not in the token's bundle", impostor, false, "x509svid"},
+		{"issuer unreachable", unreachable, false, "127.0.0.1:1: rpc error: code = Unavailable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
