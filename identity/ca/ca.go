@@ -412,6 +412,7 @@ func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
 			return now.Add(time.Minute), err
 		}
 		prepared = true
+		prepareAt, activateAt = c.schedule() // the successor's publication time counts now
 	}
 	if prepared && !now.Before(activateAt) {
 		if err := c.Activate(ctx); err != nil {
@@ -451,11 +452,36 @@ func (c *CA) Maintain(ctx context.Context) (time.Time, error) {
 	return next, nil
 }
 
-// schedule returns when the active root's successor is prepared and activated.
+// schedule returns when the active root's successor is prepared and
+// activated: at half and five sixths of the active authority's life, counted
+// from its creation. (Its certificates are backdated for clock skew; with
+// lifetimes of seconds, counting from NotBefore would pull both steps early.)
+// A successor that was prepared late, say because no replica ran at
+// half-life, is still published for a while before it signs: without that,
+// a peer or node agent that has not yet read the new root would be shown
+// certificates it cannot verify.
 func (c *CA) schedule() (prepareAt, activateAt time.Time) {
-	a := c.active()
-	life := a.root.NotAfter.Sub(a.root.NotBefore)
-	return a.root.NotBefore.Add(life / 2), a.root.NotBefore.Add(life * 5 / 6)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	a := c.activeLocked()
+	born := a.created
+	if born.IsZero() || born.Before(a.root.NotBefore) {
+		born = a.root.NotBefore // a state saved without createdAt
+	}
+	life := a.root.NotAfter.Sub(born)
+	prepareAt, activateAt = born.Add(life/2), born.Add(life*5/6)
+	if p := c.preparedLocked(); p != nil {
+		publish := min(activateAt.Sub(prepareAt), a.inter.NotAfter.Sub(p.created)/2)
+		activateAt = later(activateAt, p.created.Add(publish))
+	}
+	return prepareAt, activateAt
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Run calls Maintain whenever it is due, until ctx ends. The caller owns the

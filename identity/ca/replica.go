@@ -16,8 +16,9 @@ import (
 )
 
 // minMaintainWait spaces Run's passes even when Maintain says it is due
-// again at once, so a failing store is not hammered.
-const minMaintainWait = time.Second
+// again at once (two steps due moments apart), so a state that keeps
+// asking for another pass cannot spin. Failures wait a minute anyway.
+const minMaintainWait = 100 * time.Millisecond
 
 // DefaultFollowInterval is how often Follow reads the store when the caller
 // does not say: a Get of one Secret per replica, cheap next to the CA's

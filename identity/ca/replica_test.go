@@ -278,3 +278,53 @@ func waitActive(t *testing.T, c *CA, active string, within time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestLatePrepareIsPublishedFirst: a successor prepared late (no replica
+// ran at half-life) is not activated in the same pass even though its
+// activation time has passed: it is published first, for a third of the
+// CA's life or half of what the active intermediate has left, whichever is
+// shorter, so followers and peers learn the new root before anything is
+// signed by it.
+func TestLatePrepareIsPublishedFirst(t *testing.T) {
+	t.Parallel()
+	const caTTL = 12 * time.Hour
+	tests := []struct {
+		name        string
+		wake        time.Duration // first Maintain, since creation
+		wantPublish time.Duration // how long the successor is published before it signs
+	}{
+		{"just after five sixths: a third of the life", 10*time.Hour + time.Minute, 0}, // 0: computed below
+		{"close to expiry: half of what is left", 11 * time.Hour, 30 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{now: time.Now()}
+			c := newCA(t, t.TempDir(), clock, func(o *Options) { o.CATTL, o.SVIDTTL, o.Overlap = caTTL, time.Minute, time.Hour })
+			first := c.ActiveID()
+			clock.Add(tt.wake)
+			next, err := c.Maintain(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ActiveID() != first || len(c.Bundle().X509Authorities()) != 2 {
+				t.Fatalf("after a late Maintain: active changed %v, %d roots; want the successor prepared, not active",
+					c.ActiveID() != first, len(c.Bundle().X509Authorities()))
+			}
+			want := tt.wantPublish
+			if want == 0 {
+				want = min(caTTL/3, (caTTL-tt.wake)/2)
+			}
+			// Certificate times have whole seconds, so allow one.
+			if got := next.Sub(clock.Now()); got < want-time.Second || got > want {
+				t.Errorf("activation planned %s after preparing, want %s", got, want)
+			}
+			clock.Add(want)
+			if _, err := c.Maintain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if c.ActiveID() == first {
+				t.Error("successor not active once its publication time passed")
+			}
+		})
+	}
+}
