@@ -16,11 +16,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/causeway-mesh/causeway/control/metrics"
+	"github.com/causeway-mesh/causeway/internal/localmesh"
 )
 
 type statFlags struct {
 	api, namespace, output string
 	all                    bool
+	// cluster picks the REST API of one cluster of a running multi-cluster
+	// `causeway up` (its run directory says where it listens).
+	cluster string
 }
 
 // statRow is one line of `causeway stat`, and one element of -o json.
@@ -69,6 +73,7 @@ The numbers cover the API's window (the last few scrapes of the sidecars).`,
 	fl.StringVarP(&f.namespace, "namespace", "n", "", "only this namespace (default: every namespace)")
 	fl.BoolVarP(&f.all, "all-namespaces", "A", false, "every namespace (the default when -n is not given)")
 	fl.StringVarP(&f.output, "output", "o", "table", "table or json")
+	fl.StringVar(&f.cluster, "cluster", "", "a cluster of a running multi-cluster `causeway up` (instead of --api)")
 	return cmd
 }
 
@@ -85,6 +90,16 @@ func runStat(cmd *cobra.Command, f statFlags, args []string) error {
 		return usageErr("stat: -o %s: want table or json", f.output)
 	}
 	base := f.api
+	if f.cluster != "" {
+		if cmd.Flags().Changed("api") {
+			return usageErr("stat: give --cluster or --api, not both")
+		}
+		info, err := localmesh.FindCluster(f.cluster)
+		if err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("stat: --cluster: %w", err)}
+		}
+		base = info.REST
+	}
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}

@@ -154,6 +154,8 @@ func TestStatJSONAndErrors(t *testing.T) {
 		{"unknown resource", []string{"stat", "--api", api, "pods-and-more"}, 2, `unknown resource "pods-and-more"`},
 		{"bad output", []string{"stat", "--api", api, "-o", "yaml"}, 2, "-o yaml: want table or json"},
 		{"nothing listening", []string{"stat", "--api", "127.0.0.1:1"}, 1, "is `causeway up` or `causeway control` running?"},
+		{"--cluster and --api", []string{"stat", "--api", api, "--cluster", "east"}, 2, "give --cluster or --api, not both"},
+		{"no such cluster running", []string{"stat", "--cluster", "no-such-cluster-here"}, 1, `stat: --cluster: no cluster "no-such-cluster-here"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
