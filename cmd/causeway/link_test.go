@@ -199,3 +199,27 @@ func mapsKeys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestLinkUsage: flag mistakes exit 2 before anything is dialled.
+func TestLinkUsage(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"federation without a cluster name", []string{"control", "--insecure", "--manifests", dir, "--listen", "127.0.0.1:0", "--rest", "", "--federation-listen", "127.0.0.1:0"}},
+		{"cluster without federation", []string{"control", "--insecure", "--manifests", dir, "--listen", "127.0.0.1:0", "--rest", "", "--cluster", "east"}},
+		{"bad cluster name", []string{"control", "--insecure", "--manifests", dir, "--listen", "127.0.0.1:0", "--rest", "", "--federation-listen", "127.0.0.1:0", "--cluster", "East_1", "--ca-dir", t.TempDir()}},
+		{"bad gateway id", []string{"control", "--insecure", "--manifests", dir, "--listen", "127.0.0.1:0", "--rest", "", "--federation-listen", "127.0.0.1:0", "--cluster", "east", "--gateway-id", "nope"}},
+		{"apply without a token", []string{"link", "apply"}},
+		{"apply with a token and a file", []string{"link", "apply", "x", "-f", "y"}},
+		{"remove without a cluster", []string{"link", "remove"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if code := run(tc.args); code != 2 {
+				t.Fatalf("causeway %v exited %d, want 2", tc.args, code)
+			}
+		})
+	}
+}
