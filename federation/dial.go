@@ -1,13 +1,16 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -45,12 +48,12 @@ func (l *Links) Apply(ctx context.Context, tok Token) (Status, error) {
 	trust := x509bundle.FromX509Authorities(td, roots)
 	var errs []error
 	for _, addr := range tok.Addrs {
-		c, err := l.connect(ctx, addr, tok.Cluster, td, trust, &tok)
+		c, err := l.connect(ctx, addr, tok.Cluster, td, spiffeid.ID{}, trust, &tok)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		lk := l.addLink(tok.Cluster, td, roots, slices.Clone(tok.Addrs))
+		lk := l.addLink(tok.Cluster, td, c.peerID, roots, slices.Clone(tok.Addrs))
 		l.startDialler(lk, c)
 		l.log.Info("federation: peered", "peer", tok.Cluster, "trustDomain", td.Name(), "addr", addr)
 		return l.status(tok.Cluster), nil
@@ -70,6 +73,7 @@ func (l *Links) status(cluster string) Status {
 // conn is a dialled stream past the Hello exchange.
 type conn struct {
 	cc     *grpc.ClientConn
+	peerID spiffeid.ID // the server's SPIFFE ID
 	st     grpc.BidiStreamingClient[fedv1.PeerMessage, fedv1.PeerMessage]
 	cancel context.CancelFunc
 }
@@ -79,12 +83,23 @@ func (c *conn) close() {
 	_ = c.cc.Close()
 }
 
-// connect dials addr with mTLS (our SVID; the server must be a member of
-// td per trust) and exchanges Hellos; tok, when set, makes it a first
-// contact with a peering proof. The stream outlives ctx: it ends with
-// Links or conn.close.
-func (l *Links) connect(ctx context.Context, addr, cluster string, td spiffeid.TrustDomain, trust x509bundle.Source, tok *Token) (*conn, error) {
-	cfg := tlsconfig.MTLSClientConfig(l.opts.SVID, trust, tlsconfig.AuthorizeMemberOf(td))
+// connect dials addr with mTLS (our SVID; the server must chain to trust
+// and be want, or on first contact any member of td) and exchanges Hellos;
+// tok, when set, makes it a first contact with a peering proof. The stream
+// outlives ctx: it ends with Links or conn.close.
+func (l *Links) connect(ctx context.Context, addr, cluster string, td spiffeid.TrustDomain, want spiffeid.ID, trust x509bundle.Source, tok *Token) (*conn, error) {
+	var mu sync.Mutex
+	var serverID spiffeid.ID
+	authorize := func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		if !id.MemberOf(td) || (!want.IsZero() && id != want) {
+			return fmt.Errorf("server %s is not the control plane of cluster %q (%s)", id, cluster, cmp.Or(want.String(), td.Name()))
+		}
+		mu.Lock()
+		serverID = id
+		mu.Unlock()
+		return nil
+	}
+	cfg := tlsconfig.MTLSClientConfig(l.opts.SVID, trust, authorize)
 	cfg.MinVersion = tls.VersionTLS13
 	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
@@ -127,6 +142,9 @@ func (l *Links) connect(ctx context.Context, addr, cluster string, td spiffeid.T
 	if h.Cluster != cluster || h.TrustDomain != td.Name() {
 		return nil, fmt.Errorf("%s: answered as cluster %q (%s), want %q (%s)", addr, h.Cluster, h.TrustDomain, cluster, td)
 	}
+	mu.Lock()
+	c.peerID = serverID
+	mu.Unlock()
 	ok = true
 	return c, nil
 }
@@ -196,7 +214,7 @@ func (l *Links) reconnect(ctx context.Context, lk *link) (*conn, error) {
 	var errs []error
 	for _, a := range addrs {
 		hctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
-		c, err := l.connect(hctx, a, lk.cluster, lk.td, l.opts.Federated, nil)
+		c, err := l.connect(hctx, a, lk.cluster, lk.td, lk.peerID, l.opts.Federated, nil)
 		cancel()
 		if err == nil {
 			return c, nil

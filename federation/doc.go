@@ -19,7 +19,10 @@
 //     checks the proof, marks the token used and records the link.
 //
 // From then on both sides hold each other's bundle in their bundle.Set and
-// every reconnect is plain SPIFFE mTLS against it.
+// every reconnect is plain SPIFFE mTLS against it, pinned to the SPIFFE ID
+// each control plane proved at peering: any workload of the peer's trust
+// domain chains to the same bundle, but only that control plane may speak
+// for the cluster.
 //
 // Stream (api/federation/v1). Symmetric after the Hellos: each side sends
 // Exports (bundle, gateway addresses and ID, exported services, a content

@@ -119,6 +119,9 @@ type Links struct {
 type link struct {
 	cluster string
 	td      spiffeid.TrustDomain
+	// peerID is the SPIFFE ID the peer's control plane proved at peering;
+	// every later connection, either way, must prove the same one.
+	peerID spiffeid.ID
 	// addrs are the peer's federation addresses when this side dials (it
 	// applied the token); empty when the peer dials us.
 	addrs     []string
@@ -344,10 +347,10 @@ func (l *Links) drop(lk *link, why string) {
 
 // addLink records a newly peered cluster, replacing an older link to the
 // same cluster (a re-peering after a revoke the other side missed).
-func (l *Links) addLink(cluster string, td spiffeid.TrustDomain, roots []*x509.Certificate, addrs []string) *link {
+func (l *Links) addLink(cluster string, td spiffeid.TrustDomain, peerID spiffeid.ID, roots []*x509.Certificate, addrs []string) *link {
 	l.mu.Lock()
 	old := l.links[cluster]
-	lk := &link{cluster: cluster, td: td, addrs: addrs, bundlePEM: encodeRoots(roots), state: spec.LinkPending, since: time.Now()}
+	lk := &link{cluster: cluster, td: td, peerID: peerID, addrs: addrs, bundlePEM: encodeRoots(roots), state: spec.LinkPending, since: time.Now()}
 	l.links[cluster] = lk
 	l.mu.Unlock()
 	if old != nil {

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -45,6 +46,7 @@ type side struct {
 type sideOpts struct {
 	advertise []string // put in tokens instead of the listener (a relay)
 	gateways  []string
+	svidPath  string // the side's own SPIFFE ID path; default /ns/causeway/sa/control
 }
 
 func gatewayID(td spiffeid.TrustDomain) spiffeid.ID {
@@ -61,7 +63,7 @@ func newSide(t *testing.T, name string, o sideOpts) *side {
 func newSideWithCA(t *testing.T, name string, c *ca.CA, o sideOpts) *side {
 	t.Helper()
 	td := c.TrustDomain()
-	svid, err := c.NewSVIDSource(spiffeid.RequireFromPath(td, "/ns/causeway/sa/control"), time.Hour)
+	svid, err := c.NewSVIDSource(spiffeid.RequireFromPath(td, cmp.Or(o.svidPath, "/ns/causeway/sa/control")), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

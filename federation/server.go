@@ -182,8 +182,14 @@ func (l *Links) admit(h *fedv1.Hello, certs []*x509.Certificate) (*link, error) 
 	if lk == nil || lk.td != td {
 		return nil, fmt.Errorf("%s: cluster %q (%s) has no link with cluster %q; apply a new peering token", notLinked, h.Cluster, td, l.opts.Cluster)
 	}
-	if err := verifyIn(certs, td, l.opts.Federated); err != nil {
+	id, err := verifyIn(certs, td, l.opts.Federated)
+	if err != nil {
 		return nil, err
+	}
+	if id != lk.peerID {
+		// Any workload of the peer's trust domain chains to its bundle;
+		// only the control plane that peered may speak for the cluster.
+		return nil, fmt.Errorf("client certificate: %s is not %s, the control plane cluster %q peered with", id, lk.peerID, h.Cluster)
 	}
 	return lk, nil
 }
@@ -199,7 +205,8 @@ func (l *Links) admitPeering(h *fedv1.Hello, td spiffeid.TrustDomain, p *fedv1.P
 	}
 	// The certificate is checked first so a proof made for a bad chain
 	// does not spend the token.
-	if err := verifyIn(certs, td, x509bundle.FromX509Authorities(td, roots)); err != nil {
+	peerID, err := verifyIn(certs, td, x509bundle.FromX509Authorities(td, roots))
+	if err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -215,20 +222,20 @@ func (l *Links) admitPeering(h *fedv1.Hello, td spiffeid.TrustDomain, p *fedv1.P
 	}
 	tok.usedBy, tok.usedAt = h.Cluster, time.Now()
 	l.mu.Unlock()
-	lk := l.addLink(h.Cluster, td, roots, nil)
+	lk := l.addLink(h.Cluster, td, peerID, roots, nil)
 	l.log.Info("federation: peered", "peer", h.Cluster, "trustDomain", td.Name(), "token", p.TokenId)
 	return lk, nil
 }
 
 // verifyIn checks that certs is an X.509-SVID of td chaining to the bundle
-// bundles hold for td.
-func verifyIn(certs []*x509.Certificate, td spiffeid.TrustDomain, bundles x509bundle.Source) error {
+// bundles hold for td, and returns its SPIFFE ID.
+func verifyIn(certs []*x509.Certificate, td spiffeid.TrustDomain, bundles x509bundle.Source) (spiffeid.ID, error) {
 	id, _, err := x509svid.Verify(certs, bundles)
 	if err != nil {
-		return fmt.Errorf("client certificate: %w", err)
+		return spiffeid.ID{}, fmt.Errorf("client certificate: %w", err)
 	}
 	if !id.MemberOf(td) {
-		return fmt.Errorf("client certificate: %s is not in trust domain %s", id, td)
+		return spiffeid.ID{}, fmt.Errorf("client certificate: %s is not in trust domain %s", id, td)
 	}
-	return nil
+	return id, nil
 }

@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/causeway-mesh/causeway/spec"
 )
 
 // TestTokenRefused presents bad tokens to the issuer; each is refused with
@@ -68,7 +72,7 @@ func TestTokenRefused(t *testing.T) {
 			defer cancel()
 			var err error
 			if tt.skipLocal {
-				_, err = north.links.connect(ctx, tt.tok.Addrs[0], tt.tok.Cluster, east.td, mustTrust(t, tt.tok), &tt.tok)
+				_, err = north.links.connect(ctx, tt.tok.Addrs[0], tt.tok.Cluster, east.td, spiffeid.ID{}, mustTrust(t, tt.tok), &tt.tok)
 			} else {
 				_, err = north.links.Apply(ctx, tt.tok)
 			}
@@ -87,6 +91,25 @@ func TestTokenRefused(t *testing.T) {
 	// The good token still works once, after all those attempts.
 	if _, err := north.links.Apply(context.Background(), good); err != nil {
 		t.Fatalf("good token after failed attempts: %v", err)
+	}
+}
+
+// TestOnlyThePeeredControlPlane: after peering, a workload of west's trust
+// domain (its SVID chains to the same bundle) cannot speak for west.
+func TestOnlyThePeeredControlPlane(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	west := newSide(t, "west", sideOpts{})
+	link2(t, east, west)
+	impostor := newSideWithCA(t, "west", west.ca, sideOpts{svidPath: "/ns/shop/sa/web"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := impostor.links.connect(ctx, east.addr, "east", east.td, spiffeid.ID{}, west.set, nil)
+	want := "spiffe://west.causeway.local/ns/shop/sa/web is not spiffe://west.causeway.local/ns/causeway/sa/control"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("impostor connect: %v, want %q", err, want)
+	}
+	if l := linkOf(east, "west"); l == nil || l.State != spec.LinkActive {
+		t.Errorf("east's link to west after the impostor: %+v", l)
 	}
 }
 
