@@ -181,9 +181,18 @@
 // request is reused as the outbound one). To plain HTTP/1.1 ports it sends
 // them with its own goroutine-free HTTP/1.1 client (h1client.go: request
 // written and response headers read on the handler's goroutine, the route
-// timeout a socket deadline); HTTP/2 and gRPC ports, and pools capped by
-// maxConnsPerHost, use net/http's Transport; Upgrade requests go through
-// httputil.ReverseProxy, which handles the switch to a raw tunnel.
+// timeout a socket deadline); HTTP/2 and gRPC ports, outbound and to the
+// local app, with their own h2c client (h2client.go, h2stream.go:
+// x/net/http2's Framer and hpack, every stream to an endpoint multiplexed
+// on one connection, no goroutine per request unless it has a body, the
+// route timeout a timer on the header wait); pools capped by
+// maxConnsPerHost use net/http's Transport; Upgrade requests go through
+// httputil.ReverseProxy, which handles the switch to a raw tunnel. The
+// connections of HTTP/2 and gRPC ports, the server's from apps and
+// sidecars and the h2c client's, batch their writes (h2conn.go): a write
+// queues the bytes and one short-lived flusher goroutine hands everything
+// queued to the kernel in one call, so the frames of many streams share a
+// system call.
 // HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
 // from the app (net/http's own HTTP/2 through Go 1.24+ Protocols; apps talk
 // plaintext to their loopback sidecar), gRPC (classified by grpc-status from
@@ -202,7 +211,9 @@
 // stream); an inbound connection is read (TLS handshake, preamble) on its own goroutine
 // so a slow caller cannot stall the accept loop; a TCP flow owns two copy
 // goroutines; a UDP relay owns its socket's reader and one reader per
-// session's upstream socket. Apply runs on the caller's goroutine, serialised
+// session's upstream socket; an h2c client connection owns one reader
+// goroutine, a request body being sent one more, and a batched
+// connection a flusher while it has bytes queued. Apply runs on the caller's goroutine, serialised
 // by a mutex; requests never take it (they read one atomic pointer). Close
 // stops the listeners, ends every L4 flow, stops fast-path connections at
 // their next request boundary, gives HTTP requests 5 s, and waits

@@ -220,9 +220,10 @@ func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 
 	upgrade := isUpgrade(req)
 	var deadline time.Time
-	if ex.timeout > 0 && cp.h1 != nil && !upgrade {
+	if _, h2 := cp.rt.(*h2Pool); ex.timeout > 0 && (cp.h1 != nil || h2) && !upgrade {
 		// The HTTP/1.1 hot path enforces the timeout as a socket deadline
-		// on the header wait: no context, timer or body wrapper per request.
+		// on the header wait, the HTTP/2 client as a timer on it: no
+		// context or body wrapper per request.
 		deadline = time.Now().Add(ex.timeout)
 		return p.attempts(req, ex, cp, up, retry, deadline)
 	}
@@ -254,7 +255,7 @@ func (p *Proxy) send(req *http.Request, ex *exchange) (*http.Response, error) {
 }
 
 // attempts sends req until it succeeds, retries are used up or not allowed,
-// or the deadline (zero: none; only the h1 client takes it) has passed.
+// or the deadline (zero: none; only the h1 and h2 clients take it) has passed.
 func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *upstreamPolicy, retry bool, deadline time.Time) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		done, ok := cp.breaker.Allow()
@@ -287,7 +288,11 @@ func (p *Proxy) attempts(req *http.Request, ex *exchange, cp *clusterPort, up *u
 		case cp.h1 != nil:
 			resp, err = cp.h1.roundTrip(out, deadline)
 		default:
-			resp, err = cp.rt.RoundTrip(out)
+			if h2, ok := cp.rt.(*h2Pool); ok {
+				resp, err = h2.roundTrip(out, deadline)
+			} else {
+				resp, err = cp.rt.RoundTrip(out)
+			}
 		}
 		if err != nil && req.Context().Err() != nil && context.Cause(req.Context()) != errTimeout {
 			// The client went away (or the proxy is closing): not the

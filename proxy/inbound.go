@@ -122,7 +122,7 @@ func (p *Proxy) handleInbound(raw net.Conn) {
 		return
 	}
 	if ib.port.Protocol.IsHTTP() {
-		if !p.inCL.push(&taggedConn{Conn: c, tag: ic}) {
+		if !p.inCL.push(&taggedConn{Conn: newBatchConn(c), tag: ic}) {
 			c.Close()
 		}
 		return
@@ -358,7 +358,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 		} else {
 			prepareOutbound(r)
 			r.URL.Host = ib.appAddr
-			var t http.RoundTripper = p.appH2C
+			var t http.RoundTripper = p.appH2
 			if ib.port.Protocol == spec.ProtocolHTTP {
 				t = p.appFast
 			}

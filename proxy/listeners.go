@@ -200,7 +200,7 @@ func (p *Proxy) dispatchFixed(c net.Conn, st *routingState, fl *fixedListener) {
 			p.serveH1(c, fl, nil, p.fixedCL, fl)
 		}()
 	case ok && port.Protocol.IsHTTP():
-		if !p.fixedCL.push(&taggedConn{Conn: c, tag: fl}) {
+		if !p.fixedCL.push(&taggedConn{Conn: newBatchConn(c), tag: fl}) {
 			c.Close()
 		}
 	case ok:

@@ -58,7 +58,8 @@ type Proxy struct {
 	outRP   *httputil.ReverseProxy
 	inRP    *httputil.ReverseProxy
 	appH1   *http.Transport // inbound to the local app, HTTP/1.1
-	appH2C  *http.Transport // inbound to the local app, h2c prior knowledge
+	appH2C  *http.Transport // inbound to the local app, h2c prior knowledge (Upgrade requests)
+	appH2   *h2Pool         // inbound to the local app, h2c prior knowledge
 	appFast *h1Client       // inbound to the local app, HTTP/1.1 hot path
 	servers []*http.Server
 	h1      h1Server // the HTTP/1.1 fast path's connections
@@ -110,6 +111,7 @@ func New(b *Bootstrap, opts Options) *Proxy {
 	pol := b.Policy.merge(DefaultPolicy)
 	p.appH1 = newTransport(spec.ProtocolHTTP, pol, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
 	p.appH2C = newTransport(spec.ProtocolHTTP2, pol, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
+	p.appH2 = newH2Pool((&net.Dialer{Timeout: 5 * time.Second}).DialContext)
 	p.appFast = newH1Client((&net.Dialer{Timeout: 5 * time.Second}).DialContext, pol.MaxIdleConnsPerHost)
 	return p
 }
@@ -314,10 +316,12 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	for _, cp := range p.clusters {
 		cp.close()
+		closeH2(cp)
 	}
 	p.mu.Unlock()
 	p.appH1.CloseIdleConnections()
 	p.appH2C.CloseIdleConnections()
+	p.appH2.closeIdle()
 	p.appFast.close()
 	return nil
 }

@@ -137,6 +137,7 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 			if cp == nil {
 				pol := p.policyFor(c.Service)
 				cp = newClusterPort(k, pol.Policy, newBalancer(), newBreaker(pol.Breaker), p.mtls)
+				useH2(cp, pol.Policy)
 				p.clusters[k] = cp
 			}
 			if n := cp.update(c); n > 0 {
@@ -206,6 +207,7 @@ func (p *Proxy) sweep(st *routingState) {
 	for k, cp := range p.clusters {
 		if st.clusters[k] == nil {
 			cp.close()
+			closeH2(cp)
 			delete(p.clusters, k)
 		}
 	}

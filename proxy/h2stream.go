@@ -1,0 +1,532 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Stream is one request on an h2ClientConn. It is the response's Body
+// too. Its fields are guarded by cc.mu unless said otherwise.
+type h2Stream struct {
+	cc   *h2ClientConn
+	id   uint32 // set before the stream is shared
+	req  *http.Request
+	cond sync.Cond // on cc.mu: headers, body bytes, window or failure arrived
+
+	resp       *http.Response
+	trailer    http.Header // received trailers, until Read reaches EOF
+	err        error       // the stream failed; Read returns it once buf is drained
+	buf        []byte      // received body bytes not yet read
+	off        int
+	ended      bool  // the peer's END_STREAM arrived
+	sentEnd    bool  // our END_STREAM went (or will never go)
+	sendWindow int32 // the peer's window for our DATA on this stream
+	recvUnack  int   // bytes read, not yet credited back to the peer
+	removed    bool  // gone from cc.streams
+
+	// Set once by roundTrip before anyone else can see them.
+	stopCtx func() bool
+	timer   *time.Timer
+}
+
+// fail ends the stream with err unless it already ended. reset is for an
+// end on our side (the caller went away, closed the body, or timed out):
+// unread bytes are dropped and RST_STREAM(CANCEL) tells the peer. Without
+// it (the peer reset the stream, the connection died) the bytes already
+// received are still read before the error, as net/http's Transport
+// does, so a proxy passes on as much of a broken body as arrived.
+func (s *h2Stream) fail(err error, reset bool) {
+	cc := s.cc
+	cc.mu.Lock()
+	if s.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	// A stream both sides ended is not reset, but bytes nobody will read
+	// still count in the connection's window: credit them back.
+	clean := s.ended && s.sentEnd
+	s.err = err
+	if reset || clean {
+		s.discardLocked()
+	}
+	s.sentEnd = true
+	s.cond.Broadcast()
+	cc.cond.Broadcast() // a body writer waiting for window
+	s.removeLocked()
+	cc.mu.Unlock()
+	if reset && !clean {
+		cc.reset(s.id)
+	}
+	s.cleanup()
+}
+
+// timeout fails a stream still waiting for response headers with errTimeout.
+func (s *h2Stream) timeout() {
+	s.cc.mu.Lock()
+	waiting := s.resp == nil && s.err == nil
+	s.cc.mu.Unlock()
+	if waiting {
+		s.fail(errTimeout, true)
+	}
+}
+
+// endLocked records the peer's END_STREAM. If our request body is still
+// going, it stops there (the answer is complete, RFC 9113 §8.1) and the
+// stream is reset so the server forgets it too. cc.mu held.
+func (s *h2Stream) endLocked() {
+	s.ended = true
+	if !s.sentEnd {
+		s.sentEnd = true
+		go s.cc.reset(s.id)
+	}
+	s.removeLocked()
+}
+
+// reset sends RST_STREAM(CANCEL) for a stream we stop.
+func (cc *h2ClientConn) reset(id uint32) {
+	cc.wmu.Lock()
+	err := cc.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	cc.wmu.Unlock()
+	cc.writeErr(err)
+}
+
+// discardLocked drops unread body bytes and credits them to the connection.
+func (s *h2Stream) discardLocked() {
+	if n := len(s.buf) - s.off; n > 0 {
+		s.cc.recvUnack += n
+	}
+	s.buf, s.off = nil, 0
+}
+
+// removeLocked takes the stream off the connection once both sides ended
+// (or it failed), freeing its slot. cc.mu held.
+func (s *h2Stream) removeLocked() {
+	if s.removed || (s.err == nil && !(s.ended && s.sentEnd)) {
+		return
+	}
+	s.removed = true
+	cc := s.cc
+	delete(cc.streams, s.id)
+	if len(cc.streams) == 0 && cc.reserved == 0 {
+		if cc.goAway {
+			go cc.close(errH2Closed)
+		} else if cc.idle != nil {
+			cc.idle.Reset(h2IdleTimeout)
+		}
+	}
+}
+
+// cleanup releases what the stream held on to outside the connection.
+func (s *h2Stream) cleanup() {
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// Read reads the response body. At EOF the trailers are in resp.Trailer.
+func (s *h2Stream) Read(p []byte) (int, error) {
+	cc := s.cc
+	cc.mu.Lock()
+	for s.off == len(s.buf) && s.err == nil && !s.ended {
+		s.cond.Wait()
+	}
+	if s.off < len(s.buf) {
+		n := copy(p, s.buf[s.off:])
+		s.off += n
+		if s.off == len(s.buf) {
+			s.buf, s.off = s.buf[:0], 0
+		}
+		var streamCredit, connCredit int
+		if !s.ended && s.err == nil {
+			s.recvUnack += n
+			if s.recvUnack >= h2StreamWindow/2 {
+				streamCredit, s.recvUnack = s.recvUnack, 0
+			}
+		}
+		cc.recvUnack += n
+		if cc.recvUnack >= h2ConnWindow/2 {
+			connCredit, cc.recvUnack = cc.recvUnack, 0
+		}
+		cc.mu.Unlock()
+		if streamCredit > 0 || connCredit > 0 {
+			cc.credit(s.id, streamCredit, connCredit)
+		}
+		return n, nil
+	}
+	err := s.err
+	if err == nil {
+		err = io.EOF
+		if s.trailer != nil {
+			if s.resp.Trailer == nil {
+				s.resp.Trailer = make(http.Header, len(s.trailer))
+			}
+			for k, vv := range s.trailer {
+				s.resp.Trailer[k] = vv
+			}
+			s.trailer = nil
+		}
+	}
+	cc.mu.Unlock()
+	if err == io.EOF {
+		s.cleanup()
+	}
+	return 0, err
+}
+
+// Close ends the response: a stream still receiving is reset.
+func (s *h2Stream) Close() error {
+	s.fail(errH2BodyClosed, true)
+	return nil
+}
+
+// credit sends WINDOW_UPDATEs for bytes the reader consumed.
+func (cc *h2ClientConn) credit(id uint32, stream, conn int) {
+	cc.wmu.Lock()
+	var err error
+	if stream > 0 {
+		err = cc.fr.WriteWindowUpdate(id, uint32(stream))
+	}
+	if conn > 0 && err == nil {
+		err = cc.fr.WriteWindowUpdate(0, uint32(conn))
+	}
+	cc.wmu.Unlock()
+	cc.writeErr(err)
+}
+
+// writeBody copies the request body into DATA frames within the peer's
+// windows, then ends the stream (with trailers if the request has any). It
+// runs on its own goroutine and owns req.Body.
+func (s *h2Stream) writeBody() {
+	cc := s.cc
+	body := s.req.Body
+	defer body.Close()
+	buf := bodyBufs.Get().(*[bodyBufSize]byte)
+	defer bodyBufs.Put(buf)
+	for {
+		n, rerr := body.Read(buf[:])
+		data := buf[:n]
+		for len(data) > 0 {
+			cc.mu.Lock()
+			for s.err == nil && cc.err == nil && !s.sentEnd && (s.sendWindow <= 0 || cc.sendWindow <= 0) {
+				cc.cond.Wait()
+			}
+			if s.err != nil || cc.err != nil || s.sentEnd {
+				cc.mu.Unlock()
+				return
+			}
+			chunk := min(len(data), int(s.sendWindow), int(cc.sendWindow), cc.maxFrame)
+			s.sendWindow -= int32(chunk)
+			cc.sendWindow -= int32(chunk)
+			cc.mu.Unlock()
+			cc.wmu.Lock()
+			err := cc.fr.WriteData(s.id, false, data[:chunk])
+			cc.wmu.Unlock()
+			if err != nil {
+				cc.writeErr(err)
+				return
+			}
+			data = data[chunk:]
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The client's body broke off: the upstream must not take
+			// what it got for a whole request.
+			s.fail(fmt.Errorf("http2 request body: %w", rerr), true)
+			return
+		}
+	}
+	cc.mu.Lock()
+	if s.err != nil || s.sentEnd {
+		cc.mu.Unlock()
+		return
+	}
+	maxFrame := cc.maxFrame
+	cc.mu.Unlock()
+	cc.wmu.Lock()
+	var err error
+	if len(s.req.Trailer) > 0 {
+		cc.hbuf.Reset()
+		for k, vv := range s.req.Trailer {
+			name, ok := h2LowerHeader(k)
+			if !ok {
+				continue
+			}
+			for _, v := range vv {
+				cc.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+		err = cc.writeBlock(s.id, true, cc.hbuf.Bytes(), maxFrame)
+	} else {
+		err = cc.fr.WriteData(s.id, true, nil)
+	}
+	cc.wmu.Unlock()
+	if err != nil {
+		cc.writeErr(err)
+		return
+	}
+	cc.mu.Lock()
+	s.sentEnd = true
+	s.removeLocked()
+	cc.mu.Unlock()
+}
+
+// bodyBufSize is one DATA frame at the default SETTINGS_MAX_FRAME_SIZE.
+const bodyBufSize = 16 << 10
+
+var bodyBufs = sync.Pool{New: func() any { return new([bodyBufSize]byte) }}
+
+// readLoop reads the connection's frames until it fails; the only reader.
+func (cc *h2ClientConn) readLoop() {
+	defer close(cc.readerDone)
+	for {
+		f, err := cc.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				if s := cc.stream(se.StreamID); s != nil {
+					s.fail(se, true)
+				}
+				continue
+			}
+			cc.close(fmt.Errorf("http2 to %s: read: %w", cc.addr, err))
+			return
+		}
+		if err := cc.handle(f); err != nil {
+			cc.wmu.Lock()
+			_ = cc.fr.WriteGoAway(0, http2.ErrCodeProtocol, nil)
+			cc.wmu.Unlock()
+			cc.close(fmt.Errorf("http2 to %s: %w", cc.addr, err))
+			return
+		}
+	}
+}
+
+func (cc *h2ClientConn) stream(id uint32) *h2Stream {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.streams[id]
+}
+
+// handle acts on one frame; an error is the connection's end.
+func (cc *h2ClientConn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return cc.onHeaders(f)
+	case *http2.DataFrame:
+		return cc.onData(f)
+	case *http2.RSTStreamFrame:
+		if s := cc.stream(f.StreamID); s != nil {
+			err := error(http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode})
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				err = errH2Unprocessed
+			}
+			s.fail(err, false)
+		}
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		if err := cc.onSettings(f); err != nil {
+			return err
+		}
+		cc.wmu.Lock()
+		err := cc.fr.WriteSettingsAck()
+		cc.wmu.Unlock()
+		cc.writeErr(err)
+	case *http2.WindowUpdateFrame:
+		cc.mu.Lock()
+		if f.StreamID == 0 {
+			cc.sendWindow += int32(f.Increment)
+		} else if s := cc.streams[f.StreamID]; s != nil {
+			s.sendWindow += int32(f.Increment)
+		}
+		cc.cond.Broadcast()
+		cc.mu.Unlock()
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			cc.wmu.Lock()
+			err := cc.fr.WritePing(true, f.Data)
+			cc.wmu.Unlock()
+			cc.writeErr(err)
+		}
+	case *http2.GoAwayFrame:
+		// Streams past the last one the server will process were not
+		// processed and may go again elsewhere; the rest finish here.
+		cc.mu.Lock()
+		cc.goAway = true
+		var refused []*h2Stream
+		for id, s := range cc.streams {
+			if id > f.LastStreamID {
+				refused = append(refused, s)
+			}
+		}
+		idle := len(cc.streams) == len(refused) && cc.reserved == 0
+		cc.mu.Unlock()
+		cc.pool.remove(cc)
+		for _, s := range refused {
+			s.fail(errH2Unprocessed, false)
+		}
+		if idle {
+			go cc.close(errH2Closed)
+		}
+	case *http2.PushPromiseFrame:
+		return errors.New("PUSH_PROMISE though SETTINGS_ENABLE_PUSH is 0")
+	}
+	return nil
+}
+
+func (cc *h2ClientConn) onSettings(f *http2.SettingsFrame) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return f.ForeachSetting(func(st http2.Setting) error {
+		switch st.ID {
+		case http2.SettingMaxConcurrentStreams:
+			cc.maxStreams = int(min(st.Val, 1000))
+		case http2.SettingMaxFrameSize:
+			cc.maxFrame = int(st.Val)
+		case http2.SettingInitialWindowSize:
+			if st.Val > 1<<31-1 {
+				return errors.New("SETTINGS_INITIAL_WINDOW_SIZE too large")
+			}
+			delta := int32(st.Val) - cc.initWindow
+			cc.initWindow = int32(st.Val)
+			for _, s := range cc.streams {
+				s.sendWindow += delta
+			}
+			cc.cond.Broadcast()
+		case http2.SettingHeaderTableSize:
+			// The encoder is the writers': take wmu after mu is released.
+			v := st.Val
+			go func() {
+				cc.wmu.Lock()
+				cc.henc.SetMaxDynamicTableSize(v)
+				cc.wmu.Unlock()
+			}()
+		}
+		return nil
+	})
+}
+
+// onHeaders takes a response's headers or, after its body, its trailers.
+func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
+	s := cc.stream(f.StreamID)
+	if s == nil {
+		return nil // a stream we already reset
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if s.err != nil {
+		return nil
+	}
+	if s.resp != nil {
+		// Trailers: they end the stream.
+		if !f.StreamEnded() {
+			s.err = errors.New("http2: trailers without END_STREAM")
+		} else {
+			// Kept aside: the reader may be ranging over resp.Trailer
+			// (writeResponse announces it) while this goroutine runs;
+			// Read moves them in at EOF, on the reader's goroutine.
+			tr := make(http.Header, len(f.RegularFields()))
+			for _, hf := range f.RegularFields() {
+				k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+				tr[k] = append(tr[k], hf.Value)
+			}
+			s.trailer = tr
+			s.endLocked()
+		}
+		s.cond.Broadcast()
+		s.removeLocked()
+		return nil
+	}
+	status, err := strconv.Atoi(f.PseudoValue("status"))
+	if err != nil || status < 100 || status > 999 {
+		s.err = fmt.Errorf("http2: bad :status %q", f.PseudoValue("status"))
+		s.sentEnd = true
+		s.cond.Broadcast()
+		s.removeLocked()
+		return nil
+	}
+	if status < 200 {
+		return nil // 1xx: the final response is still to come
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular))
+	var trailer http.Header
+	for _, hf := range regular {
+		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+		if k == "Trailer" {
+			for v := range strings.SplitSeq(hf.Value, ",") {
+				if v = textproto.TrimString(v); v != "" {
+					if trailer == nil {
+						trailer = http.Header{}
+					}
+					trailer[textproto.CanonicalMIMEHeaderKey(v)] = nil
+				}
+			}
+		}
+		h[k] = append(h[k], hf.Value)
+	}
+	resp := &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		Trailer:       trailer,
+		ContentLength: -1,
+		Request:       s.req,
+		Body:          s,
+	}
+	if f.StreamEnded() {
+		s.endLocked()
+		resp.ContentLength = 0
+		resp.Body = http.NoBody
+	} else if cl := h["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			resp.ContentLength = n
+		}
+	}
+	s.resp = resp
+	s.cond.Broadcast()
+	if s.ended {
+		// A body-less answer: nobody will call Read, so release now.
+		go s.cleanup()
+	}
+	return nil
+}
+
+// onData queues a DATA frame's bytes for the stream's reader.
+func (cc *h2ClientConn) onData(f *http2.DataFrame) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	s := cc.streams[f.StreamID]
+	if s == nil || s.err != nil || s.resp == nil {
+		// Reset or unknown: nobody reads it, but it used the window.
+		cc.recvUnack += int(f.Length)
+		return nil
+	}
+	if pad := int(f.Length) - len(f.Data()); pad > 0 {
+		cc.recvUnack += pad
+	}
+	s.buf = append(s.buf, f.Data()...)
+	if f.StreamEnded() {
+		s.endLocked()
+	}
+	s.cond.Broadcast()
+	return nil
+}
