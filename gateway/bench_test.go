@@ -43,3 +43,27 @@ func BenchmarkHop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTCPBulk: 1 MiB echoed over one TCP flow per iteration, west
+// client sidecar to east's TCP echo app, directly or through the gateway
+// (each flow is a new connection: dial, both handshakes, relay).
+func BenchmarkTCPBulk(b *testing.B) {
+	m := newMulti(b, 1)
+	web := m.caller(b, m.west, m.westFed, "web")
+	msg := make([]byte, 1<<20)
+	for _, tc := range []struct {
+		name string
+		svc  spec.Key
+	}{{"direct", directK}, {"gateway", importK}} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := web.FixedAddr(tc.svc.String(), portTCP).String()
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := echoOnce(addr, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
