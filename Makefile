@@ -1,4 +1,4 @@
-# Causeway. `make test` is what CI runs (see .ci/run); `make run` is the local mesh.
+# Causeway. `make test` is what CI runs (see .ci/run); `make run` is the local multi-cluster mesh.
 GO        ?= go
 BIN       := bin/causeway
 FUZZTIME  ?= 10s
@@ -50,8 +50,9 @@ bench-quick: build
 generate:
 	./scripts/protoc.sh
 
+## run: two linked clusters on loopback with demo traffic from west to east (README).
 run: build
-	$(BIN) up -f examples/bookstore
+	$(BIN) up -f examples/multicluster
 
 clean:
 	rm -rf bin

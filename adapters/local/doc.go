@@ -1,9 +1,11 @@
 // Package local reads Causeway's local-mode kinds, causeway.dev/v1alpha1
 // (DESIGN.md §8): Workload (serviceAccount, service, port, command, env,
 // outbound), Mesh (mode, trustDomain; also read under deploy/crds' name
-// MeshConfig), and — parsed and validated only, until federation lands —
-// Cluster (name, trustDomain, gatewayPort, adminPort) and ClusterLink
-// (clusters).
+// MeshConfig), Cluster (name, trustDomain, gatewayPort, adminPort: one per
+// subfolder of a multi-cluster folder) and ClusterLink (clusters to link).
+// internal/localmesh runs them: a control plane, CA, Workload API and
+// east-west gateway per Cluster, linked through federation per
+// ClusterLink.
 //
 // What enters: adapters.Object values of those kinds (from adapters/manifest).
 // Each is decoded strictly (unknown or duplicate fields are diagnostics with

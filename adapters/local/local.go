@@ -95,7 +95,8 @@ type Mesh struct {
 	Origin      spec.Origin
 }
 
-// Cluster is one cluster of a multi-cluster folder (read, not yet run).
+// Cluster is one cluster of a multi-cluster folder: its own trust domain,
+// the port of its east-west gateway and of its REST API (0: a free port).
 type Cluster struct {
 	Name        string
 	TrustDomain string
@@ -104,7 +105,7 @@ type Cluster struct {
 	Origin      spec.Origin
 }
 
-// ClusterLink links clusters (read, not yet run).
+// ClusterLink links clusters: every pair of them is peered at start.
 type ClusterLink struct {
 	Name     string
 	Clusters []string

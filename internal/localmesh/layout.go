@@ -100,9 +100,8 @@ func readLayout(dir string) (layout, error) {
 	lay.addLinks(res.ClusterLinks)
 	for _, o := range objs {
 		if !(local.Handles(&o) && o.Kind == "ClusterLink") {
-			d := o.SpecObject()
-			lay.warnings = append(lay.warnings, fmt.Sprintf("%s: %s %s: warning: not read: in a folder of clusters the top level holds only ClusterLinks; put it in a cluster's subfolder",
-				where(o.Source), d.Kind, d.Name))
+			lay.warnings = append(lay.warnings, fmt.Sprintf("%s: %s: warning: not read: in a folder of clusters the top level holds only ClusterLinks; put it in a cluster's subfolder",
+				where(o.Source), o.SpecObject()))
 		}
 	}
 	names := make([]string, len(lay.clusters))

@@ -3,6 +3,7 @@ package localmesh
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,4 +86,20 @@ func link(ctx context.Context, a, b *cluster) error {
 		return fmt.Errorf("%s: apply %s's token: %w", b.name, a.name, err)
 	}
 	return nil
+}
+
+// peers are the clusters a ClusterLink links with cluster name.
+func (m *Mesh) peers(name string) []string {
+	var out []string
+	for _, l := range m.links {
+		if !slices.Contains(l.clusters, name) {
+			continue
+		}
+		for _, c := range l.clusters {
+			if c != name && !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }

@@ -188,7 +188,7 @@ func (c *cluster) publish(snap *spec.Snapshot, diags spec.Diagnostics) bool {
 	if !c.started {
 		c.started = true
 		for _, d := range diags {
-			c.printf("  %s", d)
+			c.printf("  %s%s", d, c.importHint(d))
 		}
 		c.summary(snap)
 		c.markReady()
@@ -264,4 +264,18 @@ func sameJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// importHint explains a first load's warning about a service that a linked
+// cluster will export: imports arrive only once the link is made.
+func (c *cluster) importHint(d spec.Diagnostic) string {
+	if d.Severity != spec.SeverityWarning {
+		return ""
+	}
+	for _, peer := range c.m.peers(c.name) {
+		if strings.Contains(d.Message, "-"+peer+" not found") {
+			return " (yet: an import of cluster " + peer + ", there once the clusters are linked)"
+		}
+	}
+	return ""
 }
