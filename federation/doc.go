@@ -54,7 +54,12 @@
 //   - Run (owned by the caller) probes gateways and fails silent links;
 //     each probe round starts one short goroutine per gateway address.
 //
-// Links are kept in memory only: after a restart the peer's dialler is
-// refused as "not linked" and drops its side, so both ends agree and the
-// operator peers again.
+// Persistence: with Options.StateFile each link (peer cluster, trust
+// domain, control plane ID, addresses to dial, newest bundle) is written on
+// every change (0600, atomic rename) and restored by New, which puts the
+// bundles back into the set and restarts the diallers; imports are not
+// saved, the peer resends them. Without it links live in memory: after a
+// restart the peer's dialler is refused as "not linked" and drops its side,
+// so both ends agree and the operator peers again. Issued tokens are never
+// saved.
 package federation

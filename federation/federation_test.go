@@ -2,6 +2,8 @@ package federation
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -381,5 +383,58 @@ func TestPeerRestartForgetsLink(t *testing.T) {
 	east2.links.SetLocal(exportSnap(east2, "web"))
 	eventually(t, "relinked: west imports web-east again", 5*time.Second, func() bool {
 		return importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) != nil
+	})
+}
+
+// TestStateSurvivesRestart: with a state file, a restarted control plane
+// (same CA, same address) keeps its links. Restarting the issuer, the
+// dialler's reconnect is accepted; restarting the dialler, it trusts the
+// peer at once from the saved bundle and dials it again.
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	eastState, westState := filepath.Join(dir, "east.json"), filepath.Join(dir, "west.json")
+	r := startRelay(t)
+	east := newSide(t, "east", sideOpts{advertise: []string{r.addr()}, stateFile: eastState})
+	r.setTarget(east.addr)
+	west := newSide(t, "west", sideOpts{stateFile: westState})
+	link2(t, east, west)
+	east.links.SetLocal(exportSnap(east, "web"))
+	webEast := spec.Key{Namespace: "shop", Name: "web-east"}
+	eventually(t, "west imports web-east", 5*time.Second, func() bool { return importOf(west, webEast) != nil })
+	if fi, err := os.Stat(eastState); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("east's state file: %v, %v; want mode 0600", fi, err)
+	}
+	active := func(s *side, peer string) func() bool {
+		return func() bool { l := linkOf(s, peer); return l != nil && l.State == spec.LinkActive }
+	}
+
+	outer := t // restarted sides live until the whole test ends
+	t.Run("issuer restarts", func(t *testing.T) {
+		east2 := newSideWithCA(outer, "east", east.ca, sideOpts{advertise: []string{r.addr()}, stateFile: eastState})
+		if l := linkOf(east2, "west"); l == nil || l.State != spec.LinkPending {
+			t.Fatalf("restored link = %+v, want pending until west is heard from", l)
+		}
+		r.setTarget(east2.addr)
+		east.links.Close()
+		r.set(forward)
+		restarted := time.Now()
+		east2.links.SetLocal(exportSnap(east2, "web", "cart"))
+		eventually(t, "west reconnects to the restarted east and imports cart-east", 5*time.Second, func() bool {
+			return active(east2, "west")() && active(west, "east")() && importOf(west, spec.Key{Namespace: "shop", Name: "cart-east"}) != nil
+		})
+		t.Logf("east restart -> link active again, new export imported: %s", time.Since(restarted).Round(time.Millisecond))
+		east = east2
+	})
+	t.Run("dialler restarts", func(t *testing.T) {
+		west.links.Close()
+		west2 := newSideWithCA(outer, "west", west.ca, sideOpts{stateFile: westState})
+		if _, err := west2.set.GetX509BundleForTrustDomain(east.td); err != nil {
+			t.Fatalf("restarted west does not trust east from its state: %v", err)
+		}
+		restarted := time.Now()
+		eventually(t, "restarted west dials east and imports web-east", 5*time.Second, func() bool {
+			return active(west2, "east")() && importOf(west2, webEast) != nil
+		})
+		t.Logf("west restart -> link active, imports back: %s", time.Since(restarted).Round(time.Millisecond))
 	})
 }

@@ -52,6 +52,10 @@ type Options struct {
 	// gateways, sent with the exports.
 	GatewayAddrs []string
 	GatewayID    spiffeid.ID
+	// StateFile, when set, keeps the links (peer, trust domain, control
+	// plane ID, addresses, newest bundle) across restarts; empty keeps
+	// them in memory only.
+	StateFile string
 
 	Heartbeat     time.Duration // how often each side sends a heartbeat [5s]
 	Timeout       time.Duration // silence after which a link is failed [3 × Heartbeat]
@@ -102,6 +106,7 @@ type Links struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	saveMu   sync.Mutex // serialises writes of Options.StateFile
 	mu       sync.Mutex
 	links    map[string]*link // by cluster
 	tokens   map[string]*issued
@@ -152,13 +157,18 @@ func New(opts Options) (*Links, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Links{
+	l := &Links{
 		opts: opts, log: opts.Logger.With("cluster", opts.Cluster),
 		ctx: ctx, cancel: cancel,
 		links: map[string]*link{}, tokens: map[string]*issued{},
 		local: make(chan struct{}), health: map[string]bool{},
 		changes: make(chan struct{}, 1), probe: make(chan struct{}, 1),
-	}, nil
+	}
+	if err := l.loadState(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // Close revokes nothing: it ends every stream and goroutine Links started
@@ -342,6 +352,7 @@ func (l *Links) drop(lk *link, why string) {
 		sess.cancel()
 	}
 	l.log.Info("federation: link removed", "peer", lk.cluster, "trustDomain", lk.td.Name(), "why", why)
+	l.saveState()
 	l.changed()
 }
 
@@ -360,6 +371,7 @@ func (l *Links) addLink(cluster string, td spiffeid.TrustDomain, peerID spiffeid
 		l.mu.Unlock()
 	}
 	l.opts.Federated.Put(spiffebundle.FromX509Authorities(td, roots))
+	l.saveState()
 	l.changed()
 	return lk
 }

@@ -47,6 +47,7 @@ type sideOpts struct {
 	advertise []string // put in tokens instead of the listener (a relay)
 	gateways  []string
 	svidPath  string // the side's own SPIFFE ID path; default /ns/causeway/sa/control
+	stateFile string
 }
 
 func gatewayID(td spiffeid.TrustDomain) spiffeid.ID {
@@ -79,7 +80,7 @@ func newSideWithCA(t *testing.T, name string, c *ca.CA, o sideOpts) *side {
 		o.advertise = []string{s.addr}
 	}
 	s.links, err = New(Options{Cluster: name, TrustDomain: td, SVID: svid, Bundle: c, Federated: s.set,
-		Advertise: o.advertise, GatewayAddrs: o.gateways, GatewayID: gatewayID(td),
+		Advertise: o.advertise, GatewayAddrs: o.gateways, GatewayID: gatewayID(td), StateFile: o.stateFile,
 		Heartbeat: heartbeat, Timeout: timeout, ProbeInterval: probeIvl, ProbeTimeout: time.Second,
 		BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: testLogger})
 	if err != nil {

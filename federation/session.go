@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -214,6 +215,7 @@ func (l *Links) applyImports(lk *link, im *imported, rootsPEM []byte) {
 		return
 	}
 	lk.imports = im
+	rotated := !bytes.Equal(lk.bundlePEM, rootsPEM)
 	lk.bundlePEM = rootsPEM
 	var fresh bool
 	for _, g := range im.gateways {
@@ -223,6 +225,9 @@ func (l *Links) applyImports(lk *link, im *imported, rootsPEM []byte) {
 	}
 	l.mu.Unlock()
 	l.opts.Federated.Put(spiffebundle.FromX509Authorities(lk.td, roots))
+	if rotated {
+		l.saveState() // a restart must verify the peer with its newest roots
+	}
 	if fresh {
 		l.probeSoon()
 	}

@@ -3,6 +3,8 @@ package federation
 import (
 	"context"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,33 @@ func TestOnlyThePeeredControlPlane(t *testing.T) {
 	}
 	if l := linkOf(east, "west"); l == nil || l.State != spec.LinkActive {
 		t.Errorf("east's link to west after the impostor: %+v", l)
+	}
+}
+
+// TestStateFileErrors: a state file New cannot use is an error naming the
+// file, the link and the field.
+func TestStateFileErrors(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	bundle := strings.ReplaceAll(string(encodeRoots(east.ca.Bundle().X509Authorities())), "\n", "\\n")
+	tests := []struct{ name, content, want string }{
+		{"not JSON", "{", "unexpected end of JSON input"},
+		{"bad cluster", `{"links":[{"cluster":"A_B","trustDomain":"east.local","peerID":"spiffe://east.local/x","bundle":"` + bundle + `"}]}`, "links[0] (A_B): cluster"},
+		{"peer ID outside the trust domain", `{"links":[{"cluster":"east","trustDomain":"east.local","peerID":"spiffe://other.local/x","bundle":"` + bundle + `"}]}`, "links[0] (east): peerID"},
+		{"no bundle", `{"links":[{"cluster":"east","trustDomain":"east.local","peerID":"spiffe://east.local/x","bundle":""}]}`, "links[0] (east): bundle: no PEM certificates"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "links.json")
+			if err := os.WriteFile(file, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			opts := east.links.opts
+			opts.StateFile = file
+			_, err := New(opts)
+			if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error naming %s and %q", err, file, tt.want)
+			}
+		})
 	}
 }
 

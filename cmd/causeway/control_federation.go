@@ -26,6 +26,7 @@ type fedFlags struct {
 	gatewayID string
 	heartbeat time.Duration
 	probe     time.Duration
+	state     string
 }
 
 func (f *fedFlags) register(fl *pflag.FlagSet) {
@@ -36,6 +37,7 @@ func (f *fedFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.gatewayID, "gateway-id", "", "SPIFFE ID the gateway proves (default spiffe://<trust-domain>/ns/causeway-system/sa/causeway-gateway)")
 	fl.DurationVar(&f.heartbeat, "federation-heartbeat", 5*time.Second, "federation heartbeat; a peer silent for 3 heartbeats is failed")
 	fl.DurationVar(&f.probe, "gateway-probe-interval", 5*time.Second, "how often linked clusters' gateways are probed")
+	fl.StringVar(&f.state, "federation-state", "", "keep links in this file (0600) across restarts; empty: in memory, peers must link again after a restart")
 }
 
 // federationRun is a running federation, or the zero value when it is off.
@@ -120,10 +122,13 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	}
 	links, err := federation.New(federation.Options{Cluster: ff.cluster, TrustDomain: td, SVID: svid, Bundle: c,
 		Federated: bundle.NewSet(), Advertise: advertise, GatewayAddrs: ff.gateways, GatewayID: gwID,
-		Heartbeat: ff.heartbeat, ProbeInterval: ff.probe, Logger: log})
+		Heartbeat: ff.heartbeat, ProbeInterval: ff.probe, StateFile: ff.state, Logger: log})
 	if err != nil {
 		lis.Close()
 		stopCA()
+		if ff.state != "" {
+			return federationRun{}, &exitError{code: 1, err: fmt.Errorf("control: %w", err)}
+		}
 		return federationRun{}, usageErr("control: %v", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
