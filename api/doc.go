@@ -27,6 +27,11 @@
 // must be added to; the round-trip fuzz test in config/v1 catches a field
 // that is dropped on the way.
 //
+// federation/v1 is the stream between two linked control planes (DESIGN.md
+// §7): Hello (with a peering proof on first contact), Exports with version
+// and nonce, Ack/NACK, Heartbeat and Revoke, the same both ways; package
+// federation runs it.
+//
 // Goroutines: none here; gRPC owns the stream goroutines, control/ and
 // proxy/configsource own the logic on each side.
 package api
