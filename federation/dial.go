@@ -179,15 +179,13 @@ func (l *Links) startDialler(lk *link, first *conn) {
 				l.log.Warn("federation: stream to peer ended; reconnecting", "peer", lk.cluster, "err", err)
 				delay = l.opts.BackoffBase
 			}
-			// Full jitter around the delay: peers restarted together do
-			// not reconnect in lockstep.
-			wait := delay/2 + rand.N(delay)
+			var wait time.Duration
+			wait, delay = backoff(delay, l.opts.BackoffMax)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
 			}
-			delay = min(2*delay, l.opts.BackoffMax)
 			var err error
 			c, err = l.reconnect(ctx, lk)
 			if err != nil {
@@ -199,6 +197,13 @@ func (l *Links) startDialler(lk *link, first *conn) {
 			}
 		}
 	}()
+}
+
+// backoff returns how long to wait before the next attempt, jittered
+// uniformly over [delay/2, 3·delay/2) so peers restarted together do not
+// reconnect in lockstep, and the delay after it, doubled up to max.
+func backoff(delay, max time.Duration) (wait, next time.Duration) {
+	return delay/2 + rand.N(delay), min(2*delay, max)
 }
 
 func refusedNotLinked(err error) bool {

@@ -209,3 +209,26 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	const base, max = 100 * time.Millisecond, time.Second
+	delay := base
+	for i, want := range []time.Duration{200, 400, 800, 1000, 1000} {
+		waits := map[time.Duration]bool{}
+		for range 50 {
+			w, _ := backoff(delay, max)
+			if w < delay/2 || w >= delay*3/2 {
+				t.Fatalf("attempt %d: wait %s outside [%s, %s)", i, w, delay/2, delay*3/2)
+			}
+			waits[w] = true
+		}
+		if len(waits) < 10 {
+			t.Errorf("attempt %d: only %d distinct waits in 50: not jittered", i, len(waits))
+		}
+		_, delay = backoff(delay, max)
+		if delay != want*time.Millisecond {
+			t.Errorf("attempt %d: next delay %s, want %s", i, delay, want*time.Millisecond)
+		}
+	}
+}
