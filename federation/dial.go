@@ -201,9 +201,9 @@ func (l *Links) startDialler(lk *link, first *conn) {
 
 // backoff returns how long to wait before the next attempt, jittered
 // uniformly over [delay/2, 3·delay/2) so peers restarted together do not
-// reconnect in lockstep, and the delay after it, doubled up to max.
-func backoff(delay, max time.Duration) (wait, next time.Duration) {
-	return delay/2 + rand.N(delay), min(2*delay, max)
+// reconnect in lockstep, and the delay after it, doubled up to limit.
+func backoff(delay, limit time.Duration) (wait, next time.Duration) {
+	return delay/2 + rand.N(delay), min(2*delay, limit)
 }
 
 func refusedNotLinked(err error) bool {
