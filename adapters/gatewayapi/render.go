@@ -46,6 +46,7 @@ func Render(s *spec.Snapshot, o Options) ([]*unstructured.Unstructured, spec.Dia
 	}
 	SortObjects(objs)
 	ds.Sort()
+	ds = slices.Compact(ds) // one warning per cause, not per port
 	return objs, ds
 }
 

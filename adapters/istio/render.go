@@ -3,6 +3,7 @@ package istio
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -50,6 +51,7 @@ func Render(s *spec.Snapshot, o Options) ([]*unstructured.Unstructured, spec.Dia
 	r.exports()
 	gw.SortObjects(r.objs)
 	r.ds.Sort()
+	r.ds = slices.Compact(r.ds) // one warning per cause, not per port
 	return r.objs, r.ds
 }
 

@@ -58,6 +58,7 @@ func Render(s *spec.Snapshot, o Options) ([]*unstructured.Unstructured, spec.Dia
 	}
 	gw.SortObjects(r.objs)
 	r.ds.Sort()
+	r.ds = slices.Compact(r.ds) // one warning per cause, not per port
 	return r.objs, r.ds
 }
 
@@ -158,8 +159,9 @@ func (r *renderer) policy(p spec.AccessPolicy) {
 		gw.Warnf(&r.ds, p.Origin, "spec.destination", "linkerd: no Service among the inputs is known to be served by %s; its Servers take the ports of %s, the services of its namespace whose workloads are unknown", p.Destination, gw.ServiceNames(dest))
 	}
 	if len(dest) == 0 {
-		gw.Warnf(&r.ds, p.Origin, "spec.destination", "linkerd: not rendered: no Service among the inputs is served by service account %s/%s, so the ports a Linkerd Server needs are unknown", ns, sa)
-		return
+		// Without a Service only the ports the rules name are known; they
+		// are taken as the workload's own ports.
+		gw.Warnf(&r.ds, p.Origin, "spec.destination", "linkerd: no Service among the inputs is served by service account %s/%s: Servers are made only for ports the rules name (TCPRoute ports, rule ports), taken as the workload's ports", ns, sa)
 	}
 	var identities []any
 	for i, id := range p.Sources {
@@ -183,6 +185,9 @@ func (r *renderer) policy(p spec.AccessPolicy) {
 		switch rule.Route.Kind {
 		case spec.RouteHTTP:
 			ports := destPorts(dest, rule.Ports, spec.Protocol.IsHTTP)
+			if len(dest) == 0 {
+				ports = bare(rule.Ports, spec.ProtocolHTTP)
+			}
 			var parents []any
 			for _, port := range ports {
 				parents = append(parents, map[string]any{"group": "policy.linkerd.io", "kind": "Server", "name": r.server(ns, port)})
@@ -209,7 +214,14 @@ func (r *renderer) policy(p spec.AccessPolicy) {
 				continue
 			}
 			// A TCPRoute rule opens the port to any traffic (HTTP too).
-			for _, port := range destPorts(dest, ports, func(spec.Protocol) bool { return true }) {
+			sports := destPorts(dest, ports, func(p spec.Protocol) bool { return p != spec.ProtocolUDP })
+			if len(dest) == 0 {
+				sports = bare(ports, spec.ProtocolTCP)
+			}
+			if len(sports) == 0 {
+				gw.Warnf(&r.ds, p.Origin, field, "linkerd: rule not rendered: TCPRoute %s names no port and no Service of %s is known, so there is no Server to authorize", rule.Route.Key, p.Destination)
+			}
+			for _, port := range sports {
 				srv := r.server(ns, port)
 				name := p.Key.Name + "-" + strconv.Itoa(i) + "-" + strconv.Itoa(int(gw.TargetPort(port)))
 				r.objs = append(r.objs, gw.NewObject("policy.linkerd.io/v1alpha1", "AuthorizationPolicy", ns, name, map[string]any{
@@ -280,6 +292,15 @@ func rustIncompatible(m spec.Match) string {
 		}
 	}
 	return ""
+}
+
+// bare turns port numbers into ports of one protocol (workload port = port).
+func bare(ports []int32, proto spec.Protocol) []spec.Port {
+	out := make([]spec.Port, len(ports))
+	for i, p := range ports {
+		out[i] = spec.Port{Port: p, Protocol: proto}
+	}
+	return out
 }
 
 func intersect(a, b []int32) ([]int32, bool) {

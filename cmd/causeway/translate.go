@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -62,7 +60,7 @@ inputs are invalid nothing is printed on stdout and the exit status is 1.`,
 				if rdiags.HasErrors() {
 					return &exitError{code: 1, err: fmt.Errorf("%s cannot express the inputs: %s", to, count(len(rdiags.Errors()), "error"))}
 				}
-				out, err := encodeObjects(objs, output)
+				out, err := gatewayapi.Encode(objs, output)
 				if err != nil {
 					return err
 				}
@@ -133,33 +131,4 @@ func (m *meshOptions) render(to string, s *spec.Snapshot) ([]*unstructured.Unstr
 	default:
 		return gatewayapi.Render(s, gatewayapi.Options{Standard: m.channel == "standard"})
 	}
-}
-
-// encodeObjects prints objects as multi-document YAML, or as a JSON List
-// (what kubectl prints for several objects). Keys come out sorted, so the
-// bytes depend only on the objects.
-func encodeObjects(objs []*unstructured.Unstructured, output string) ([]byte, error) {
-	if output == "json" {
-		items := make([]any, len(objs))
-		for i, o := range objs {
-			items[i] = o.Object
-		}
-		out, err := json.MarshalIndent(map[string]any{"apiVersion": "v1", "kind": "List", "items": items}, "", "  ")
-		if err != nil {
-			return nil, fmt.Errorf("render JSON: %w", err)
-		}
-		return append(out, '\n'), nil
-	}
-	var b bytes.Buffer
-	for i, o := range objs {
-		if i > 0 {
-			b.WriteString("---\n")
-		}
-		y, err := yaml.Marshal(o.Object)
-		if err != nil {
-			return nil, fmt.Errorf("render YAML: %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
-		}
-		b.Write(y)
-	}
-	return b.Bytes(), nil
 }
