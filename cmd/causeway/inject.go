@@ -40,6 +40,7 @@ type injectFlags struct {
 	csiDriver   string
 	hostPath    string
 	socketName  string
+	tokenAud    string
 	proxyUID    int64
 	inbound     int32
 	httpProxy   int32
@@ -54,6 +55,7 @@ func (f *injectFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.csiDriver, "spiffe-csi-driver", "", "CSI driver that mounts the SPIFFE Workload API socket dir (default csi.spiffe.io)")
 	fl.StringVar(&f.hostPath, "spiffe-host-path", "", "node directory holding the Workload API socket, instead of a CSI driver")
 	fl.StringVar(&f.socketName, "spiffe-socket-name", "", "Workload API socket file name in that directory (default spire-agent.sock)")
+	fl.StringVar(&f.tokenAud, "spiffe-token-audience", "", "give the proxy a projected ServiceAccount token for this audience (--spiffe-token-file), for Causeway's node agent (identity serve --attest tokenreview); empty for a SPIRE agent")
 	fl.Int64Var(&f.proxyUID, "proxy-uid", inject.DefaultProxyUID, "uid of the injected proxy (never redirected)")
 	fl.Int32Var(&f.inbound, "proxy-inbound-port", inject.DefaultInboundPort, "the proxy's inbound port, where inbound TCP is redirected")
 	fl.Int32Var(&f.httpProxy, "proxy-http-port", inject.DefaultHTTPProxyPort, "the proxy's HTTP forward proxy port (apps' HTTP_PROXY)")
@@ -69,7 +71,7 @@ func imageTag() string {
 func (f *injectFlags) injector(svc inject.ServiceResolver, nsr inject.NamespaceReader) (*inject.Injector, error) {
 	in, err := inject.New(inject.Config{
 		Image: f.image, ControlAddr: f.controlAddr, ControlID: f.controlID,
-		SPIFFE:      inject.SPIFFESource{CSIDriver: f.csiDriver, HostPath: f.hostPath, SocketName: f.socketName},
+		SPIFFE:      inject.SPIFFESource{CSIDriver: f.csiDriver, HostPath: f.hostPath, SocketName: f.socketName, TokenAudience: f.tokenAud},
 		ProxyUID:    f.proxyUID,
 		InboundPort: f.inbound, HTTPProxyPort: f.httpProxy,
 		Services: svc, Namespaces: nsr,

@@ -47,6 +47,9 @@ const (
 	InitContainer     = "causeway-init"
 	BootstrapVolume   = "causeway-bootstrap"
 	SPIFFEVolume      = "causeway-spiffe"
+	TokenVolume       = "causeway-token"
+	tokenMountPath    = "/var/run/secrets/causeway.dev/serviceaccount"
+	tokenFile         = "token"
 	bootstrapDir      = "/var/run/causeway/bootstrap"
 	bootstrapFile     = "bootstrap.json"
 	spiffeMountPath   = "/spiffe-workload-api"
@@ -113,7 +116,22 @@ type SPIFFESource struct {
 	// SocketName is the socket's file name in that directory; "" =
 	// spire-agent.sock, the name the SPIRE agent uses there.
 	SocketName string
+	// TokenAudience, if set, gives the proxy a projected ServiceAccount
+	// token for this audience (volume causeway-token, proxy container
+	// only) and `--spiffe-token-file`: what Causeway's node agent
+	// (`identity serve --attest tokenreview`) needs to tell pods apart on a
+	// socket that every pod of the node shares. Empty for a SPIRE agent,
+	// which attests with its own workload attestors.
+	TokenAudience string
+	// TokenExpirationSeconds of the projected token; 0 =
+	// DefaultTokenExpirationSeconds. The kubelet renews it at 80% of this.
+	TokenExpirationSeconds int64
 }
+
+// DefaultTokenExpirationSeconds is the projected token's lifetime: an hour,
+// as the kubelet's own ServiceAccount tokens; the apiserver refuses less than
+// ten minutes.
+const DefaultTokenExpirationSeconds = 3600
 
 // ServiceResolver names the Services (ns/name) whose selectors match a pod's
 // labels in its namespace.
@@ -132,6 +150,9 @@ func (c Config) withDefaults() Config {
 		c.SPIFFE.CSIDriver = cmp.Or(c.SPIFFE.CSIDriver, "csi.spiffe.io")
 	}
 	c.SPIFFE.SocketName = cmp.Or(c.SPIFFE.SocketName, "spire-agent.sock")
+	if c.SPIFFE.TokenAudience != "" {
+		c.SPIFFE.TokenExpirationSeconds = cmp.Or(c.SPIFFE.TokenExpirationSeconds, DefaultTokenExpirationSeconds)
+	}
 	return c
 }
 
@@ -151,6 +172,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("inject: SPIFFE socket: CSI driver %q and host path %q are exclusive", c.SPIFFE.CSIDriver, c.SPIFFE.HostPath)
 	case strings.Contains(c.SPIFFE.SocketName, "/"):
 		return fmt.Errorf("inject: SPIFFE socket name %q: a file name, not a path", c.SPIFFE.SocketName)
+	case strings.TrimSpace(c.SPIFFE.TokenAudience) != c.SPIFFE.TokenAudience || strings.Contains(c.SPIFFE.TokenAudience, ","):
+		return fmt.Errorf("inject: SPIFFE token audience %q: one audience, without spaces or commas", c.SPIFFE.TokenAudience)
+	case c.SPIFFE.TokenAudience != "" && c.SPIFFE.TokenExpirationSeconds < 600:
+		return fmt.Errorf("inject: SPIFFE token expiration %ds: the apiserver's minimum is 600", c.SPIFFE.TokenExpirationSeconds)
 	}
 	ports := map[int32]string{}
 	for _, p := range []struct {

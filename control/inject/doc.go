@@ -31,11 +31,15 @@
 //	                   (restartPolicy Always: up before the app, no block on Job
 //	                   completion) as uid 2102, --control, --control-id,
 //	                   --spiffe-socket, --node $(POD_NAME).$(POD_NAMESPACE),
-//	                   --service per Service the pod backs
+//	                   --service per Service the pod backs, and with a token
+//	                   audience --spiffe-token-file
 //	volumes            causeway-bootstrap: a downward API file of the
 //	                   causeway.dev/proxy-bootstrap annotation (the bootstrap,
 //	                   without a ConfigMap per namespace); causeway-spiffe: the
-//	                   Workload API socket dir (SPIRE's CSI driver, or hostPath)
+//	                   Workload API socket dir (SPIRE's CSI driver, or hostPath);
+//	                   causeway-token (Config.SPIFFE.TokenAudience set): a
+//	                   projected ServiceAccount token for that audience,
+//	                   mounted by the proxy only
 //	containers[*].env  HTTP_PROXY/http_proxy = the proxy's forward proxy,
 //	                   NO_PROXY for loopback, unless the container sets them
 //	annotations        causeway.dev/injected, proxy-image, proxy-bootstrap,
@@ -54,6 +58,20 @@
 // The webhook's TLS certificate comes from a WebhookCA of its own (not the
 // mesh CA; see WebhookCA), whose certificate PublishCABundle merges into the
 // webhook configuration's caBundle next to the other replicas'.
+//
+// # Which Workload API
+//
+// Two, chosen by Config.SPIFFE. By default a SPIRE agent's socket through
+// SPIRE's CSI driver: the agent attests the pod itself (kubelet, k8s
+// workload attestor) and the CA keys stay on the SPIRE server. With
+// Causeway's own CA in cluster mode (deploy/node-agent), the socket of
+// Causeway's node agent (`causeway identity serve --attest tokenreview`,
+// a DaemonSet) through a hostPath, plus a projected ServiceAccount token:
+// every pod of the node shares that socket and every proxy runs as the same
+// uid, so peer credentials cannot tell pods apart; a token bound to the pod,
+// for Causeway's audience only, can, and deleting the pod revokes it. The
+// hostPath costs nothing extra: namespaces that can be injected already run
+// at the privileged Pod Security level (the init step's NET_ADMIN).
 //
 // # Goroutines
 //

@@ -110,7 +110,7 @@ func (in *Injector) Pod(ctx context.Context, pod *corev1.Pod, namespace string, 
 		}
 	}
 	for _, vol := range pod.Spec.Volumes {
-		if vol.Name == BootstrapVolume || vol.Name == SPIFFEVolume {
+		if vol.Name == BootstrapVolume || vol.Name == SPIFFEVolume || vol.Name == TokenVolume {
 			return skip("a volume is already named "+vol.Name, true)
 		}
 	}
@@ -242,6 +242,9 @@ func (in *Injector) mutate(pod *corev1.Pod, skipPorts []uint16, services []strin
 			}},
 		}},
 	}, in.spiffeVolume())
+	if c.SPIFFE.TokenAudience != "" {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, in.tokenVolume())
+	}
 
 	// Both go first: the redirect must be in place before any other
 	// container opens a socket, and the proxy (a native sidecar: an init
@@ -279,6 +282,20 @@ func (in *Injector) spiffeVolume() corev1.Volume {
 		return corev1.Volume{Name: SPIFFEVolume, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: s.HostPath, Type: &dir}}}
 	}
 	return corev1.Volume{Name: SPIFFEVolume, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: s.CSIDriver, ReadOnly: ptr(true)}}}
+}
+
+// tokenVolume is the proxy's projected ServiceAccount token: bound to the
+// pod (deleting the pod revokes it), for Causeway's audience only (it opens
+// nothing at the apiserver, and no other service's token is accepted by the
+// node agent), renewed in place by the kubelet. Only the proxy mounts it, so
+// the kubelet gives the file to the proxy's uid with mode 0600.
+func (in *Injector) tokenVolume() corev1.Volume {
+	s := in.cfg.SPIFFE
+	return corev1.Volume{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Audience: s.TokenAudience, ExpirationSeconds: ptr(s.TokenExpirationSeconds), Path: tokenFile,
+		}}},
+	}}}
 }
 
 func (in *Injector) initContainer(skipPorts []uint16, transparent bool) corev1.Container {
@@ -329,6 +346,14 @@ func (in *Injector) proxyContainer(services []string) corev1.Container {
 		"--spiffe-socket=unix://" + spiffeMountPath + "/" + c.SPIFFE.SocketName,
 		"--node=" + defaultNodeFormat,
 	}
+	mounts := []corev1.VolumeMount{
+		{Name: BootstrapVolume, MountPath: bootstrapDir, ReadOnly: true},
+		{Name: SPIFFEVolume, MountPath: spiffeMountPath, ReadOnly: true},
+	}
+	if c.SPIFFE.TokenAudience != "" {
+		args = append(args, "--spiffe-token-file="+tokenMountPath+"/"+tokenFile)
+		mounts = append(mounts, corev1.VolumeMount{Name: TokenVolume, MountPath: tokenMountPath, ReadOnly: true})
+	}
 	for _, s := range services {
 		args = append(args, "--service="+s)
 	}
@@ -361,11 +386,8 @@ func (in *Injector) proxyContainer(services []string) corev1.Container {
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
-		Resources: resources("50m", "32Mi", "256Mi"),
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: BootstrapVolume, MountPath: bootstrapDir, ReadOnly: true},
-			{Name: SPIFFEVolume, MountPath: spiffeMountPath, ReadOnly: true},
-		},
+		Resources:    resources("50m", "32Mi", "256Mi"),
+		VolumeMounts: mounts,
 	}
 }
 

@@ -272,6 +272,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad control id", func(c *Config) { c.ControlID = "control" }, "spiffe://"},
 		{"same ports", func(c *Config) { c.HTTPProxyPort = DefaultInboundPort }, "also the inbound port"},
 		{"csi and hostPath", func(c *Config) { c.SPIFFE = SPIFFESource{CSIDriver: "x", HostPath: "/run/spire"} }, "exclusive"},
+		{"two token audiences", func(c *Config) { c.SPIFFE.TokenAudience = "causeway,vault" }, "one audience"},
+		{"token audience with spaces", func(c *Config) { c.SPIFFE.TokenAudience = " causeway" }, "one audience"},
+		{"token shorter than the apiserver allows", func(c *Config) { c.SPIFFE = SPIFFESource{TokenAudience: "causeway", TokenExpirationSeconds: 60} }, "minimum is 600"},
 		{"socket path", func(c *Config) { c.SPIFFE.SocketName = "a/b.sock" }, "file name"},
 	}
 	for _, c := range cases {
