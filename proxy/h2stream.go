@@ -466,8 +466,12 @@ func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	regular := f.RegularFields()
 	h := make(http.Header, len(regular))
+	// One backing array for every value: a header seen once (nearly
+	// all) takes a one-element window of it instead of a slice of its
+	// own; append copies out if a name repeats.
+	vals := make([]string, len(regular))
 	var trailer http.Header
-	for _, hf := range regular {
+	for i, hf := range regular {
 		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
 		if k == "Trailer" {
 			for v := range strings.SplitSeq(hf.Value, ",") {
@@ -479,10 +483,15 @@ func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 				}
 			}
 		}
-		h[k] = append(h[k], hf.Value)
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			vals[i] = hf.Value
+			h[k] = vals[i : i+1 : i+1]
+		}
 	}
 	resp := &http.Response{
-		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		Status:        statusLine(status),
 		StatusCode:    status,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -529,4 +538,20 @@ func (cc *h2ClientConn) onData(f *http2.DataFrame) error {
 	}
 	s.cond.Broadcast()
 	return nil
+}
+
+// statusLine is Response.Status ("200 OK"); the common ones are not
+// rebuilt per response.
+func statusLine(code int) string {
+	switch code {
+	case 200:
+		return "200 OK"
+	case 204:
+		return "204 No Content"
+	case 404:
+		return "404 Not Found"
+	case 503:
+		return "503 Service Unavailable"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
 }
