@@ -10,11 +10,13 @@ import (
 	"github.com/causeway-mesh/causeway/federation"
 )
 
-// federationTiming makes links on loopback react within a few seconds: a
-// peer silent for 3 heartbeats is failed (its imports' endpoints not
-// ready), and a gateway is probed every second.
+// Links on loopback react within seconds: a gateway is probed every
+// second, and a peer silent for 5 heartbeats is failed (its imports'
+// endpoints not ready). Five rather than federation's default three, so a
+// machine busy with a whole test suite does not fail a live link.
 const (
 	fedHeartbeat = time.Second
+	fedTimeout   = 5 * fedHeartbeat
 	fedProbe     = time.Second
 )
 
@@ -56,7 +58,7 @@ func newFederator(ctx context.Context, c *cluster, wg *sync.WaitGroup) (federato
 		Cluster: c.name, TrustDomain: c.td, SVID: svid, Bundle: c.authority, Federated: c.bundles,
 		Advertise:    []string{lis.Addr().String()},
 		GatewayAddrs: []string{c.gateway.listen}, GatewayID: c.gateway.id,
-		Heartbeat: fedHeartbeat, ProbeInterval: fedProbe,
+		Heartbeat: fedHeartbeat, Timeout: fedTimeout, ProbeInterval: fedProbe,
 		Logger: c.m.log.With("cluster", c.name),
 	})
 	if err != nil {
