@@ -157,3 +157,34 @@ func ServiceNames(svcs []*spec.Service) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// Neighbours lists the other service accounts of id's namespace that the
+// snapshot knows (identities of local services there, destinations of
+// policies), sorted. Istio and Linkerd select workloads by pod labels,
+// which the model lacks, so a policy for id reaches these too.
+func Neighbours(s *spec.Snapshot, id spiffeid.ID) []string {
+	ns, _, ok := ServiceAccountOf(id)
+	if !ok {
+		return nil
+	}
+	seen := map[spiffeid.ID]bool{id: true}
+	var out []string
+	note := func(other spiffeid.ID) {
+		if n, sa, ok := ServiceAccountOf(other); ok && n == ns && !seen[other] {
+			seen[other] = true
+			out = append(out, sa)
+		}
+	}
+	for _, svc := range s.Services {
+		if svc.Key.Cluster == "" && svc.Key.Namespace == ns {
+			for _, o := range svc.Identities {
+				note(o)
+			}
+		}
+	}
+	for _, p := range s.Policies {
+		note(p.Destination)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -140,3 +140,12 @@ func FuzzHeaderForms(f *testing.F) {
 		}
 	})
 }
+
+func TestHeaderName(t *testing.T) {
+	t.Parallel()
+	for name, ok := range map[string]bool{"x-canary": true, "User-Agent": true, "a.b_c~": true, "has space": false, "colon:": false, "": false} {
+		if headerName.MatchString(name) != ok {
+			t.Errorf("header name %q: accepted=%v, want %v", name, !ok, ok)
+		}
+	}
+}

@@ -173,6 +173,9 @@ func backendRefs(sp *spec.Split, root spec.Key, port int32, ds *spec.Diagnostics
 	return out
 }
 
+// headerName is Gateway API's HTTPHeaderName pattern (an RFC 7230 token).
+var headerName = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
+
 // gatewayMethods are the methods an HTTPRouteMatch may name.
 var gatewayMethods = []string{"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 
@@ -190,6 +193,10 @@ func HTTPRouteMatches(m spec.Match, r *spec.Route, ds *spec.Diagnostics) []any {
 	if hs := SortedHeaders(m); len(hs) > 0 {
 		var headers []any
 		for _, h := range hs {
+			if !headerName.MatchString(h) {
+				Warnf(ds, r.Origin, field+".headers."+h, "gateway-api: match %q left out: %q is not a header name Gateway API accepts (RFC 7230 token)", m.Name, h)
+				return nil
+			}
 			// ".*" also matches a missing header: no condition at all.
 			if forms, ok := HeaderForms(m.Headers[h]); ok && len(forms) == 1 && forms[0] == (Form{}) {
 				continue

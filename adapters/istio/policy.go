@@ -107,29 +107,9 @@ func (r *renderer) policy(p spec.AccessPolicy) string {
 // account, and the model keeps no labels, so the policy selects the whole
 // namespace.
 func (r *renderer) scopeWarning(p spec.AccessPolicy, ns, sa string) {
-	var others []string
-	seen := map[spiffeid.ID]bool{p.Destination: true}
-	note := func(id spiffeid.ID) {
-		if n, s, ok := gw.ServiceAccountOf(id); ok && n == ns && !seen[id] {
-			seen[id] = true
-			others = append(others, s)
-		}
+	if others := gw.Neighbours(r.s, p.Destination); len(others) > 0 {
+		gw.Warnf(&r.ds, p.Origin, "spec.destination", "istio: AuthorizationPolicy selects every workload of namespace %s, not only service account %s (Istio selects by pod labels, which the SMI model lacks): its sources also reach service account(s) %s; add spec.selector.matchLabels to narrow it", ns, sa, strings.Join(others, ", "))
 	}
-	for _, svc := range r.s.Services {
-		if svc.Key.Cluster == "" && svc.Key.Namespace == ns {
-			for _, id := range svc.Identities {
-				note(id)
-			}
-		}
-	}
-	for _, q := range r.s.Policies {
-		note(q.Destination)
-	}
-	if len(others) == 0 {
-		return
-	}
-	slices.Sort(others)
-	gw.Warnf(&r.ds, p.Origin, "spec.destination", "istio: AuthorizationPolicy selects every workload of namespace %s, not only service account %s (Istio selects by pod labels, which the SMI model lacks): its sources also reach service account(s) %s; add spec.selector.matchLabels to narrow it", ns, sa, strings.Join(others, ", "))
 }
 
 // httpRules renders one HTTPRouteGroup rule. Matches without headers share

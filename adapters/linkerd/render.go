@@ -237,7 +237,9 @@ func (r *renderer) policy(p spec.AccessPolicy) {
 	if rendered == 0 {
 		gw.Warnf(&r.ds, p.Origin, "spec.rules", "linkerd: no rule could be rendered; these sources are denied")
 	}
-	gw.Warnf(&r.ds, p.Origin, "spec.destination", "linkerd: Servers select every pod of namespace %s on their port, not only service account %s (Linkerd selects by pod labels, which the SMI model lacks); set spec.podSelector to narrow them", ns, sa)
+	if others := gw.Neighbours(r.s, p.Destination); len(others) > 0 {
+		gw.Warnf(&r.ds, p.Origin, "spec.destination", "linkerd: Servers select every pod of namespace %s on their port, not only service account %s (Linkerd selects by pod labels, which the SMI model lacks): these sources also reach service account(s) %s there; set spec.podSelector to narrow them", ns, sa, strings.Join(others, ", "))
+	}
 }
 
 // destPorts lists the destination services' ports among want (service
