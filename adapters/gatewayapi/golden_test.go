@@ -1,16 +1,12 @@
 package gatewayapi_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/causeway-mesh/causeway/adapters/gatewayapi"
 	"github.com/causeway-mesh/causeway/adapters/gatewayapi/gatewayapitest"
-	"github.com/causeway-mesh/causeway/internal/kubetest"
 )
-
-func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
 // TestGolden renders examples/bookstore and every SMI example set and
 // compares the YAML and the diagnostics with testdata/golden/<case>/. Run

@@ -3,7 +3,6 @@ package istio_test
 import (
 	"testing"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/causeway-mesh/causeway/adapters/gatewayapi/gatewayapitest"
@@ -85,29 +84,9 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// exportSnapshot has a service imported from cluster "east" (its
-// endpoints are east's gateway) and a local exported service.
-func exportSnapshot(t *testing.T) *spec.Snapshot {
-	t.Helper()
-	east := spiffeid.RequireTrustDomainFromString("east.example")
-	gwID := spiffeid.RequireFromPath(east, "/ns/causeway-system/sa/causeway-gateway")
-	in := spec.Input{TrustDomain: "cluster.local", Services: []spec.Service{
-		{Key: spec.Key{Cluster: "east", Namespace: "shop", Name: "web"},
-			Ports:     []spec.Port{{Name: "http", Port: 8080, Protocol: spec.ProtocolHTTP}, {Name: "dns", Port: 53, Protocol: spec.ProtocolUDP}},
-			Endpoints: []spec.Endpoint{{Addr: "198.51.100.7", Port: 15443, Ready: true, Gateway: gwID, Remote: spec.Key{Namespace: "shop", Name: "web"}}}},
-		{Key: spec.Key{Namespace: "shop", Name: "api"}, Export: true,
-			Ports: []spec.Port{{Port: 9090, Protocol: spec.ProtocolGRPC}}},
-	}}
-	s, ds := spec.Build(in, spec.BuildOptions{})
-	if ds.HasErrors() {
-		t.Fatal(ds.Err())
-	}
-	return s
-}
-
 func TestRenderExports(t *testing.T) {
 	t.Parallel()
-	s := exportSnapshot(t)
+	s := gatewayapitest.ExportSnapshot(t)
 	t.Run("with gateway", func(t *testing.T) {
 		objs, ds := istio.Render(s, istio.Options{GatewayAddrs: []string{"192.0.2.10:15443"}, Cluster: "west"})
 		gatewayapitest.Want(t, gatewayapitest.Field(t, objs, "ServiceEntry", "shop", "web-east", "spec"), `{"hosts":["web.shop.svc.east"],"location":"MESH_INTERNAL","resolution":"STATIC",
