@@ -19,9 +19,9 @@ import (
 // one, which Linkerd's routes are checked against after.
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
-// TestServerSideDryRun sends every object rendered from the example sets
-// and the edge cases (gatewayapitest.Cases) to a real kube-apiserver with Gateway API's own CRDs
-// (gatewayapitest.GatewayAPIModule, from the module cache): first the
+// TestGatewayAPIDryRun sends every object rendered from the example sets
+// and the edge cases (gatewayapitest.Cases) to a real kube-apiserver with
+// Gateway API's own CRDs (GatewayAPIModule, from the module cache): first the
 // standard channel, which must take every HTTPRoute, then the experimental
 // channel for TCPRoute and UDPRoute.
 func TestGatewayAPIDryRun(t *testing.T) {
@@ -63,7 +63,7 @@ func TestGatewayAPIDryRun(t *testing.T) {
 	})
 }
 
-// TestServerSideDryRun sends every object rendered from the example sets
+// TestIstioDryRun sends every object rendered from the example sets
 // and the edge cases (with a gateway address, so ServiceEntries and
 // DestinationRules are made) to a real kube-apiserver with Istio's own
 // CRDs (istio.io/api's kubernetes/customresourcedefinitions.gen.yaml, from
@@ -88,7 +88,7 @@ func TestIstioDryRun(t *testing.T) {
 	})
 }
 
-// TestServerSideDryRun sends the rendered Namespaces and Gateway API routes
+// TestLinkerdDryRun sends the rendered Namespaces and Gateway API routes
 // (outbound HTTPRoute/TCPRoute with a Service parent, inbound HTTPRoutes
 // with a Server parent) to a real kube-apiserver with Gateway API's CRDs.
 //
