@@ -45,7 +45,7 @@ func manifests(t *testing.T) []string {
 }
 
 // kustomizations are the directories `kubectl apply -k` takes.
-var kustomizations = []string{"crds", "base", "examples/bookstore"}
+var kustomizations = []string{"crds", "base", "node-agent", "examples/bookstore"}
 
 // render builds one kustomization with kustomize's own library (krusty, what
 // `kubectl kustomize` runs) and returns its objects.
@@ -360,6 +360,7 @@ func TestRBAC(t *testing.T) {
 		{"create events", "create", "", "events", "", "bookstore", "", true},
 		{"create tokenreviews", "create", "authentication.k8s.io", "tokenreviews", "", "", "", true},
 		{"update own lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "causeway-control-plane", true},
+		{"update CA rotation lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "causeway-ca", true},
 		{"create lease", "create", "coordination.k8s.io", "leases", "", "causeway-system", "", true},
 		{"patch own webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "causeway-sidecar-injector", true},
 		{"get CA secret", "get", "", "secrets", "", "causeway-system", "causeway-ca", true},

@@ -3,8 +3,9 @@
 //
 // What enters: nothing at run time; the YAML files under crds/ (SMI and
 // causeway.dev CustomResourceDefinitions, apiextensions.k8s.io/v1), base/
-// (kustomize base: namespace, control plane, gateway, RBAC, injector webhook)
-// and examples/. What leaves: FS, read-only. No goroutines.
+// (kustomize base: namespace, control plane, gateway, RBAC, injector webhook),
+// node-agent/ (overlay: base plus Causeway's Workload API on every node and
+// an injector that hands proxies a projected token for it) and examples/. What leaves: FS, read-only. No goroutines.
 //
 // deploy_test.go checks every manifest against a real kube-apiserver with
 // server-side dry-run, and the RBAC in base/ with SubjectAccessReviews.

@@ -13,9 +13,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/causeway-mesh/causeway/deploy"
 	"github.com/causeway-mesh/causeway/identity/attest"
 	"github.com/causeway-mesh/causeway/identity/ca"
+	"github.com/causeway-mesh/causeway/internal/kubetest"
 )
 
 func TestIdentityCACommands(t *testing.T) {
@@ -139,5 +143,50 @@ func TestIdentityServe(t *testing.T) {
 	}
 	if _, err := os.Stat(socket); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestDeployNodeAgentArgs: the node agent's args in deploy/node-agent parse
+// with `identity serve`'s flags and make it a follower of the control
+// plane's CA Secret that attests with TokenReview, so the manifest and the
+// command cannot drift.
+func TestDeployNodeAgentArgs(t *testing.T) {
+	t.Parallel()
+	data, err := deploy.FS.ReadFile("node-agent/node-agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := kubetest.Parse("node-agent/node-agent.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range docs {
+		if d.Obj.GetKind() != "DaemonSet" {
+			continue
+		}
+		var ds appsv1.DaemonSet
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(d.Obj.Object, &ds); err != nil {
+			t.Fatal(err)
+		}
+		c := ds.Spec.Template.Spec.Containers[0]
+		found = true
+		cmd, _, err := newRootCmd().Find(c.Args)
+		if err != nil || cmd.Name() != "serve" || cmd.Parent().Name() != "identity" {
+			t.Fatalf("container %s args %q: not `identity serve` (%v)", c.Name, c.Args, err)
+		}
+		if err := cmd.ParseFlags(c.Args[2:]); err != nil {
+			t.Fatalf("container %s args %v: %v", c.Name, c.Args, err)
+		}
+		want := map[string]string{"attest": attestTokenReview, "ca-lease": "", "ca-secret": "causeway-system/causeway-ca",
+			"socket": "/run/causeway/sockets/api.sock"}
+		for name, v := range want {
+			if got, _ := cmd.Flags().GetString(name); got != v {
+				t.Errorf("--%s = %q, want %q", name, got, v)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no DaemonSet in deploy/node-agent/node-agent.yaml")
 	}
 }
