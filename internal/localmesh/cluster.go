@@ -59,7 +59,6 @@ type cluster struct {
 	// Owned by the cluster's run goroutine (load, publish, reconcile);
 	// read by stopAll once it has returned.
 	pending   *local.Result
-	imports   spec.Input // what the last load merged from federation
 	instances map[spec.Key]*instance
 	gateway   *gatewayProc
 	lastSnap  *spec.Snapshot

@@ -102,14 +102,13 @@ func (c *cluster) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 	if portErr != nil {
 		return nil, nil, portErr
 	}
-	c.imports = spec.Input{}
 	if c.fed != nil {
 		// Imports are Services like any other (named <name>-<cluster>, DESIGN.md
 		// §7) and the peers' Links: a TrafficSplit here may name one as a
 		// backend. Only objects are taken: the trust domain and mode are this
 		// cluster's.
 		imp := c.fed.Imports()
-		c.imports = spec.Input{Links: imp.Links}
+		imports := spec.Input{Links: imp.Links}
 		for _, s := range imp.Services {
 			if slices.ContainsFunc(in.Services, func(l spec.Service) bool { return l.Key == s.Key }) {
 				// A peer must not be able to take over a local name.
@@ -117,9 +116,9 @@ func (c *cluster) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 				diags.Warnf(o.Source, o.Object, "", "import %s left out: a local Service has that name", s.Key)
 				continue
 			}
-			c.imports.Services = append(c.imports.Services, s)
+			imports.Services = append(imports.Services, s)
 		}
-		in.Add(c.imports)
+		in.Add(imports)
 	}
 	snap, d := spec.Build(in, spec.BuildOptions{})
 	diags = append(diags, d...)
