@@ -149,3 +149,28 @@ func TestHeaderName(t *testing.T) {
 		}
 	}
 }
+
+func TestPathMatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		re   string
+		want map[string]any
+	}{
+		{"", nil},
+		{".*", nil},
+		{"/books", map[string]any{"type": "RegularExpression", "value": "^/books.*"}},
+		{"/books.json", map[string]any{"type": "RegularExpression", "value": "^(?:/books.json).*"}},
+		{"/health$", map[string]any{"type": "Exact", "value": "/health"}},
+		{"/a//b$", map[string]any{"type": "RegularExpression", "value": "^(?:/a//b$).*"}},
+		{"/a#b$", map[string]any{"type": "RegularExpression", "value": "^(?:/a#b$).*"}},
+		{"health$", map[string]any{"type": "RegularExpression", "value": "^(?:health$).*"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.re, func(t *testing.T) {
+			t.Parallel()
+			if got := PathMatch(tc.re); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("PathMatch(%q) = %v, want %v", tc.re, got, tc.want)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -238,13 +239,28 @@ func PathMatch(re string) map[string]any {
 		switch {
 		case f.Value == "" && !f.Exact:
 			return nil
-		case f.Exact && len(f.Value) > 0 && f.Value[0] == '/':
+		case f.Exact && exactPathOK(f.Value):
 			return map[string]any{"type": "Exact", "value": f.Value}
 		case !f.Exact:
 			return map[string]any{"type": "RegularExpression", "value": "^" + regexp.QuoteMeta(f.Value) + ".*"}
 		}
 	}
 	return map[string]any{"type": "RegularExpression", "value": "^(?:" + re + ").*"}
+}
+
+// exactPathOK reports whether Gateway API takes p as an Exact path: it
+// must be absolute and free of what its CRD refuses in one (empty or dot
+// segments, encoded slashes, fragments); anything else stays a regex.
+func exactPathOK(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for _, bad := range []string{"//", "/./", "/../", "%2f", "%2F", "#"} {
+		if strings.Contains(p, bad) {
+			return false
+		}
+	}
+	return !strings.HasSuffix(p, "/..") && !strings.HasSuffix(p, "/.")
 }
 
 // HeaderMatch renders one SMI header condition (a regex the whole value

@@ -55,7 +55,8 @@ func TestRender(t *testing.T) {
 			      {"name":"user-agent","type":"RegularExpression","value":"^(?:.*Mozilla.*)$"},
 			      {"name":"x-canary","type":"Exact","value":"true"}]},
 			    {"path":{"type":"Exact","value":"/health"}},
-			    {"path":{"type":"RegularExpression","value":"^(?:/(a|b)/.*).*"}}],
+			    {"path":{"type":"RegularExpression","value":"^(?:/(a|b)/.*).*"}},
+			    {"path":{"type":"RegularExpression","value":"^(?:/a//b$).*"}}],
 			   "backendRefs":[`+backend("web-v2", 8080, 1)+`]},
 			  {"backendRefs":[`+backend("web-v1", 8080, 9)+`,`+backend("web-v2", 8080, 1)+`]}]`)
 			gatewayapitest.Want(t, gatewayapitest.Field(t, objs, "TCPRoute", "shop", "web-9000", "spec", "parentRefs"), `[{"group":"","kind":"Service","name":"web","port":9000}]`)

@@ -28,7 +28,8 @@ func TestRender(t *testing.T) {
 			   {"name":"books","uri":{"prefix":"/books"},"method":{"regex":"GET|POST"},
 			    "headers":{"user-agent":{"regex":".*Mozilla.*"},"x-canary":{"exact":"true"}}},
 			   {"name":"exact","uri":{"exact":"/health"}},
-			   {"name":"either","uri":{"regex":"^(?:/(a|b)/.*).*"}}],
+			   {"name":"either","uri":{"regex":"^(?:/(a|b)/.*).*"}},
+			   {"name":"not-exact","uri":{"exact":"/a//b"}}],
 			  "route":[{"destination":{"host":"web-v2.shop.svc.cluster.local"},"weight":100}]},
 			 {"name":"web-split","route":[
 			   {"destination":{"host":"web-v1.shop.svc.cluster.local"},"weight":90},

@@ -120,6 +120,8 @@ spec:
   - name: either
     pathRegex: "/(a|b)/.*"
     methods: ["*"]
+  - name: not-exact
+    pathRegex: "/a//b$"
 ---
 apiVersion: split.smi-spec.io/v1alpha4
 kind: TrafficSplit
