@@ -55,6 +55,9 @@ type cluster struct {
 	// workloads are started and (with several clusters) the gateway is
 	// ready: links are made after that.
 	ready chan struct{}
+	// workloads is how many ran when ready closed (read by linkAll after
+	// it, while the run goroutine may already be changing instances).
+	workloads int
 
 	// Owned by the cluster's run goroutine (load, publish, reconcile);
 	// read by stopAll once it has returned.
@@ -231,6 +234,7 @@ func (c *cluster) markReady() {
 			c.printf("gateway: %v; other clusters cannot reach this one", err)
 		}
 	}
+	c.workloads = len(c.instances)
 	close(c.ready)
 }
 

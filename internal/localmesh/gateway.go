@@ -77,5 +77,8 @@ func (c *cluster) startGateway() error {
 		return fmt.Errorf("not ready: %w", err)
 	}
 	c.printf("  gateway        %s (SPIFFE ID %s, admin http://%s, pid %d)", g.listen, g.id, g.admin, g.proc.pid())
+	if c.fedAddr != "" {
+		c.printf("  federation     %s (the address in %s's peering tokens)", c.fedAddr, c.name)
+	}
 	return nil
 }

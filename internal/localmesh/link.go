@@ -65,7 +65,7 @@ func (m *Mesh) linkAll(ctx context.Context) {
 	n := 0
 	names := make([]string, len(m.clusters))
 	for i, c := range m.clusters {
-		n += len(c.instances)
+		n += c.workloads
 		names[i] = c.name
 	}
 	m.printf("causeway up: ready: %d workloads in %d clusters (%s), %d link(s), in %s; edit the files in %s to change the mesh; Ctrl-C stops everything",

@@ -18,6 +18,7 @@ type ClusterInfo struct {
 	REST        string `json:"rest"`
 	Control     string `json:"control"`
 	Gateway     string `json:"gateway,omitempty"`
+	Federation  string `json:"federation,omitempty"`
 	Dir         string `json:"dir"`
 }
 
@@ -28,7 +29,7 @@ func (m *Mesh) writeRegistry() error {
 	for _, c := range m.clusters {
 		info := ClusterInfo{Name: c.name, TrustDomain: c.td.Name(), REST: c.restAddr, Control: c.grpcAddr, Dir: c.absDir}
 		if c.gateway != nil {
-			info.Gateway = c.gateway.listen
+			info.Gateway, info.Federation = c.gateway.listen, c.fedAddr
 		}
 		infos = append(infos, info)
 	}
