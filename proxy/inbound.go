@@ -122,9 +122,7 @@ func (p *Proxy) handleInbound(raw net.Conn) {
 		return
 	}
 	if ib.port.Protocol.IsHTTP() {
-		if !p.inCL.push(&taggedConn{Conn: newBatchConn(c), tag: ic}) {
-			c.Close()
-		}
+		p.serveHTTPFamily(c, p.inCL, inboundKey{}, ic, p.serveInbound)
 		return
 	}
 	if ib.port.Protocol != spec.ProtocolTCP {

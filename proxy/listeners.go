@@ -200,9 +200,11 @@ func (p *Proxy) dispatchFixed(c net.Conn, st *routingState, fl *fixedListener) {
 			p.serveH1(c, fl, nil, p.fixedCL, fl)
 		}()
 	case ok && port.Protocol.IsHTTP():
-		if !p.fixedCL.push(&taggedConn{Conn: newBatchConn(c), tag: fl}) {
-			c.Close()
-		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serveHTTPFamily(c, p.fixedCL, fixedKey{}, fl, p.serveFixed)
+		}()
 	case ok:
 		p.wg.Add(1)
 		go func() {

@@ -62,7 +62,8 @@ type Proxy struct {
 	appH2   *h2Pool         // inbound to the local app, h2c prior knowledge
 	appFast *h1Client       // inbound to the local app, HTTP/1.1 hot path
 	servers []*http.Server
-	h1      h1Server // the HTTP/1.1 fast path's connections
+	h1      h1Server  // the HTTP/1.1 fast path's connections
+	h2s     h2Servers // the HTTP/2 server's connections
 	lns     []net.Listener
 	udps    []*udpRelay
 	inUDP   *net.UDPConn
@@ -309,6 +310,7 @@ func (p *Proxy) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p.h1.shutdown(ctx)
+	p.h2s.shutdown(ctx)
 	for _, s := range p.servers {
 		_ = s.Shutdown(ctx)
 	}

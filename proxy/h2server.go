@@ -1,0 +1,592 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The HTTP/2 server below takes the h2c prior-knowledge connections of
+// http2 and grpc ports (fixed, transparent and inbound) and runs the same
+// handlers (serveFixed, serveInbound) on them that net/http's server does.
+//
+// Why: with the h2c client in place, net/http's HTTP/2 server was half of
+// the proxy's CPU under h2load. Its serve loop owns all connection state,
+// so every frame a handler writes is a message to that loop and back
+// (channels and selects), and each flush of the loop's writer is a
+// goroutine of its own. Here a handler writes its frames itself under the
+// connection's write lock, into a batchConn; small answers leave as one
+// HEADERS and one DATA frame with END_STREAM, or a single HEADERS frame.
+// Streams still get a goroutine each (handlers block on upstreams).
+//
+// What it does not take: a connection that does not open with the HTTP/2
+// preface goes, with the bytes read, to net/http's server as before
+// (HTTP/1.1 on an http2 port). Within HTTP/2 it keeps to what a sidecar
+// needs: no server push, no priorities (ignored), CONNECT refused with
+// RST_STREAM. Flow control, SETTINGS, PING, GOAWAY, trailers both ways,
+// RST_STREAM both ways and a 5-minute idle timeout behave as net/http's.
+//
+// Goroutines: serveH2Conn runs the reader on the goroutine that accepted
+// the connection (counted in Proxy.wg); each stream's handler runs on its
+// own, counted in the connection's wg, which the reader waits for before
+// it closes the connection. Writers hold wmu (Framer write side, hpack
+// encoder); stream and window state is under mu.
+
+const (
+	h2SrvMaxStreams   = 250     // net/http's default
+	h2SrvStreamWindow = 1 << 20 // net/http's MaxUploadBufferPerStream
+	h2SrvConnWindow   = 16 << 20
+	h2SrvIdleTimeout  = 5 * time.Minute // the http.Servers' IdleTimeout
+	h2PrefaceTimeout  = 30 * time.Second
+	h2SrvHeaderList   = 1 << 20 // net/http's DefaultMaxHeaderBytes
+)
+
+// h2Servers tracks the HTTP/2 connections being served, for Close.
+type h2Servers struct {
+	mu      sync.Mutex
+	conns   map[*h2ServerConn]struct{}
+	pending map[net.Conn]struct{} // still reading the preface
+	closing bool
+}
+
+// begin registers a connection whose preface is being read; false when
+// the proxy is closing.
+func (hs *h2Servers) begin(c net.Conn) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.closing {
+		return false
+	}
+	if hs.pending == nil {
+		hs.pending = map[net.Conn]struct{}{}
+		hs.conns = map[*h2ServerConn]struct{}{}
+	}
+	hs.pending[c] = struct{}{}
+	return true
+}
+
+// shutdown sends GOAWAY on every connection and waits (until ctx ends) for
+// their streams; then closes them.
+func (hs *h2Servers) shutdown(ctx context.Context) {
+	hs.mu.Lock()
+	hs.closing = true
+	for c := range hs.pending {
+		c.Close()
+	}
+	conns := make([]*h2ServerConn, 0, len(hs.conns))
+	for sc := range hs.conns {
+		conns = append(conns, sc)
+	}
+	hs.mu.Unlock()
+	for _, sc := range conns {
+		sc.goAway()
+	}
+	for _, sc := range conns {
+		select {
+		case <-sc.done:
+		case <-ctx.Done():
+			sc.conn.Close()
+		}
+	}
+}
+
+// serveHTTPFamily serves a connection of an http2/grpc port: HTTP/2 here
+// when it opens with the preface, else net/http's server through cl. tag
+// goes into the request context under key (what serveFixed and
+// serveInbound look up). It owns c and runs on the caller's goroutine.
+func (p *Proxy) serveHTTPFamily(c net.Conn, cl *chanListener, key, tag any, h http.HandlerFunc) {
+	if !p.h2s.begin(c) {
+		c.Close()
+		return
+	}
+	var pre [len(http2.ClientPreface)]byte
+	_ = c.SetReadDeadline(time.Now().Add(h2PrefaceTimeout))
+	n, err := io.ReadFull(c, pre[:])
+	_ = c.SetReadDeadline(time.Time{})
+	p.h2s.mu.Lock()
+	delete(p.h2s.pending, c)
+	closing := p.h2s.closing
+	p.h2s.mu.Unlock()
+	if closing {
+		c.Close()
+		return
+	}
+	if err != nil || string(pre[:]) != http2.ClientPreface {
+		if n == 0 && err != nil {
+			c.Close()
+			return
+		}
+		// Not HTTP/2 prior knowledge: net/http gets it with the bytes read.
+		c = &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(pre[:n]), c)}
+		if !cl.push(&taggedConn{Conn: c, tag: tag}) {
+			c.Close()
+		}
+		return
+	}
+	sc := &h2ServerConn{
+		p:          p,
+		raw:        c,
+		conn:       newBatchConn(c),
+		handler:    h,
+		ctx:        context.WithValue(context.Background(), key, tag),
+		remote:     c.RemoteAddr().String(),
+		streams:    map[uint32]*h2ServerStream{},
+		sendWindow: 65535,
+		initWindow: 65535,
+		maxFrame:   16384,
+		done:       make(chan struct{}),
+	}
+	sc.cond.L = &sc.mu
+	p.h2s.mu.Lock()
+	if p.h2s.closing {
+		p.h2s.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.h2s.conns[sc] = struct{}{}
+	p.h2s.mu.Unlock()
+	sc.serve()
+	p.h2s.mu.Lock()
+	delete(p.h2s.conns, sc)
+	p.h2s.mu.Unlock()
+}
+
+// h2ServerConn is one client's HTTP/2 connection.
+type h2ServerConn struct {
+	p       *Proxy
+	raw     net.Conn
+	conn    *batchConn
+	handler http.HandlerFunc
+	ctx     context.Context
+	remote  string
+	done    chan struct{} // closed when serve returns
+	wg      sync.WaitGroup
+
+	wmu  sync.Mutex
+	fr   *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+
+	mu         sync.Mutex
+	cond       sync.Cond // a send window grew, or the connection ended
+	streams    map[uint32]*h2ServerStream
+	maxID      uint32 // highest stream the client opened
+	sendWindow int32
+	initWindow int32
+	maxFrame   int
+	recvUnack  int
+	closed     bool // reader ended: no more writes
+	goneAway   bool
+	idle       *time.Timer
+}
+
+// serve reads frames until the connection ends, then waits for the
+// handlers and closes it.
+func (sc *h2ServerConn) serve() {
+	defer close(sc.done)
+	sc.fr = http2.NewFramer(sc.conn, bufio.NewReaderSize(sc.raw, 16<<10))
+	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	sc.fr.MaxHeaderListSize = h2SrvHeaderList
+	sc.fr.SetReuseFrames()
+	sc.henc = hpack.NewEncoder(&sc.hbuf)
+	sc.wmu.Lock()
+	err := sc.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2SrvMaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2SrvStreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2SrvHeaderList},
+	)
+	if err == nil {
+		err = sc.fr.WriteWindowUpdate(0, h2SrvConnWindow-65535)
+	}
+	sc.wmu.Unlock()
+	sc.idle = time.AfterFunc(h2SrvIdleTimeout, sc.closeIfIdle)
+	for err == nil {
+		var f http2.Frame
+		f, err = sc.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				sc.resetStream(se.StreamID, se.Code)
+				err = nil
+			}
+			continue
+		}
+		err = sc.handle(f)
+	}
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		sc.wmu.Lock()
+		_ = sc.fr.WriteGoAway(sc.lastID(), http2.ErrCode(ce), nil)
+		sc.wmu.Unlock()
+	}
+	sc.idle.Stop()
+	sc.mu.Lock()
+	sc.closed = true
+	streams := make([]*h2ServerStream, 0, len(sc.streams))
+	for _, s := range sc.streams {
+		streams = append(streams, s)
+	}
+	sc.cond.Broadcast()
+	sc.mu.Unlock()
+	for _, s := range streams {
+		s.abort(errH2Closed)
+	}
+	sc.wg.Wait()
+	sc.conn.Close()
+}
+
+func (sc *h2ServerConn) lastID() uint32 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.maxID
+}
+
+// goAway stops new streams; the connection closes when the last ends.
+func (sc *h2ServerConn) goAway() {
+	sc.mu.Lock()
+	if sc.goneAway || sc.closed {
+		sc.mu.Unlock()
+		return
+	}
+	sc.goneAway = true
+	idle := len(sc.streams) == 0
+	last := sc.maxID
+	sc.mu.Unlock()
+	sc.wmu.Lock()
+	_ = sc.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
+	sc.wmu.Unlock()
+	if idle {
+		sc.raw.Close() // ends the reader
+	}
+}
+
+func (sc *h2ServerConn) closeIfIdle() {
+	sc.mu.Lock()
+	idle := len(sc.streams) == 0
+	sc.mu.Unlock()
+	if idle {
+		sc.goAway()
+	} else {
+		sc.idle.Reset(h2SrvIdleTimeout)
+	}
+}
+
+// write runs fn with the Framer's write side; false once the connection
+// failed.
+func (sc *h2ServerConn) write(fn func(fr *http2.Framer) error) bool {
+	sc.wmu.Lock()
+	err := fn(sc.fr)
+	sc.wmu.Unlock()
+	if err != nil {
+		sc.raw.Close() // the reader ends and cleans up
+		return false
+	}
+	return true
+}
+
+func (sc *h2ServerConn) resetStream(id uint32, code http2.ErrCode) {
+	sc.mu.Lock()
+	s := sc.streams[id]
+	sc.mu.Unlock()
+	if s != nil {
+		s.abort(http2.StreamError{StreamID: id, Code: code})
+	}
+	sc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(id, code) })
+}
+
+// handle acts on one frame; an error ends the connection.
+func (sc *h2ServerConn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return sc.onHeaders(f)
+	case *http2.DataFrame:
+		return sc.onData(f)
+	case *http2.RSTStreamFrame:
+		sc.mu.Lock()
+		s := sc.streams[f.StreamID]
+		sc.mu.Unlock()
+		if s != nil {
+			s.abort(http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode})
+		}
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		if err := sc.onSettings(f); err != nil {
+			return err
+		}
+		sc.write(func(fr *http2.Framer) error { return fr.WriteSettingsAck() })
+	case *http2.WindowUpdateFrame:
+		sc.mu.Lock()
+		if f.StreamID == 0 {
+			sc.sendWindow += int32(f.Increment)
+		} else if s := sc.streams[f.StreamID]; s != nil {
+			s.sendWindow += int32(f.Increment)
+		}
+		sc.cond.Broadcast()
+		sc.mu.Unlock()
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			data := f.Data
+			sc.write(func(fr *http2.Framer) error { return fr.WritePing(true, data) })
+		}
+	case *http2.GoAwayFrame:
+		sc.goAway()
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil
+}
+
+func (sc *h2ServerConn) onSettings(f *http2.SettingsFrame) error {
+	var tableSize *uint32
+	sc.mu.Lock()
+	err := f.ForeachSetting(func(st http2.Setting) error {
+		switch st.ID {
+		case http2.SettingMaxFrameSize:
+			sc.maxFrame = int(st.Val)
+		case http2.SettingInitialWindowSize:
+			if st.Val > 1<<31-1 {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+			delta := int32(st.Val) - sc.initWindow
+			sc.initWindow = int32(st.Val)
+			for _, s := range sc.streams {
+				s.sendWindow += delta
+			}
+			sc.cond.Broadcast()
+		case http2.SettingHeaderTableSize:
+			v := st.Val
+			tableSize = &v
+		}
+		return nil
+	})
+	sc.mu.Unlock()
+	if tableSize != nil {
+		sc.wmu.Lock()
+		sc.henc.SetMaxDynamicTableSize(*tableSize)
+		sc.wmu.Unlock()
+	}
+	return err
+}
+
+// onHeaders opens a stream and starts its handler, or takes a request's
+// trailers.
+func (sc *h2ServerConn) onHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	sc.mu.Lock()
+	if s := sc.streams[id]; s != nil {
+		sc.mu.Unlock()
+		return s.onTrailers(f)
+	}
+	if id%2 == 0 || id <= sc.maxID {
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	sc.maxID = id
+	if sc.goneAway || len(sc.streams) >= h2SrvMaxStreams {
+		sc.mu.Unlock()
+		sc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(id, http2.ErrCodeRefusedStream) })
+		return nil
+	}
+	sc.mu.Unlock()
+	req, err := sc.newRequest(f)
+	if err != nil {
+		sc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(id, http2.ErrCodeProtocol) })
+		return nil
+	}
+	s := &h2ServerStream{sc: sc, id: id, reqEnded: f.StreamEnded()}
+	s.cnd.L = &sc.mu
+	s.body.s = s
+	s.ctx, s.cancel = context.WithCancel(sc.ctx)
+	req.Body = http.NoBody
+	if !s.reqEnded {
+		req.Body = &s.body
+	}
+	s.req = req.WithContext(s.ctx)
+	sc.mu.Lock()
+	s.sendWindow = sc.initWindow
+	sc.streams[id] = s
+	sc.mu.Unlock()
+	sc.wg.Add(1)
+	go s.run()
+	return nil
+}
+
+// newRequest builds the handler's request from a HEADERS frame.
+func (sc *h2ServerConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, error) {
+	var method, path, authority, scheme string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":path":
+			path = hf.Value
+		case ":authority":
+			authority = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		}
+	}
+	if method == "" || method == http.MethodConnect || path == "" || scheme == "" || f.Truncated {
+		return nil, errors.New("http2: bad request pseudo-headers")
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return nil, err
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular))
+	vals := make([]string, len(regular))
+	var trailer http.Header
+	for i, hf := range regular {
+		k := canonicalH2Header(hf.Name)
+		switch k {
+		case "Host":
+			if authority == "" {
+				authority = hf.Value
+			}
+			continue
+		case "Trailer":
+			for v := range strings.SplitSeq(hf.Value, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					if trailer == nil {
+						trailer = http.Header{}
+					}
+					trailer[http.CanonicalHeaderKey(v)] = nil
+				}
+			}
+		}
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			vals[i] = hf.Value
+			h[k] = vals[i : i+1 : i+1]
+		}
+	}
+	cl := int64(-1)
+	if f.StreamEnded() {
+		cl = 0
+	} else if v := h["Content-Length"]; len(v) == 1 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			cl = n
+		}
+	}
+	return &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		ContentLength: cl,
+		Host:          authority,
+		Trailer:       trailer,
+		RemoteAddr:    sc.remote,
+		RequestURI:    path,
+	}, nil
+}
+
+// canonicalH2Header canonicalises a lower-case HTTP/2 name, from the
+// common-header table when it can (no allocation).
+func canonicalH2Header(name string) string {
+	if k, ok := h2CommonCanon[name]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+var h2CommonCanon = func() map[string]string {
+	m := make(map[string]string, len(h2CommonLower))
+	for k, v := range h2CommonLower {
+		m[v] = k
+	}
+	return m
+}()
+
+// onData queues a request DATA frame for the stream's body.
+func (sc *h2ServerConn) onData(f *http2.DataFrame) error {
+	sc.mu.Lock()
+	s := sc.streams[f.StreamID]
+	if s == nil || s.reqEnded || s.bodyClosed {
+		// Nobody reads it, but it used the connection's window.
+		sc.recvUnack += int(f.Length)
+		credit := sc.takeConnCreditLocked()
+		sc.mu.Unlock()
+		sc.credit(0, 0, credit)
+		if s == nil && f.StreamID > sc.lastID() {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil
+	}
+	if pad := int(f.Length) - len(f.Data()); pad > 0 {
+		sc.recvUnack += pad
+	}
+	s.buf = append(s.buf, f.Data()...)
+	if f.StreamEnded() {
+		s.reqEnded = true
+		s.removeLocked()
+	}
+	s.cond().Broadcast()
+	sc.mu.Unlock()
+	return nil
+}
+
+func (sc *h2ServerConn) takeConnCreditLocked() int {
+	if sc.recvUnack >= h2SrvConnWindow/2 {
+		n := sc.recvUnack
+		sc.recvUnack = 0
+		return n
+	}
+	return 0
+}
+
+// credit sends WINDOW_UPDATEs for consumed request bytes.
+func (sc *h2ServerConn) credit(id uint32, stream, conn int) {
+	if stream == 0 && conn == 0 {
+		return
+	}
+	sc.write(func(fr *http2.Framer) error {
+		if stream > 0 {
+			if err := fr.WriteWindowUpdate(id, uint32(stream)); err != nil {
+				return err
+			}
+		}
+		if conn > 0 {
+			return fr.WriteWindowUpdate(0, uint32(conn))
+		}
+		return nil
+	})
+}
+
+// writeHeaderBlock encodes fields and writes them as HEADERS (+
+// CONTINUATION). wmu held.
+func (sc *h2ServerConn) writeHeaderBlock(id uint32, endStream bool, maxFrame int) error {
+	block := sc.hbuf.Bytes()
+	first := block
+	if len(first) > maxFrame {
+		first = first[:maxFrame]
+	}
+	block = block[len(first):]
+	err := sc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(block) == 0})
+	for err == nil && len(block) > 0 {
+		chunk := block
+		if len(chunk) > maxFrame {
+			chunk = chunk[:maxFrame]
+		}
+		block = block[len(chunk):]
+		err = sc.fr.WriteContinuation(id, len(block) == 0, chunk)
+	}
+	return err
+}
