@@ -91,7 +91,7 @@
 // port), to the upstream service port it serves; a split's leaf maps to the
 // upstream that routes to it, so the split still decides. A mapped connection is served
 // exactly as a fixed port for that service port (dispatchFixed: the HTTP/1.1
-// fast path, net/http for h2c and gRPC, L4 for TCP). Anything else is passed
+// fast path, the HTTP/2 server for h2c and gRPC, L4 for TCP). Anything else is passed
 // through as opaque TCP to where the app sent it. A connection that was not
 // redirected (original destination = the listener) is closed rather than
 // looped.
@@ -188,13 +188,22 @@
 // route timeout a timer on the header wait); pools capped by
 // maxConnsPerHost use net/http's Transport; Upgrade requests go through
 // httputil.ReverseProxy, which handles the switch to a raw tunnel. The
-// connections of HTTP/2 and gRPC ports, the server's from apps and
-// sidecars and the h2c client's, batch their writes (h2conn.go): a write
+// h2c client's connections batch their writes (h2conn.go): a write
 // queues the bytes and one short-lived flusher goroutine hands everything
 // queued to the kernel in one call, so the frames of many streams share a
 // system call.
-// HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
-// from the app (net/http's own HTTP/2 through Go 1.24+ Protocols; apps talk
+//
+// Connections to http2 and grpc ports (fixed, transparent, inbound) that
+// open with the HTTP/2 preface are served by the proxy's own HTTP/2 server
+// (h2server.go, h2srvstream.go; Framer and hpack again, a goroutine per
+// stream running the same serveFixed / serveInbound handlers, frames
+// written by the handler itself into a batched connection, a small answer
+// sent as HEADERS and one DATA frame with END_STREAM). Any other start
+// (HTTP/1.1 on such a port) goes to the net/http server with the bytes
+// read.
+//
+// Protocols: HTTP/1.1 (keep-alive, Upgrade/WebSocket), HTTP/2 with h2c prior knowledge
+// from the app (apps talk
 // plaintext to their loopback sidecar), gRPC (classified by grpc-status from
 // trailers; streams pass through unbuffered), opaque TCP (io.Copy between
 // *net.TCPConn: splice on Linux) and UDP (one session per client address,
@@ -207,8 +216,9 @@
 // server; a passed-through connection owns one goroutine plus relay's; a
 // fast-path connection is served on its own goroutine (a fixed port's, or
 // the inbound goroutine that read its preamble) until it closes or moves to
-// net/http; the http.Servers own a goroutine per connection (and per HTTP/2
-// stream); an inbound connection is read (TLS handshake, preamble) on its own goroutine
+// net/http; the http.Servers own a goroutine per connection; an HTTP/2
+// connection of the proxy's own server is read on the goroutine that
+// accepted it (or read its preamble), with a goroutine per stream; an inbound connection is read (TLS handshake, preamble) on its own goroutine
 // so a slow caller cannot stall the accept loop; a TCP flow owns two copy
 // goroutines; a UDP relay owns its socket's reader and one reader per
 // session's upstream socket; an h2c client connection owns one reader

@@ -262,3 +262,75 @@ func TestH2BodiesTrailersAndResets(t *testing.T) {
 		})
 	}
 }
+
+// TestH2ServerEdges: the sidecar's own HTTP/2 server beside net/http's:
+// HTTP/1.1 on an http2 port still works (net/http takes it), request
+// trailers reach the app, and Close does not wait on a connection that
+// never sent its preface or on an idle HTTP/2 one.
+func TestH2ServerEdges(t *testing.T) {
+	be := newH2Backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Proto", r.Proto)
+		w.Header().Set("X-Trailer", r.Trailer.Get("X-Sum"))
+		w.Write(b)
+	}))
+	for _, hops := range []int{1, 2} {
+		addr := h2Path(t, hops, be.addr, proxy.Policy{})
+		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
+			t.Run("HTTP/1.1 on an http2 port", func(t *testing.T) {
+				code, _, body := do(t, client(t), mustReq(t, "GET", "http://"+addr+"/h1", nil))
+				if code != 200 || body != "" {
+					t.Fatalf("got %d %q", code, body)
+				}
+			})
+			t.Run("request trailers reach the app", func(t *testing.T) {
+				pr, pw := io.Pipe()
+				req, _ := http.NewRequest("POST", "http://"+addr+"/t", pr)
+				req.Trailer = http.Header{"X-Sum": nil}
+				go func() {
+					io.WriteString(pw, "payload")
+					req.Trailer.Set("X-Sum", "42")
+					pw.Close()
+				}()
+				resp, err := h2cClient(t).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "payload" || resp.Header.Get("X-Trailer") != "42" || resp.Header.Get("X-Proto") != "HTTP/2.0" {
+					t.Fatalf("got %q %v, want the payload and trailer X-Sum=42 at the app over HTTP/2", b, resp.Header)
+				}
+			})
+		})
+	}
+	t.Run("close with a silent and an idle connection", func(t *testing.T) {
+		svc := proxytest.Service("shop/h2", 80, spec.ProtocolHTTP2, proxytest.AppEndpoint(t, be.addr, 80))
+		b := &proxy.Bootstrap{
+			Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: "shop/h2", Port: 80, Listen: "127.0.0.1:0"}}},
+			Config:   proxytest.Compile(t, spec.Input{Mode: spec.ModePermissive, Services: []spec.Service{svc}}, spec.Node{ID: "client"}),
+		}
+		p := proxy.New(b, proxy.Options{Logger: quiet})
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := p.FixedAddr("shop/h2", 80).String()
+		silent, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		c := h2cClient(t)
+		resp, err := c.Get("http://" + addr + "/idle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		start := time.Now()
+		p.Close()
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("Close took %v with a silent and an idle connection open", d)
+		}
+	})
+}
