@@ -304,6 +304,25 @@ func TestH2ServerEdges(t *testing.T) {
 			})
 		})
 	}
+	t.Run("Expect 100-continue is answered at once", func(t *testing.T) {
+		addr := h2Path(t, 1, be.addr, proxy.Policy{})
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		tr := &http.Transport{Protocols: &protos, ExpectContinueTimeout: 10 * time.Second}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("POST", "http://"+addr+"/e", strings.NewReader("body"))
+		req.Header.Set("Expect", "100-continue")
+		start := time.Now()
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "body" || time.Since(start) > 5*time.Second {
+			t.Fatalf("got %q after %v, want the body well before the 10 s continue timeout", b, time.Since(start))
+		}
+	})
 	t.Run("close with a silent and an idle connection", func(t *testing.T) {
 		svc := proxytest.Service("shop/h2", 80, spec.ProtocolHTTP2, proxytest.AppEndpoint(t, be.addr, 80))
 		b := &proxy.Bootstrap{

@@ -420,6 +420,17 @@ func (sc *h2ServerConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	s.sendWindow = sc.initWindow
 	sc.streams[id] = s
 	sc.mu.Unlock()
+	if !s.reqEnded && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		// Go's client, for one, waits a second for this before it sends
+		// the body; the upstream never sees the Expect (it is not ours to
+		// forward: the sidecar takes the body either way).
+		req.Header.Del("Expect")
+		sc.write(func(fr *http2.Framer) error {
+			sc.hbuf.Reset()
+			sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+			return sc.writeHeaderBlock(id, false, 16384)
+		})
+	}
 	sc.wg.Add(1)
 	go s.run()
 	return nil
@@ -532,6 +543,13 @@ func (sc *h2ServerConn) onData(f *http2.DataFrame) error {
 	}
 	if pad := int(f.Length) - len(f.Data()); pad > 0 {
 		sc.recvUnack += pad
+	}
+	if len(s.buf)-s.off+len(f.Data()) > h2SrvStreamWindow {
+		// More than the window we granted: the client ignores flow
+		// control, and buffering it would let one stream take our memory.
+		sc.mu.Unlock()
+		sc.resetStream(f.StreamID, http2.ErrCodeFlowControl)
+		return nil
 	}
 	s.buf = append(s.buf, f.Data()...)
 	if f.StreamEnded() {
