@@ -7,9 +7,11 @@
 //     calls Server.Publish: DirSource watches a manifest directory with
 //     fsnotify, debounced, and loads it with ManifestLoader
 //     (adapters/pipeline); ServeFunc wraps adapters/kube.Watcher.Serve for a
-//     cluster, without control importing client-go. MergedSource wraps
-//     either: it adds federation's imports to each load (MergeImports) and
-//     publishes the last load again, merged anew, when the imports change.
+//     cluster, without control importing client-go. With federation,
+//     the loader merges the linked clusters' imports into the input before
+//     spec.Build (pipeline.Options.Imports, spec.BuildWithImports), both
+//     sources load again when the imports change (their Reload channel),
+//     and Observed hands each accepted load to federation's SetLocal.
 //  2. Publish keeps the last good snapshot: a load whose diagnostics hold an
 //     error is recorded (Status, the REST API) and never replaces it.
 //  3. Each accepted snapshot is offered to every connected stream through a

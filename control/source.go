@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -42,7 +40,11 @@ type DirSource struct {
 	// editors write a file in several steps (truncate, write, rename), and
 	// `kubectl`-style tools touch many files at once. 0 means 100ms.
 	Debounce time.Duration
-	Logger   *slog.Logger
+	// Reload, when set, asks for a reload whenever it fires, as an edit
+	// would: federation's import changes (the Loader merges the imports,
+	// see pipeline.Options.Imports).
+	Reload <-chan struct{}
+	Logger *slog.Logger
 }
 
 // Run loads once, then reloads after each settled burst of changes. It
@@ -96,6 +98,8 @@ func (d *DirSource) Run(ctx context.Context, publish Publisher) error {
 			// An overflow means events were lost; reloading covers them.
 			log.Warn("control: watch error; reloading", "dir", d.Dir, "err", err)
 			timer.Reset(debounce)
+		case <-d.Reload:
+			timer.Reset(debounce)
 		case <-timer.C:
 			d.reload(log, publish)
 		}
@@ -148,114 +152,21 @@ type ServeFunc func(ctx context.Context, publish func(*spec.Snapshot, spec.Diagn
 // Run implements Source.
 func (f ServeFunc) Run(ctx context.Context, publish Publisher) error { return f(ctx, publish) }
 
-// Imports is an extra input merged into every load of a Source:
-// federation's imported services and links (*federation.Links is one).
-type Imports interface {
-	Imports() spec.Input
-	// Changes fires whenever Imports would return something new.
-	Changes() <-chan struct{}
-}
-
-// MergedSource runs Source and publishes each of its loads with Imports
-// added, and publishes the last load again, merged anew, whenever the
-// imports change. It wraps any Source (a manifest directory or the
-// cluster), so neither needs to know about federation.
-type MergedSource struct {
-	Source  Source
-	Imports Imports
-	// Loaded, when set, sees each snapshot Source loads, before the merge:
-	// federation's SetLocal, so a cluster exports only its own services and
-	// never re-exports an import.
+// Observed wraps a Source and hands each load without errors to Loaded
+// before it is published: federation's SetLocal, which sends linked
+// clusters what this one exports. Loaded runs on the Source's goroutine and
+// must not block.
+type Observed struct {
+	Source Source
 	Loaded func(*spec.Snapshot)
-	Logger *slog.Logger
 }
 
-// Run owns the calling goroutine, which waits for import changes, and runs
-// Source.Run on one more goroutine; both publish through one mutex so a
-// merge is never published over a newer one.
-func (m *MergedSource) Run(ctx context.Context, publish Publisher) error {
-	log := m.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	var (
-		mu    sync.Mutex
-		snap  *spec.Snapshot
-		diags spec.Diagnostics
-		have  bool
-	)
-	merged := func() bool {
-		s, d := MergeImports(snap, diags, m.Imports.Imports(), log)
+// Run implements Source.
+func (o *Observed) Run(ctx context.Context, publish Publisher) error {
+	return o.Source.Run(ctx, func(s *spec.Snapshot, d spec.Diagnostics) bool {
+		if s != nil && !d.HasErrors() {
+			o.Loaded(s)
+		}
 		return publish(s, d)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- m.Source.Run(ctx, func(s *spec.Snapshot, d spec.Diagnostics) bool {
-			if m.Loaded != nil && s != nil && !d.HasErrors() {
-				m.Loaded(s)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			snap, diags, have = s, d, true
-			return merged()
-		})
-	}()
-	for {
-		select {
-		case err := <-errc:
-			return err
-		case <-m.Imports.Changes():
-			mu.Lock()
-			if have {
-				merged()
-			}
-			mu.Unlock()
-		}
-	}
-}
-
-// MergeImports adds imports to a loaded snapshot and builds it again. A
-// load that failed (nil snapshot or errors) is passed through untouched,
-// so it is refused as before. An imported service whose name a local
-// service already has is left out with a warning, and if the merge itself
-// fails the snapshot is published without imports, with a warning: a peer
-// can never stop local changes from being served.
-func MergeImports(snap *spec.Snapshot, diags spec.Diagnostics, imp spec.Input, log *slog.Logger) (*spec.Snapshot, spec.Diagnostics) {
-	if snap == nil || diags.HasErrors() || (len(imp.Services) == 0 && len(imp.Links) == 0) {
-		return snap, diags
-	}
-	diags = slices.Clone(diags)
-	in := spec.Input{TrustDomain: snap.TrustDomain, Mode: snap.Mode,
-		Services: slices.Clone(snap.Services), Routes: snap.Routes, Splits: snap.Splits,
-		Policies: snap.Policies, Links: slices.Clone(snap.Links)}
-	local := map[spec.Key]bool{}
-	for _, s := range snap.Services {
-		local[s.Key] = true
-	}
-	linked := map[string]bool{}
-	for _, l := range snap.Links {
-		linked[l.Cluster] = true
-	}
-	for _, s := range imp.Services {
-		if local[s.Key] {
-			diags = append(diags, spec.Diagnostic{Severity: spec.SeverityWarning, Source: s.Origin.Source, Object: s.Origin.Object,
-				Message: fmt.Sprintf("import %s left out: a local service has that name", s.Key)})
-			continue
-		}
-		in.Services = append(in.Services, s)
-	}
-	for _, l := range imp.Links {
-		if !linked[l.Cluster] { // a manifest's ClusterLink wins over the live link
-			in.Links = append(in.Links, l)
-		}
-	}
-	out, d := spec.Build(in, spec.BuildOptions{})
-	if d.HasErrors() {
-		log.Warn("control: imports left out: merging them failed", "first", firstError(d))
-		return snap, append(diags, spec.Diagnostic{Severity: spec.SeverityWarning, Source: spec.Source{File: "federation"},
-			Message: "imports left out: " + firstError(d)})
-	}
-	return out, diags
+	})
 }

@@ -80,6 +80,10 @@ type WatchOptions struct {
 	Settle time.Duration
 	// Resync re-delivers every cached object at this period; 0 means never.
 	Resync time.Duration
+	// Reload, when set, asks for a translation whenever it fires, as a
+	// changed object would: federation's import changes (Translate merges
+	// the imports, see pipeline.Options.Imports).
+	Reload <-chan struct{}
 	// Election configures leader election; only the leader writes status
 	// conditions and Events. A zero LeaseName disables election and the
 	// Watcher never writes.
@@ -217,6 +221,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// The first translation runs even if no object exists.
 	w.changes.Add("initial")
 	wg.Go(func() { w.syncLoop(ctx) })
+	if w.opts.Reload != nil {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-w.opts.Reload:
+					w.changes.Add("reload")
+				}
+			}
+		})
+	}
 	if w.opts.Election.LeaseName != "" {
 		wg.Go(func() { w.campaign(ctx) })
 	}

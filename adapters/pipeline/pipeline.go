@@ -23,6 +23,10 @@ type Options struct {
 	// Strict makes references to objects missing from the inputs errors
 	// instead of warnings.
 	Strict bool
+	// Imports, when set, gives the Services and Links linked clusters
+	// export to this one (federation.Links.Imports); they join the input
+	// before spec.Build (spec.BuildWithImports), so manifests may name them.
+	Imports func() spec.Input
 }
 
 func (o Options) withDefaults() Options {
@@ -138,7 +142,11 @@ func Load(paths []string, stdin io.Reader, opts Options) (*spec.Snapshot, spec.D
 // Build translates objs and builds a snapshot from them.
 func Build(objs []adapters.Object, opts Options) (*spec.Snapshot, spec.Diagnostics, []adapters.Object) {
 	in, diags, ignored := Translate(objs, opts)
-	snap, d := spec.Build(in, spec.BuildOptions{Strict: opts.Strict})
+	var imp spec.Input
+	if opts.Imports != nil {
+		imp = opts.Imports()
+	}
+	snap, d := spec.BuildWithImports(in, imp, spec.BuildOptions{Strict: opts.Strict})
 	diags = append(diags, d...)
 	diags.Sort()
 	return snap, diags, ignored

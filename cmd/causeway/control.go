@@ -128,11 +128,6 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("control: --listen: %w", err)}
 	}
-	src, err := controlSource(f, td, log)
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-
 	errc := make(chan error, 6)
 	fed, err := startFederation(ctx, f, td, localCA, log, errc)
 	if err != nil {
@@ -141,7 +136,10 @@ func runControl(cmd *cobra.Command, f controlFlags) error {
 	if fed.stop != nil {
 		defer fed.stop()
 	}
-	src = fed.source(src, log) // imports from linked clusters join every load
+	src, err := controlSource(f, td, fed, log)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	go func() { errc <- srv.Serve(lis) }()
 	go func() { errc <- src.Run(ctx, srv.Publish) }()
 	log.Info("control plane started", "manifests", f.manifests, "kube", f.kube, "grpc", lis.Addr().String(), "insecure", f.insecure)
@@ -230,10 +228,18 @@ func controlCreds(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, 
 // controlSource is the one input of this control plane: the manifest
 // directory, or the cluster through adapters/kube's Watcher. Both feed the
 // same pipeline of translators.
-func controlSource(f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (control.Source, error) {
+//
+// With federation on, imports from linked clusters join every load before
+// spec.Build (so manifests may name them), a change of the imports loads
+// again, and each accepted load tells the peers what this cluster exports.
+func controlSource(f controlFlags, td spiffeid.TrustDomain, fed federationRun, log *slog.Logger) (control.Source, error) {
 	popts := pipeline.Options{TrustDomain: td.Name()}
+	var reload <-chan struct{}
+	if fed.links != nil {
+		popts.Imports, reload = fed.links.Imports, fed.links.Changes()
+	}
 	if !f.kube {
-		return &control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log, Load: control.ManifestLoader(popts)}, nil
+		return fed.source(&control.DirSource{Dir: f.manifests, Debounce: f.debounce, Logger: log, Load: control.ManifestLoader(popts), Reload: reload}), nil
 	}
 	var cfg *rest.Config
 	var err error
@@ -250,6 +256,7 @@ func controlSource(f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (c
 		Settle:   f.debounce,
 		Logger:   log,
 		Election: kube.Election{Namespace: cmp.Or(os.Getenv("POD_NAMESPACE"), "causeway-system"), LeaseName: f.leaseName, Identity: os.Getenv("POD_NAME")},
+		Reload:   reload,
 		Translate: func(objs []adapters.Object) (*spec.Snapshot, spec.Diagnostics) {
 			snap, diags, _ := pipeline.Build(objs, popts)
 			return snap, diags
@@ -258,5 +265,5 @@ func controlSource(f controlFlags, td spiffeid.TrustDomain, log *slog.Logger) (c
 	if err != nil {
 		return nil, fmt.Errorf("control: kubernetes watcher: %w", err)
 	}
-	return control.ServeFunc(w.Serve), nil
+	return fed.source(control.ServeFunc(w.Serve)), nil
 }

@@ -56,13 +56,13 @@ func (r federationRun) rest() controlrest.Links {
 	return r.links
 }
 
-// source wraps src so every load carries the imports and our exports reach
-// the peers.
-func (r federationRun) source(src control.Source, log *slog.Logger) control.Source {
+// source wraps src so every accepted load tells the peers what this
+// cluster exports (the imports were merged by the loader already).
+func (r federationRun) source(src control.Source) control.Source {
 	if r.links == nil {
 		return src
 	}
-	return &control.MergedSource{Source: src, Imports: r.links, Loaded: r.links.SetLocal, Logger: log}
+	return &control.Observed{Source: src, Loaded: r.links.SetLocal}
 }
 
 // startFederation serves the federation stream when --federation-listen is

@@ -102,25 +102,14 @@ func (c *cluster) load(dir string) (*spec.Snapshot, spec.Diagnostics, error) {
 	if portErr != nil {
 		return nil, nil, portErr
 	}
+	// Imports are Services like any other (named <name>-<cluster>, DESIGN.md
+	// §7) and the peers' Links: a TrafficSplit here may name one as a
+	// backend. spec.BuildWithImports takes only those, never a local name.
+	var imp spec.Input
 	if c.fed != nil {
-		// Imports are Services like any other (named <name>-<cluster>, DESIGN.md
-		// §7) and the peers' Links: a TrafficSplit here may name one as a
-		// backend. Only objects are taken: the trust domain and mode are this
-		// cluster's.
-		imp := c.fed.Imports()
-		imports := spec.Input{Links: imp.Links}
-		for _, s := range imp.Services {
-			if slices.ContainsFunc(in.Services, func(l spec.Service) bool { return l.Key == s.Key }) {
-				// A peer must not be able to take over a local name.
-				o := s.Origin
-				diags.Warnf(o.Source, o.Object, "", "import %s left out: a local Service has that name", s.Key)
-				continue
-			}
-			imports.Services = append(imports.Services, s)
-		}
-		in.Add(imports)
+		imp = c.fed.Imports()
 	}
-	snap, d := spec.Build(in, spec.BuildOptions{})
+	snap, d := spec.BuildWithImports(in, imp, spec.BuildOptions{})
 	diags = append(diags, d...)
 	diags.Sort()
 	c.pending = &res
