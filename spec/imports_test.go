@@ -84,7 +84,9 @@ func TestBuildWithImports(t *testing.T) {
 					t.Errorf("local service %s lost", s.Key)
 				}
 			}
-			if !slices.ContainsFunc(snap.Services, func(s spec.Service) bool { return s.Key == K("bookstore/bookstore-v1") && s.Endpoints[0].Gateway.IsZero() }) {
+			if !slices.ContainsFunc(snap.Services, func(s spec.Service) bool {
+				return s.Key == K("bookstore/bookstore-v1") && s.Endpoints[0].Gateway.IsZero()
+			}) {
 				t.Errorf("the local bookstore-v1 was replaced")
 			}
 		})
