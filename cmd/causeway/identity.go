@@ -232,7 +232,9 @@ TokenReview (in-cluster config, or --kubeconfig), and the caller gets the
 SVID of that ServiceAccount. A missing, expired, revoked or wrong-audience
 token is PermissionDenied.
 
-The CA is --ca-dir, rotated on schedule by this process, or the Kubernetes
+The CA is --ca-dir, rotated on schedule by this process (processes sharing
+the directory take turns: a save over a state not yet read is refused, and
+the loser reloads), or the Kubernetes
 Secret --ca-secret shared with the control plane: then only the --ca-lease
 holder rotates it (an empty --ca-lease never writes: a node agent with
 read-only access) and every replica serves what the Secret holds.`,

@@ -3,12 +3,14 @@ package ca
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +59,7 @@ type CA struct {
 
 	mu      sync.RWMutex
 	stats   Stats
+	stored  string       // stateKey of what this instance last read from or wrote to the store
 	auths   []*authority // newest first: at most one prepared, then the active one, then retiring ones
 	seq     uint64
 	updated chan struct{} // closed and replaced on every change
@@ -103,6 +106,7 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 			return nil, err
 		}
 		c.seq = st.Sequence
+		c.stored = stateKey(st)
 	}
 	return c, nil
 }
@@ -539,5 +543,39 @@ func (c *CA) saveLocked(ctx context.Context, seq uint64) error {
 		}
 		st.Authorities = append(st.Authorities, as)
 	}
-	return c.opts.Store.Save(ctx, st)
+	// A directory is saved only over the state this instance last saw
+	// (nothing, for a CA being created), so a directory other processes
+	// share is never overwritten with a diverged state. Only a DirStore
+	// itself: a type embedding one has Save of its own to honour.
+	// SecretStore needs nothing here: it remembers the resourceVersion it
+	// read and conflicts by itself.
+	expect := func(current *State) bool {
+		return (current == nil && c.stored == "") || (current != nil && stateKey(current) == c.stored)
+	}
+	var err error
+	switch d := c.opts.Store.(type) {
+	case DirStore:
+		err = d.saveIf(ctx, st, expect)
+	case *DirStore:
+		err = d.saveIf(ctx, st, expect)
+	default:
+		err = c.opts.Store.Save(ctx, st)
+	}
+	if err != nil {
+		return err
+	}
+	c.stored = stateKey(st)
+	return nil
+}
+
+// stateKey names a stored state by what can change in it: the sequence
+// number and, per authority, its intermediate, whether it is prepared and
+// when it retires.
+func stateKey(st *State) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%d", st.TrustDomain, st.Sequence)
+	for _, a := range st.Authorities {
+		fmt.Fprintf(&b, "|%x/%t/%d", sha256.Sum256([]byte(a.IntermediateCert)), a.Prepared, a.RetireAt.UnixNano())
+	}
+	return b.String()
 }

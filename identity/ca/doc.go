@@ -19,9 +19,12 @@
 // returned by Updated.
 //
 // Stores: DirStore keeps the state in a 0600 file (local mode); SecretStore
-// keeps it in a Kubernetes Secret (cluster mode), writing only at the
-// resourceVersion it last read, so of two replicas saving at once one gets
-// ErrConflict and nothing is overwritten.
+// keeps it in a Kubernetes Secret (cluster mode). Both refuse a save over a
+// state the saving instance has not read: SecretStore writes only at the
+// resourceVersion it last read, and a CA saves a DirStore under a flock of
+// the directory after checking the file is still what it last read or
+// wrote. Of two instances saving at once one gets ErrConflict, nothing is
+// overwritten, and Run reloads the winner's state.
 //
 // Replicas: several control planes may serve one CA from one Secret. Only
 // the holder of a Lease rotates (RunShared runs Run during each won term);

@@ -64,6 +64,7 @@ func (c *CA) Reload(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("CA %s: reload: %w", c.opts.TrustDomain, err)
 	}
+	c.stored = stateKey(st) // what a conditional save must now find
 	if st.Sequence == c.seq && slices.EqualFunc(auths, c.auths, sameAuthority) {
 		return false, nil
 	}

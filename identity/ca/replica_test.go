@@ -328,3 +328,81 @@ func TestLatePrepareIsPublishedFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestDirStoreConflict: two instances on one directory (two processes, say
+// `causeway control` and `identity serve` with one --ca-dir) never
+// overwrite each other: a save over a state the instance has not read is
+// ErrConflict, and after Reload it saves.
+func TestDirStoreConflict(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mod := func(o *Options) { o.SVIDTTL, o.Overlap, o.CATTL = time.Minute, time.Hour, 24*time.Hour }
+	a, b := newCA(t, dir, nil, mod), newCA(t, dir, nil, mod)
+	ctx := context.Background()
+	steps := []struct {
+		name     string
+		do       func() error
+		conflict bool
+		want     *CA // whose roots the directory must hold afterwards
+	}{
+		{"first to prepare saves", func() error { return a.Prepare(ctx) }, false, a},
+		{"stale instance's prepare conflicts", func() error { return b.Prepare(ctx) }, true, a},
+		{"stale instance's rotation conflicts", func() error { return b.Rotate(ctx) }, true, a},
+		{"after reload it activates", func() error {
+			if _, err := b.Reload(ctx); err != nil {
+				return err
+			}
+			return b.Activate(ctx)
+		}, false, b},
+		{"now the other one is stale", func() error { return a.Rotate(ctx) }, true, b},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			err := st.do()
+			if st.conflict != errors.Is(err, ErrConflict) || (!st.conflict && err != nil) {
+				t.Fatalf("err = %v; conflict wanted: %v", err, st.conflict)
+			}
+			onDisk := newCA(t, dir, nil, mod)
+			if !sameRoots(roots(onDisk), roots(st.want)) || onDisk.ActiveID() != st.want.ActiveID() {
+				t.Error("the directory does not hold the state of the instance that saved last without conflict")
+			}
+		})
+	}
+}
+
+// TestRunTwoInstancesOneDir: two instances run the rotation schedule on one
+// directory at once, with a CA lifetime of 3 s. Both try each step at the
+// same moment; one saves, the other conflicts and reloads, so at the end
+// both sign with the same authority and trust the same roots as the file.
+func TestRunTwoInstancesOneDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mod := func(o *Options) { o.SVIDTTL, o.Overlap, o.CATTL = time.Second, time.Second, 3*time.Second }
+	a, b := newCA(t, dir, nil, mod), newCA(t, dir, nil, mod)
+	first := a.ActiveID()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, c := range []*CA{a, b} {
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.ActiveID() == first || a.ActiveID() != b.ActiveID() || !sameRoots(roots(a), roots(b)) {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("after 10s: a rotated %v, a and b agree %v (stats a %+v, b %+v)", a.ActiveID() != first, a.ActiveID() == b.ActiveID(), a.Stats(), b.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	onDisk := newCA(t, dir, nil, mod)
+	if onDisk.ActiveID() != a.ActiveID() || !sameRoots(roots(onDisk), roots(a)) {
+		t.Error("the file does not hold the state both instances serve")
+	}
+	sa, sb := a.Stats(), b.Stats()
+	if sa.Activated+sb.Activated == 0 || sa.Reloaded+sb.Reloaded == 0 {
+		t.Errorf("stats a %+v, b %+v: want an activation by one and a reload by the other", sa, sb)
+	}
+	t.Logf("stats a %+v, b %+v", sa, sb)
+}

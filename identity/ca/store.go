@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrNoState is returned by Store.Load when nothing has been saved yet; New
@@ -52,6 +54,12 @@ type AuthorityState struct {
 }
 
 // DirStore keeps the state in <Dir>/ca.json, mode 0600, in a 0700 directory.
+// Several processes may share a directory (`causeway control` and
+// `causeway identity serve --ca-dir`): the CA saves through saveIf, which
+// holds an exclusive flock on <Dir>/.ca.lock while it checks that the file
+// still holds what that CA last read or wrote, so two processes rotating at
+// the same moment cannot overwrite each other; the loser gets ErrConflict
+// and reloads.
 type DirStore struct {
 	Dir string
 }
@@ -85,6 +93,38 @@ func (d DirStore) Load(_ context.Context) (*State, error) {
 	}
 	return &s, nil
 }
+
+// saveIf writes s only if current (the state now in the file, nil when
+// there is none) passes the check, all under an exclusive lock of the
+// directory; otherwise it returns an error wrapping ErrConflict.
+func (d DirStore) saveIf(ctx context.Context, s *State, check func(current *State) bool) error {
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return fmt.Errorf("CA store %s: %w", d.Dir, err)
+	}
+	lockPath := filepath.Join(d.Dir, lockFile)
+	lf, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("CA store %s: %w", lockPath, err)
+	}
+	defer lf.Close() // releases the lock
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("CA store %s: lock: %w", lockPath, err)
+	}
+	current, err := d.Load(ctx)
+	if errors.Is(err, ErrNoState) {
+		current, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	if !check(current) {
+		return fmt.Errorf("CA store %s: changed by another process since it was read: %w", d.Path(), ErrConflict)
+	}
+	return d.Save(ctx, s)
+}
+
+// lockFile serialises saveIf across processes sharing Dir.
+const lockFile = ".ca.lock"
 
 // Save writes the state to a temporary file created 0600 and renames it into
 // place, so a crash leaves either the old or the new state.
