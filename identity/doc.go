@@ -3,9 +3,12 @@
 // parts live beside it:
 //
 //	ca/          the trust domain's CA: root + intermediate, X.509- and JWT-SVIDs,
-//	             rotation with an overlap window, persisted through a Store.
+//	             rotation with an overlap window, persisted through a Store;
+//	             replicas sharing a store follow the one Lease holder that rotates.
 //	attest/      who is calling: peer credentials (uid/gid/pid) mapped to
-//	             ns/sa identities by a table; the Attestor interface for other modes.
+//	             ns/sa identities by a table (local mode), or a projected
+//	             ServiceAccount token checked by TokenReview (cluster mode);
+//	             attest/satoken is the client half, free of Kubernetes code.
 //	workloadapi/ the SPIFFE Workload API (go-spiffe's workload proto) on a unix
 //	             socket, serving SVIDs from ca/ to callers named by attest/.
 //	bundle/      the SPIFFE bundle endpoint (https_spiffe) and the set of
