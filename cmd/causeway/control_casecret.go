@@ -101,8 +101,10 @@ func (f sharedCAFlags) open(ctx context.Context, cf caFlags, kubeconfig string, 
 		log.Info("CA follows its Secret and never rotates it (--ca-lease is empty)", "secret", f.secret, "every", f.follow)
 		return c, func(ctx context.Context) error { return c.Follow(ctx, f.follow) }, nil
 	}
+	// Outside a pod, the pid tells apart two replicas on one host: with one
+	// identity both would believe they hold the Lease.
 	lease := ca.Lease{Client: kc.CoordinationV1(), Namespace: ns, Name: f.lease,
-		Identity: cmp.Or(os.Getenv("POD_NAME"), hostname())}
+		Identity: cmp.Or(os.Getenv("POD_NAME"), fmt.Sprintf("%s-%d", hostname(), os.Getpid()))}
 	return c, func(ctx context.Context) error { return c.RunShared(ctx, lease, f.follow) }, nil
 }
 
