@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -78,6 +79,12 @@ func (b *batchConn) Write(p []byte) (int, error) {
 // flush writes whatever is pending until nothing is. Two buffers swap so
 // writers fill one while the kernel copies the other.
 func (b *batchConn) flush() {
+	// A goroutine started by go runs next on this P, before the ones
+	// already runnable: without this yield it would write each frame on
+	// its own as soon as the writer blocked. Yielding lets the runnable
+	// stream handlers and readers add theirs first. With nothing else
+	// runnable it returns at once.
+	runtime.Gosched()
 	b.mu.Lock()
 	for len(b.pending) > 0 && b.err == nil {
 		out := b.pending

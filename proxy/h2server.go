@@ -59,6 +59,7 @@ type h2Servers struct {
 	conns   map[*h2ServerConn]struct{}
 	pending map[net.Conn]struct{} // still reading the preface
 	closing bool
+	workers streamWorkers
 }
 
 // begin registers a connection whose preface is being read; false when
@@ -98,9 +99,14 @@ func (hs *h2Servers) shutdown(ctx context.Context) {
 		case <-sc.done:
 		case <-ctx.Done():
 			sc.conn.Close()
+			<-sc.done // its handlers have returned
 		}
 	}
 }
+
+// stopWorkers ends the stream workers, once no connection can start a
+// stream (Proxy.Close, after every serving goroutine returned).
+func (hs *h2Servers) stopWorkers() { hs.workers.stop() }
 
 // serveHTTPFamily serves a connection of an http2/grpc port: HTTP/2 here
 // when it opens with the preface, else net/http's server through cl. tag
@@ -432,7 +438,7 @@ func (sc *h2ServerConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		})
 	}
 	sc.wg.Add(1)
-	go s.run()
+	sc.p.h2s.workers.run(s)
 	return nil
 }
 
@@ -607,4 +613,67 @@ func (sc *h2ServerConn) writeHeaderBlock(id uint32, endStream bool, maxFrame int
 		err = sc.fr.WriteContinuation(id, len(block) == 0, chunk)
 	}
 	return err
+}
+
+// streamWorkers runs stream handlers on reused goroutines. Why: a stream's
+// handler goes deep (routing, balancer, the h2c client, hpack) and a new
+// goroutine starts with a small stack, so each one grew and copied its
+// stack two or three times: a tenth of the proxy's CPU under h2load
+// (runtime.morestack). A worker keeps its grown stack for the next
+// stream. Idle workers wait LIFO (the warmest first); beyond
+// maxIdleStreamWorkers, a worker that finishes exits instead.
+type streamWorkers struct {
+	mu      sync.Mutex
+	idle    []chan *h2ServerStream
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+const maxIdleStreamWorkers = 256
+
+// run starts s's handler on an idle worker or a new one.
+func (w *streamWorkers) run(s *h2ServerStream) {
+	w.mu.Lock()
+	if n := len(w.idle); n > 0 && !w.stopped {
+		ch := w.idle[n-1]
+		w.idle = w.idle[:n-1]
+		w.mu.Unlock()
+		ch <- s // buffered: never blocks
+		return
+	}
+	w.wg.Add(1)
+	w.mu.Unlock()
+	go w.loop(s)
+}
+
+func (w *streamWorkers) loop(s *h2ServerStream) {
+	defer w.wg.Done()
+	ch := make(chan *h2ServerStream, 1)
+	for {
+		s.run()
+		w.mu.Lock()
+		if w.stopped || len(w.idle) >= maxIdleStreamWorkers {
+			w.mu.Unlock()
+			return
+		}
+		w.idle = append(w.idle, ch)
+		w.mu.Unlock()
+		var ok bool
+		if s, ok = <-ch; !ok {
+			return
+		}
+	}
+}
+
+// stop ends the idle workers and waits for the busy ones (whose streams
+// the caller has already ended).
+func (w *streamWorkers) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	for _, ch := range w.idle {
+		close(ch)
+	}
+	w.idle = nil
+	w.mu.Unlock()
+	w.wg.Wait()
 }

@@ -315,6 +315,7 @@ func (p *Proxy) Close() error {
 		_ = s.Shutdown(ctx)
 	}
 	p.wg.Wait()
+	p.h2s.stopWorkers()
 	p.mu.Lock()
 	for _, cp := range p.clusters {
 		cp.close()
