@@ -19,6 +19,8 @@ import (
 	. "github.com/causeway-mesh/causeway/control/controltest"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
+	. "github.com/causeway-mesh/causeway/spec/spectest"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // recorder is a configsource client with a recording Apply, standing in for
@@ -380,5 +382,70 @@ func TestHealthService(t *testing.T) {
 	go Stop(t, srv)
 	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("status on stop %v, %v; want NOT_SERVING", r, err)
+	}
+}
+
+// TestNodeBacksServicesByAddress: a node that reports its pod IP and names
+// no Service gets, over the stream, inbound config for every Service with
+// an endpoint at that IP proving its identity, including one created after
+// it connected, and loses it when that endpoint goes.
+func TestNodeBacksServicesByAddress(t *testing.T) {
+	srv, addr := Start(t, "", control.Options{})
+	podIP := "10.44.0.7"
+	withEndpoint := func(extra ...spec.Service) *spec.Snapshot {
+		in := Mesh(Web)
+		for i := range in.Services {
+			if in.Services[i].Key == K("shop/api") {
+				in.Services[i].Endpoints = []spec.Endpoint{{Addr: podIP, Port: 8080, Ready: true, Identity: API}}
+			}
+		}
+		in.Services = append(in.Services, extra...)
+		return Snapshot(t, in)
+	}
+	node := spec.Node{ID: "api-pod", Identity: API, Addresses: []string{podIP}}
+	v1 := withEndpoint()
+	srv.Publish(v1, nil)
+	p := connect(t, addr, node, nil)
+	synced(t, srv, node, v1)
+	// A Service created later that selects the same pod.
+	admin := spec.Service{Key: K("shop/api-admin"), Ports: []spec.Port{{Port: 9090, Protocol: spec.ProtocolHTTP}},
+		Identities: []spiffeid.ID{API}, Endpoints: []spec.Endpoint{{Addr: podIP, Port: 9090, Ready: true, Identity: API}}}
+	v2 := withEndpoint(admin)
+	srv.Publish(v2, nil)
+	synced(t, srv, node, v2)
+	// The pod leaves shop/api (its endpoint moves elsewhere).
+	in := Mesh(Web)
+	in.Services = append(in.Services, admin)
+	v3 := Snapshot(t, in)
+	srv.Publish(v3, nil)
+	synced(t, srv, node, v3)
+
+	steps := []struct {
+		name string
+		snap *spec.Snapshot
+		want []spec.Key
+	}{
+		{"endpoint at the pod IP", v1, []spec.Key{K("shop/api")}},
+		{"a Service created later", v2, []spec.Key{K("shop/api"), K("shop/api-admin")}},
+		{"endpoint gone", v3, []spec.Key{K("shop/api-admin")}},
+	}
+	offered := p.offered()
+	if len(offered) != len(steps) {
+		t.Fatalf("Apply saw %d configs, want %d", len(offered), len(steps))
+	}
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			cfg := spec.Compile(st.snap, node)
+			if offered[i] != cfg.Version {
+				t.Fatalf("config %d: got version %s, want %s", i, offered[i], cfg.Version)
+			}
+			var got []spec.Key
+			for _, s := range cfg.Inbound.Services {
+				got = append(got, s.Key)
+			}
+			if !slices.Equal(got, st.want) {
+				t.Errorf("inbound services %v, want %v", got, st.want)
+			}
+		})
 	}
 }

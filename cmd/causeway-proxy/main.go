@@ -46,6 +46,7 @@ func run(args []string) int {
 	fs.StringVar(&f.ControlID, "control-id", "", "the control plane's SPIFFE ID (required with --control)")
 	fs.StringVar(&f.Node, "node", "", "node ID reported to the control plane (default: the host name)")
 	fs.Var((*repeated)(&f.Services), "service", "a service this node's workload backs, ns/name (repeatable)")
+	fs.Var((*repeated)(&f.Addresses), "address", "the workload's own IP (a pod's); the control plane also serves every service with an endpoint there (repeatable)")
 	fs.DurationVar(&f.SVIDWait, "svid-wait", 30*time.Second, "how long to wait for the first SVID")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -58,6 +58,7 @@ ServiceAccount token (identity serve --attest tokenreview).`,
 	fl.StringVar(&f.ControlID, "control-id", "", "the control plane's SPIFFE ID (required with --control)")
 	fl.StringVar(&f.Node, "node", "", "node ID reported to the control plane (default: the host name)")
 	fl.StringArrayVar(&f.Services, "service", nil, "a service this node's workload backs, ns/name (repeatable)")
+	fl.StringArrayVar(&f.Addresses, "address", nil, "the workload's own IP (a pod's); the control plane also serves every service with an endpoint there (repeatable)")
 	fl.DurationVar(&f.SVIDWait, "svid-wait", 30*time.Second, "how long to wait for the first SVID")
 	return cmd
 }

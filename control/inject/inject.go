@@ -345,6 +345,9 @@ func (in *Injector) proxyContainer(services []string) corev1.Container {
 		"--control-id=" + c.ControlID,
 		"--spiffe-socket=unix://" + spiffeMountPath + "/" + c.SPIFFE.SocketName,
 		"--node=" + defaultNodeFormat,
+		// The pod's IP: the control plane then serves every Service with an
+		// endpoint there, including Services created after admission.
+		"--address=$(POD_IP)",
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: BootstrapVolume, MountPath: bootstrapDir, ReadOnly: true},
@@ -367,6 +370,7 @@ func (in *Injector) proxyContainer(services []string) corev1.Container {
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 		},
 		Ports: []corev1.ContainerPort{{Name: "causeway-in", ContainerPort: c.InboundPort, Protocol: corev1.ProtocolTCP}},
 		// The app starts once the inbound listener is bound, which the proxy

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -28,11 +29,15 @@ type Flags struct {
 	// Workload API call (cluster mode: Causeway's node agent attests the
 	// caller with TokenReview); empty sends none, as a SPIRE agent wants.
 	SpiffeTokenFile string
-	Control         string        // control plane gRPC address; empty: the bootstrap's static config
-	ControlID       string        // the control plane's SPIFFE ID (required with Control)
-	Node            string        // node ID reported to the control plane (default: the host name)
-	Services        []string      // services this node's workload backs, ns/name
-	SVIDWait        time.Duration // how long to wait for the first SVID
+	Control         string   // control plane gRPC address; empty: the bootstrap's static config
+	ControlID       string   // the control plane's SPIFFE ID (required with Control)
+	Node            string   // node ID reported to the control plane (default: the host name)
+	Services        []string // services this node's workload backs, ns/name
+	// Addresses are the workload's own IPs (a pod's): the control plane
+	// also serves the node every service with an endpoint there that
+	// carries its identity, so Services created later need no restart.
+	Addresses []string
+	SVIDWait  time.Duration // how long to wait for the first SVID
 }
 
 // UsageError is a flag combination that cannot run (exit status 2).
@@ -64,6 +69,13 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 			return usage("proxy: --service %q: %v", s, err)
 		}
 		node.Services = append(node.Services, k)
+	}
+	for _, a := range f.Addresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return usage("proxy: --address %q: %v", a, err)
+		}
+		node.Addresses = append(node.Addresses, ip.String())
 	}
 	if node.ID == "" {
 		node.ID, _ = os.Hostname()
