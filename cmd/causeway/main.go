@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 		newIdentityCmd(),
 		newControlCmd(),
 		newLinkCmd(),
+		newExportCmd(),
 		newUpCmd(),
 		newStatCmd(),
 		newTapCmd(),
