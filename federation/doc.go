@@ -54,12 +54,23 @@
 //   - Run (owned by the caller) probes gateways and fails silent links;
 //     each probe round starts one short goroutine per gateway address.
 //
-// Persistence: with Options.StateFile each link (peer cluster, trust
-// domain, control plane ID, addresses to dial, newest bundle) is written on
-// every change (0600, atomic rename) and restored by New, which puts the
-// bundles back into the set and restarts the diallers; imports are not
-// saved, the peer resends them. Without it links live in memory: after a
+// Persistence: with a Store (Options.Store, or Options.StateFile for a
+// FileStore) each link (peer cluster, trust domain, control plane ID,
+// addresses to dial, newest bundle) is written on every change and
+// restored by New, which puts the bundles back into the set and restarts
+// the diallers; imports are not saved, the peer resends them. FileStore is
+// a 0600 file replaced by rename; SecretStore is a Kubernetes Secret
+// written only at the resourceVersion last read (ErrConflict otherwise, as
+// identity/ca's SecretStore). Without a store links live in memory: after a
 // restart the peer's dialler is refused as "not linked" and drops its side,
 // so both ends agree and the operator peers again. Issued tokens are never
 // saved.
+//
+// Followers. The store is also how the peers' bundles leave this process:
+// a BundleFollower (in `causeway identity serve`, the node agent) reads the
+// same store every interval and keeps a bundle.Set that its Workload API
+// serves as federated_bundles, so sidecars outside the control process
+// trust linked clusters; a link removed here leaves the store and, at the
+// follower's next read, the set. A follower never writes; its Run is owned
+// by its caller.
 package federation

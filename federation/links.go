@@ -54,8 +54,12 @@ type Options struct {
 	GatewayID    spiffeid.ID
 	// StateFile, when set, keeps the links (peer, trust domain, control
 	// plane ID, addresses, newest bundle) across restarts; empty keeps
-	// them in memory only.
+	// them in memory only. It is short for Store: FileStore{StateFile}.
 	StateFile string
+	// Store, when set, keeps the links like StateFile, anywhere (a
+	// SecretStore in cluster mode), and is what BundleFollowers read.
+	// StateFile and Store are exclusive.
+	Store Store
 
 	Heartbeat     time.Duration // how often each side sends a heartbeat [5s]
 	Timeout       time.Duration // silence after which a link is failed [3 × Heartbeat]
@@ -77,6 +81,12 @@ func (o *Options) defaults() error {
 		if _, err := splitAddr(a); err != nil {
 			return fmt.Errorf("federation: gateway address [%d]: %w", i, err)
 		}
+	}
+	if o.StateFile != "" && o.Store != nil {
+		return errors.New("federation: StateFile and Store are exclusive")
+	}
+	if o.StateFile != "" {
+		o.Store = FileStore{Path: o.StateFile}
 	}
 	if len(o.GatewayAddrs) > 0 && o.GatewayID.IsZero() {
 		return errors.New("federation: gateway addresses need a gateway SPIFFE ID")
@@ -106,7 +116,8 @@ type Links struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	saveMu   sync.Mutex // serialises writes of Options.StateFile
+	store    Store      // Options.Store; nil: links live in memory only
+	saveMu   sync.Mutex // serialises writes of the store
 	mu       sync.Mutex
 	links    map[string]*link // by cluster
 	tokens   map[string]*issued
@@ -158,7 +169,7 @@ func New(opts Options) (*Links, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Links{
-		opts: opts, log: opts.Logger.With("cluster", opts.Cluster),
+		opts: opts, log: opts.Logger.With("cluster", opts.Cluster), store: opts.Store,
 		ctx: ctx, cancel: cancel,
 		links: map[string]*link{}, tokens: map[string]*issued{},
 		local: make(chan struct{}), health: map[string]bool{},

@@ -1,20 +1,30 @@
 package federation
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// savedLink is one link in Options.StateFile: enough to trust and reach
-// the peer again after a restart. Imports are not saved; the peer resends
-// them on reconnect.
-type savedLink struct {
+// State is what a Store holds: every link, enough to trust and reach the
+// peer again after a restart, and what a follower (the node agent's
+// Workload API) needs to hand the peers' bundles to workloads. Imports are
+// not saved; the peer resends them on reconnect.
+type State struct {
+	Links []SavedLink `json:"links"`
+}
+
+// SavedLink is one link in a State.
+type SavedLink struct {
 	Cluster     string    `json:"cluster"`
 	TrustDomain string    `json:"trustDomain"`
 	PeerID      string    `json:"peerID"`
@@ -23,82 +33,163 @@ type savedLink struct {
 	Since       time.Time `json:"since"`
 }
 
-type savedState struct {
-	Links []savedLink `json:"links"`
+// Store keeps the State of one cluster's links. Links writes it on every
+// change and reads it once in New; followers (BundleFollower) only read.
+type Store interface {
+	// Load returns the stored State; nothing stored yet is an empty State
+	// and no error.
+	Load(ctx context.Context) (*State, error)
+	// Save replaces the stored State. A Store shared by processes refuses a
+	// write over a State it has not read with an error wrapping
+	// ErrConflict, and writes nothing.
+	Save(ctx context.Context, st *State) error
+	// String names the store (file path, Secret) in logs and errors.
+	String() string
 }
 
-// loadState restores the links saved in Options.StateFile: their bundles go
-// back into the federated set, and links this side dials start dialling.
-// A missing file is an empty state.
-func (l *Links) loadState() error {
-	if l.opts.StateFile == "" {
-		return nil
-	}
-	b, err := os.ReadFile(l.opts.StateFile)
+// ErrConflict means the stored State changed since this store last read it:
+// another process wrote it. Nothing was written.
+var ErrConflict = errors.New("federation state changed in the store since it was loaded")
+
+// FileStore keeps the State in one JSON file, written 0600 through a rename
+// so that a reader (a crash, or a follower polling it) sees the old file or
+// the new one, never half of one. One writer per file: it does not detect
+// another writer.
+type FileStore struct{ Path string }
+
+func (f FileStore) String() string { return f.Path }
+
+// Load reads the file; a missing file is an empty State.
+func (f FileStore) Load(context.Context) (*State, error) {
+	b, err := os.ReadFile(f.Path)
 	if os.IsNotExist(err) {
-		return nil
+		return &State{}, nil
 	}
 	if err != nil {
-		return fmt.Errorf("federation: state %s: %w", l.opts.StateFile, err)
+		return nil, err
 	}
-	var st savedState
+	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("federation: state %s: %w", l.opts.StateFile, err)
+		return nil, err
 	}
+	return &st, nil
+}
+
+// Save writes the file (0600, atomic rename).
+func (f FileStore) Save(_ context.Context, st *State) error {
+	b, _ := json.MarshalIndent(st, "", "  ") // strings and times: cannot fail
+	return writeFileAtomic(f.Path, b)
+}
+
+// restored is one SavedLink checked and parsed.
+type restored struct {
+	saved  SavedLink
+	td     spiffeid.TrustDomain
+	peerID spiffeid.ID
+	roots  []*x509.Certificate
+}
+
+// decodeState checks every link of st; the error names the store, the
+// link's index and cluster, and the field. One bad link refuses the whole
+// State: a follower keeps its last good bundles, and New fails rather than
+// forgetting a peer silently.
+func decodeState(store Store, st *State) ([]restored, error) {
+	out := make([]restored, 0, len(st.Links))
+	seen := map[spiffeid.TrustDomain]string{}
 	for i, s := range st.Links {
-		where := fmt.Sprintf("federation: state %s: links[%d] (%s)", l.opts.StateFile, i, s.Cluster)
+		where := fmt.Sprintf("federation: state %s: links[%d] (%s)", store, i, s.Cluster)
 		if err := validCluster(s.Cluster); err != nil {
-			return fmt.Errorf("%s: cluster: %w", where, err)
+			return nil, fmt.Errorf("%s: cluster: %w", where, err)
 		}
 		td, err := spiffeid.TrustDomainFromString(s.TrustDomain)
 		if err != nil {
-			return fmt.Errorf("%s: trustDomain: %w", where, err)
+			return nil, fmt.Errorf("%s: trustDomain: %w", where, err)
 		}
+		if other, dup := seen[td]; dup {
+			return nil, fmt.Errorf("%s: trustDomain %s is also cluster %s's", where, td, other)
+		}
+		seen[td] = s.Cluster
 		id, err := spiffeid.FromString(s.PeerID)
 		if err != nil || !id.MemberOf(td) {
-			return fmt.Errorf("%s: peerID %q is not a SPIFFE ID in %s", where, s.PeerID, td)
+			return nil, fmt.Errorf("%s: peerID %q is not a SPIFFE ID in %s", where, s.PeerID, td)
 		}
 		roots, err := parseRoots([]byte(s.Bundle))
 		if err != nil {
-			return fmt.Errorf("%s: bundle: %w", where, err)
+			return nil, fmt.Errorf("%s: bundle: %w", where, err)
 		}
-		lk := l.addLink(s.Cluster, td, id, roots, s.Addrs)
+		out = append(out, restored{saved: s, td: td, peerID: id, roots: roots})
+	}
+	return out, nil
+}
+
+// storeTimeout bounds one Load or Save (a Kubernetes API call for a
+// SecretStore), so a hung apiserver cannot hold the federation's locks.
+const storeTimeout = 15 * time.Second
+
+// loadState restores the links saved in the store: their bundles go back
+// into the federated set, and links this side dials start dialling.
+func (l *Links) loadState() error {
+	if l.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
+	defer cancel()
+	st, err := l.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("federation: state %s: %w", l.store, err)
+	}
+	links, err := decodeState(l.store, st)
+	if err != nil {
+		return err
+	}
+	for _, r := range links {
+		lk := l.addLink(r.saved.Cluster, r.td, r.peerID, r.roots, r.saved.Addrs)
 		l.mu.Lock()
-		lk.since = s.Since // pending until the peer is heard from
+		lk.since = r.saved.Since // pending until the peer is heard from
 		l.mu.Unlock()
-		if len(s.Addrs) > 0 {
+		if len(r.saved.Addrs) > 0 {
 			l.startDialler(lk, nil)
 		}
-		l.log.Info("federation: link restored", "peer", s.Cluster, "trustDomain", td.Name(), "dials", s.Addrs)
+		l.log.Info("federation: link restored", "peer", r.saved.Cluster, "trustDomain", r.td.Name(), "dials", r.saved.Addrs, "store", l.store.String())
 	}
 	return nil
 }
 
-// saveState writes every link to Options.StateFile (0600, through a
-// rename so a crash leaves the old file or the new one). Errors are logged:
-// the links keep working, only a restart would lose them.
+// saveState writes every link to the store. Errors are logged: the links
+// keep working, only a restart (and followers) would miss the change.
+//
+// A conflict means another process wrote the store since this one read it
+// (a control plane replica starting during a rolling update). This process
+// runs these links, so its State is written over the newer one, but only
+// after reading it, so the write stays conditional and a third writer is
+// still detected; the overwrite is logged.
 func (l *Links) saveState() {
-	if l.opts.StateFile == "" {
+	if l.store == nil {
 		return
 	}
 	l.saveMu.Lock()
 	defer l.saveMu.Unlock()
 	l.mu.Lock()
-	st := savedState{Links: []savedLink{}}
+	st := &State{Links: []SavedLink{}}
 	for _, lk := range l.links {
-		st.Links = append(st.Links, savedLink{Cluster: lk.cluster, TrustDomain: lk.td.Name(), PeerID: lk.peerID.String(),
+		st.Links = append(st.Links, SavedLink{Cluster: lk.cluster, TrustDomain: lk.td.Name(), PeerID: lk.peerID.String(),
 			Addrs: slices.Clone(lk.addrs), Bundle: string(lk.bundlePEM), Since: lk.since})
 	}
 	l.mu.Unlock()
-	slices.SortFunc(st.Links, func(a, b savedLink) int {
-		if a.Cluster < b.Cluster {
-			return -1
+	slices.SortFunc(st.Links, func(a, b SavedLink) int { return strings.Compare(a.Cluster, b.Cluster) })
+	// Not l.ctx: the last save (a link dropped while closing) must still
+	// reach the store.
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	err := l.store.Save(ctx, st)
+	if errors.Is(err, ErrConflict) {
+		l.log.Warn("federation: state written by another process since it was read; replacing it with this process's links", "store", l.store.String(), "err", err)
+		if _, err = l.store.Load(ctx); err == nil {
+			err = l.store.Save(ctx, st)
 		}
-		return 1
-	})
-	b, _ := json.MarshalIndent(st, "", "  ") // strings and times: cannot fail
-	if err := writeFileAtomic(l.opts.StateFile, b); err != nil {
-		l.log.Error("federation: cannot save links; a restart would forget them", "file", l.opts.StateFile, "err", err)
+	}
+	if err != nil {
+		l.log.Error("federation: cannot save links; a restart and the Workload API's followers would miss this change", "store", l.store.String(), "err", err)
 	}
 }
 
