@@ -131,19 +131,23 @@ func (p *Proxy) handleInbound(raw net.Conn) {
 	}
 	// Denied TCP is closed before a byte reaches the app: the app is not
 	// even dialled.
+	start := time.Now()
+	f := flowTap{caller: ic.caller, backend: "app", endpoint: ib.appAddr}
 	dec := st.table.Authorize(ic.caller, spec.RouteTCP, port, nil)
 	p.countAuthz(ic.caller, dec)
 	if !dec.Allowed {
 		c.Close()
+		p.tapFlow("inbound", ib.name, f, start, "denied", 0, 0)
 		return
 	}
 	app, err := net.DialTimeout("tcp", ib.appAddr, 5*time.Second)
 	if err != nil {
 		c.Close()
+		p.tapFlow("inbound", ib.name, f, start, "failure", 0, 0)
 		return
 	}
 	defer c.Close()
-	p.pipe("inbound", ib.name, c, app)
+	p.pipe("inbound", ib.name, c, app, f, start)
 }
 
 // acceptMesh reads how a mesh connection starts: a TLS ClientHello (mTLS:

@@ -51,6 +51,7 @@ func newTwoHop(t *testing.T) *twoHop {
 	// address (picked by the kernel) then becomes the endpoint the client
 	// sidecar is given.
 	h.server = startProxy(t, &proxy.Bootstrap{
+		Admin:   "127.0.0.1:0",
 		Inbound: proxy.InboundConfig{Listen: "127.0.0.1:0"},
 		Config:  proxytest.Compile(t, in, spec.Node{ID: "server", Services: []spec.Key{svc.Key}}),
 	})

@@ -6,12 +6,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// TapEvent is one request summary on /tap, written as a JSON line.
+// TapEvent is one request summary on /tap, written as a JSON line. An
+// opaque TCP flow is one event too, sent when it ends (or is refused), with
+// Protocol "tcp", its byte counts and its duration as LatencyMs; it has no
+// method, path or status.
 type TapEvent struct {
 	Time           time.Time `json:"time"`
 	Direction      string    `json:"direction"`
+	Protocol       string    `json:"protocol,omitempty"` // "tcp" for a flow; empty for HTTP
 	Service        string    `json:"service"`
 	Route          string    `json:"route,omitempty"`
 	Backend        string    `json:"backend,omitempty"`
@@ -24,6 +30,31 @@ type TapEvent struct {
 	GRPCStatus     string    `json:"grpcStatus,omitempty"`
 	Classification string    `json:"classification"`
 	LatencyMs      float64   `json:"latencyMs"`
+	// BytesIn and BytesOut count a flow's bytes from and to the client.
+	BytesIn  int64 `json:"bytesIn,omitempty"`
+	BytesOut int64 `json:"bytesOut,omitempty"`
+}
+
+// flowTap says what a TCP flow's tap event names besides its bytes.
+type flowTap struct {
+	caller   spiffeid.ID
+	backend  string
+	endpoint string
+}
+
+// tapFlow publishes a TCP flow that ended (class "success") or never got
+// through ("denied": authorization; "failure": no backend or dial failed).
+func (p *Proxy) tapFlow(direction, service string, f flowTap, start time.Time, class string, in, out int64) {
+	if !p.tap.active() {
+		return
+	}
+	ev := &TapEvent{Time: start, Direction: direction, Protocol: "tcp", Service: service, Backend: f.backend,
+		Endpoint: f.endpoint, Classification: class, LatencyMs: float64(time.Since(start).Microseconds()) / 1000,
+		BytesIn: in, BytesOut: out}
+	if !f.caller.IsZero() {
+		ev.Caller = f.caller.String()
+	}
+	p.tap.publish(ev)
 }
 
 // tapHub fans request summaries out to /tap subscribers. The request path

@@ -50,44 +50,54 @@ func halfClose(c net.Conn) {
 // It owns client and closes it.
 func (p *Proxy) serveTCP(client net.Conn, st *routingState, svc spec.Key, port spec.Port) {
 	defer client.Close()
+	t0 := time.Now()
 	up := st.upstreams[svc]
 	dec, ok := st.table.RouteL4(svc, spec.RouteTCP, port.Port)
 	if !ok || up == nil {
 		return
 	}
+	var f flowTap
+	fail := func() { p.tapFlow("outbound", up.name, f, t0, "failure", 0, 0) }
 	backend, ok := pickWeighted(dec.Backends)
 	if !ok {
+		fail()
 		return
 	}
+	f.backend = backend.Service.String()
 	cp := st.cluster(backend.Service, port.Port, port.Protocol)
 	if cp == nil {
+		fail()
 		return
 	}
 	done, ok := cp.breaker.Allow()
 	if !ok {
+		fail()
 		return
 	}
 	pick, err := cp.lb.Pick()
 	if err != nil {
 		done(false)
+		fail()
 		return
 	}
 	addr := pick.Addr
-	t0 := time.Now()
+	f.endpoint = addr
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	conn, err := cp.dial(ctx, "tcp", addr)
 	cancel()
 	pick.Done(time.Since(t0), err != nil)
 	done(err == nil)
 	if err != nil {
+		fail()
 		return
 	}
-	p.pipe("outbound", up.name, client, conn)
+	p.pipe("outbound", up.name, client, conn, f, t0)
 }
 
 // pipe relays a flow and accounts for it; it closes upstream, and the
 // proxy's Close ends it by closing both ends.
-func (p *Proxy) pipe(direction, service string, client, upstream net.Conn) {
+// A tap subscriber sees the flow when it ends.
+func (p *Proxy) pipe(direction, service string, client, upstream net.Conn, f flowTap, start time.Time) {
 	defer upstream.Close()
 	if !p.track(client, upstream) {
 		return
@@ -98,6 +108,7 @@ func (p *Proxy) pipe(direction, service string, client, upstream net.Conn) {
 	p.m.tcpClose.WithLabelValues(direction, service).Inc()
 	p.m.tcpBytes.WithLabelValues(direction, service, "read").Add(float64(up))
 	p.m.tcpBytes.WithLabelValues(direction, service, "write").Add(float64(down))
+	p.tapFlow(direction, service, f, start, "success", up, down)
 }
 
 // track registers live L4 connections so Close can end them; it refuses

@@ -200,6 +200,7 @@ func (p *Proxy) passthrough(c net.Conn, direction, addr string) {
 	go func() {
 		defer p.wg.Done()
 		defer c.Close()
+		start := time.Now()
 		// Close must not wait out a slow dial: p.done cancels it.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		go func() {
@@ -216,6 +217,6 @@ func (p *Proxy) passthrough(c net.Conn, direction, addr string) {
 			return
 		}
 		p.m.transparent.WithLabelValues(direction, resultPassthrough).Inc()
-		p.pipe(direction, "passthrough", c, up)
+		p.pipe(direction, "passthrough", c, up, flowTap{endpoint: addr}, start)
 	}()
 }

@@ -186,6 +186,9 @@ func (f tapFlags) matches(ev tapped) bool {
 			return false
 		}
 	}
+	if ev.Protocol == "tcp" && (f.method != "" || f.pathPrefix != "") {
+		return false // a flow has no method or path to match
+	}
 	if f.method != "" && !strings.EqualFold(ev.Method, f.method) {
 		return false
 	}
@@ -195,6 +198,17 @@ func (f tapFlags) matches(ev tapped) bool {
 // formatTap renders one event as a line, in the spirit of `linkerd tap`.
 func formatTap(ev tapped) string {
 	var b strings.Builder
+	if ev.Protocol == "tcp" {
+		fmt.Fprintf(&b, "%s %s %-8s TCP %s in=%dB out=%dB %s %.2fms", ev.Time.Format("15:04:05.000"), ev.Node, ev.Direction,
+			ev.Service, ev.BytesIn, ev.BytesOut, ev.Classification, ev.LatencyMs)
+		if ev.Caller != "" {
+			fmt.Fprintf(&b, " caller=%s", ev.Caller)
+		}
+		if ev.Backend != "" {
+			fmt.Fprintf(&b, " backend=%s", ev.Backend)
+		}
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s %s %-8s %s %s %s%s -> %d", ev.Time.Format("15:04:05.000"), ev.Node, ev.Direction,
 		ev.Method, ev.Service, ev.Authority, ev.Path, ev.Status)
 	if ev.GRPCStatus != "" {

@@ -61,3 +61,31 @@ func TestTapFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestTapTCPFlow: a TCP flow passes the service and caller filters, never a
+// method or path filter, and prints its bytes.
+func TestTapTCPFlow(t *testing.T) {
+	ev := tapped{Node: "n", TapEvent: proxy.TapEvent{Time: time.Unix(0, 0), Direction: "inbound", Protocol: "tcp", Service: "db/mysql",
+		Caller: "spiffe://cluster.local/ns/shop/sa/web", Backend: "app", Classification: "success", LatencyMs: 12.5, BytesIn: 120, BytesOut: 4096}}
+	cases := []struct {
+		f    tapFlags
+		want bool
+	}{
+		{tapFlags{}, true},
+		{tapFlags{to: "db/mysql"}, true},
+		{tapFlags{from: "shop/web"}, true},
+		{tapFlags{method: "GET"}, false},
+		{tapFlags{pathPrefix: "/"}, false},
+	}
+	for _, tc := range cases {
+		if got := tc.f.matches(ev); got != tc.want {
+			t.Errorf("%+v: matches = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+	line := formatTap(ev)
+	for _, want := range []string{"TCP db/mysql", "in=120B", "out=4096B", "success", "caller=spiffe://cluster.local/ns/shop/sa/web"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("%q lacks %q", line, want)
+		}
+	}
+}
