@@ -148,8 +148,9 @@
 // causeway_tcp_*, causeway_udp_*, causeway_inbound_authorization_total,
 // causeway_transparent_connections_total,
 // causeway_config_updates_total), /config (the NodeConfig in force with its
-// version) and /tap (one JSON line per request while someone listens; the
-// request path pays an atomic load when nobody does, and never logs).
+// version) and /tap (one JSON line per request, and per TCP flow when it
+// ends or is refused, while someone listens; the request path pays an
+// atomic load when nobody does, and never logs).
 //
 // # Protocols
 //
