@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/causeway-mesh/causeway/control"
 	controlrest "github.com/causeway-mesh/causeway/control/rest"
@@ -27,6 +30,7 @@ type fedFlags struct {
 	heartbeat time.Duration
 	probe     time.Duration
 	state     string
+	secret    string
 }
 
 func (f *fedFlags) register(fl *pflag.FlagSet) {
@@ -37,7 +41,32 @@ func (f *fedFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.gatewayID, "gateway-id", "", "SPIFFE ID the gateway proves (default spiffe://<trust-domain>/ns/causeway-system/sa/causeway-gateway)")
 	fl.DurationVar(&f.heartbeat, "federation-heartbeat", 5*time.Second, "federation heartbeat; a peer silent for 3 heartbeats is failed")
 	fl.DurationVar(&f.probe, "gateway-probe-interval", 5*time.Second, "how often linked clusters' gateways are probed")
-	fl.StringVar(&f.state, "federation-state", "", "keep links in this file (0600) across restarts; empty: in memory, peers must link again after a restart")
+	fl.StringVar(&f.state, "federation-state", "", "keep links in this file (0600) across restarts, where `identity serve --federation-state` follows the peers' bundles; empty: in memory, peers must link again after a restart")
+	fl.StringVar(&f.secret, "federation-secret", "", "keep links in this Kubernetes Secret (NAMESPACE/NAME) instead of --federation-state; node agents (`identity serve --federation-secret`) follow the peers' bundles from it")
+}
+
+// federationStore is where links are kept: the file, the Secret (reached
+// through kubeconfig, else as kubectl finds its cluster, else in-cluster),
+// or nowhere (nil). Both `causeway control` (writes) and `causeway identity
+// serve` (reads) name it with these flags.
+func federationStore(file, secret, kubeconfig string) (federation.Store, error) {
+	switch {
+	case file != "" && secret != "":
+		return nil, usageErr("--federation-state and --federation-secret are exclusive")
+	case file != "":
+		return federation.FileStore{Path: file}, nil
+	case secret == "":
+		return nil, nil
+	}
+	ns, name, ok := strings.Cut(secret, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return nil, usageErr("--federation-secret %q: want NAMESPACE/NAME", secret)
+	}
+	kc, err := kubeClient(kubeconfig)
+	if err != nil {
+		return nil, &exitError{code: 1, err: fmt.Errorf("--federation-secret %s: %w", secret, err)}
+	}
+	return federation.NewSecretStore(kc.CoreV1(), ns, name)
 }
 
 // federationRun is a running federation, or the zero value when it is off.
@@ -69,12 +98,14 @@ func (r federationRun) source(src control.Source) control.Source {
 // set. It needs the local CA (c, or opened here when the config stream does
 // not use it): the CA's bundle goes to peers and is resent on rotation. The
 // peers' bundles are kept in a bundle.Set in this process and shown on
-// GET /api/v1/snapshot (links[].bundle).
+// GET /api/v1/snapshot (links[].bundle); they reach workloads through the
+// store (--federation-state or --federation-secret), which the Workload API
+// process (`identity serve`) follows.
 func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, c *ca.CA, log *slog.Logger, errc chan<- error) (federationRun, error) {
 	ff := f.fed
 	if ff.listen == "" {
-		if ff.cluster != "" || len(ff.gateways) > 0 {
-			return federationRun{}, usageErr("control: --cluster and --gateway-addr need --federation-listen")
+		if ff.cluster != "" || len(ff.gateways) > 0 || ff.state != "" || ff.secret != "" {
+			return federationRun{}, usageErr("control: --cluster, --gateway-addr, --federation-state and --federation-secret need --federation-listen")
 		}
 		return federationRun{}, nil
 	}
@@ -92,6 +123,14 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 		}
 	} else if gwID, err = spiffeid.FromSegments(td, "ns", "causeway-system", "sa", "causeway-gateway"); err != nil {
 		return federationRun{}, err
+	}
+	store, err := federationStore(ff.state, ff.secret, f.kubeconfig)
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return federationRun{}, err
+		}
+		return federationRun{}, usageErr("control: %v", err)
 	}
 	stopCA := func() {}
 	if c == nil { // --insecure: the config stream did not open the CA
@@ -122,11 +161,11 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	}
 	links, err := federation.New(federation.Options{Cluster: ff.cluster, TrustDomain: td, SVID: svid, Bundle: c,
 		Federated: bundle.NewSet(), Advertise: advertise, GatewayAddrs: ff.gateways, GatewayID: gwID,
-		Heartbeat: ff.heartbeat, ProbeInterval: ff.probe, StateFile: ff.state, Logger: log})
+		Heartbeat: ff.heartbeat, ProbeInterval: ff.probe, Store: store, Logger: log})
 	if err != nil {
 		lis.Close()
 		stopCA()
-		if ff.state != "" {
+		if store != nil {
 			return federationRun{}, &exitError{code: 1, err: fmt.Errorf("control: %w", err)}
 		}
 		return federationRun{}, usageErr("control: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/causeway-mesh/causeway/federation"
 	"github.com/causeway-mesh/causeway/identity/attest"
 	"github.com/causeway-mesh/causeway/identity/bundle"
 	"github.com/causeway-mesh/causeway/identity/ca"
@@ -213,7 +214,7 @@ func newIdentityServeCmd() *cobra.Command {
 	var f caFlags
 	var shared sharedCAFlags
 	var af attestFlags
-	var socket, bundleAddr string
+	var socket, bundleAddr, fedState, fedSecret string
 	cmd := &cobra.Command{
 		Use:   "serve --socket PATH (--entry uid:N=ns/sa ... | --table FILE | --attest tokenreview)",
 		Short: "Serve the SPIFFE Workload API (and optionally the bundle endpoint) from the CA",
@@ -237,7 +238,14 @@ the directory take turns: a save over a state not yet read is refused, and
 the loser reloads), or the Kubernetes
 Secret --ca-secret shared with the control plane: then only the --ca-lease
 holder rotates it (an empty --ca-lease never writes: a node agent with
-read-only access) and every replica serves what the Secret holds.`,
+read-only access) and every replica serves what the Secret holds.
+
+Linked clusters' bundles: the control plane keeps its links in a file
+(control --federation-state) or a Secret (control --federation-secret); with
+the same flag here this process reads it every --ca-follow-interval and
+serves each peer's bundle as a federated bundle, so sidecars trust the
+linked clusters' workloads; an unlinked peer's bundle goes at the next read.
+It never writes that store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if socket == "" {
@@ -254,6 +262,10 @@ read-only access) and every replica serves what the Secret holds.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			store, err := federationStore(fedState, fedSecret, af.kubeconfig)
+			if err != nil {
+				return err
+			}
 			c, run, err := shared.open(ctx, f, af.kubeconfig, log)
 			if err != nil {
 				var ee *exitError
@@ -262,7 +274,11 @@ read-only access) and every replica serves what the Secret holds.`,
 				}
 				return &exitError{code: 1, err: err}
 			}
-			return serveIdentity(ctx, log, c, run, att, socket, bundleAddr)
+			var fed *federation.BundleFollower
+			if store != nil {
+				fed = &federation.BundleFollower{Store: store, Set: bundle.NewSet(), Logger: log}
+			}
+			return serveIdentity(ctx, log, c, run, att, socket, bundleAddr, fed, shared.follow)
 		},
 	}
 	f.register(cmd)
@@ -275,14 +291,29 @@ read-only access) and every replica serves what the Secret holds.`,
 	fl.StringSliceVar(&af.audiences, "token-audience", []string{attest.DefaultAudience}, "with --attest tokenreview: audiences the token must be issued for (one of)")
 	fl.StringVar(&af.kubeconfig, "kubeconfig", "", "kubeconfig for --attest tokenreview and --ca-secret (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
 	fl.StringVar(&bundleAddr, "bundle-addr", "", "if set, serve the SPIFFE bundle endpoint (https_spiffe) on this TCP address")
+	fl.StringVar(&fedState, "federation-state", "", "serve linked clusters' bundles from the control plane's link file (control --federation-state), read every --ca-follow-interval")
+	fl.StringVar(&fedSecret, "federation-secret", "", "serve linked clusters' bundles from the control plane's link Secret NAMESPACE/NAME (control --federation-secret), read every --ca-follow-interval; RBAC: get on it")
 	return cmd
 }
 
 // serveIdentity runs the CA's loop (run: rotation, or following a shared
 // Secret), the Workload API and the optional bundle endpoint until ctx ends
-// or one of them fails.
-func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, run func(context.Context) error, att attest.Attestor, socket, bundleAddr string) error {
-	srv, err := workloadapi.New(workloadapi.Config{CA: c, Attestor: att, Logger: log})
+// or one of them fails. With fed, the Workload API serves fed.Set as the
+// federated bundles and fed follows its store every followEvery.
+func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, run func(context.Context) error, att attest.Attestor, socket, bundleAddr string,
+	fed *federation.BundleFollower, followEvery time.Duration) error {
+	cfg := workloadapi.Config{CA: c, Attestor: att, Logger: log}
+	if fed != nil {
+		cfg.Federated = fed.Set
+		// Read before serving, so the first workloads get the peers'
+		// bundles at once. A store that cannot be read does not stop the
+		// local trust domain's Workload API: every sidecar of the node
+		// depends on it, and Run keeps retrying.
+		if err := fed.Sync(ctx); err != nil {
+			log.Error("federation: cannot read the peers' bundles yet; serving without them", "store", fed.Store.String(), "err", err)
+		}
+	}
+	srv, err := workloadapi.New(cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -293,6 +324,12 @@ func serveIdentity(ctx context.Context, log *slog.Logger, c *ca.CA, run func(con
 	errc := make(chan error, 2)
 	stopCA := startCA(ctx, run, log)
 	defer stopCA()
+	if fed != nil {
+		// Same shape as the CA's loop: its own goroutine, stopped and
+		// waited for on the way out.
+		stopFed := startCA(ctx, func(ctx context.Context) error { return fed.Run(ctx, followEvery) }, log)
+		defer stopFed()
+	}
 	go func() { errc <- srv.Serve(l) }()
 	var ep *bundle.Endpoint
 	if bundleAddr != "" {

@@ -81,6 +81,8 @@ func TestIdentityServeUsage(t *testing.T) {
 		{"unknown attestation", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--attest", "k8s_psat"}},
 		{"entries with tokenreview", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--attest", "tokenreview", "--entry", "uid:1=a/b"}},
 		{"bad CA Secret", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:1=a/b", "--ca-secret", "no-slash"}},
+		{"bad federation Secret", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:1=a/b", "--federation-secret", "no-slash"}},
+		{"federation file and Secret", []string{"identity", "serve", "--socket", filepath.Join(dir, "s"), "--entry", "uid:1=a/b", "--federation-secret", "a/b", "--federation-state", filepath.Join(dir, "f")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,7 +118,7 @@ func TestIdentityServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- serveIdentity(ctx, quiet, c, c.Run, tab, socket, "127.0.0.1:0") }()
+	go func() { done <- serveIdentity(ctx, quiet, c, c.Run, tab, socket, "127.0.0.1:0", nil, 0) }()
 
 	// The socket appears once serveIdentity has listened; a fetch before
 	// that would fail to dial.
