@@ -91,6 +91,13 @@ type Endpoint struct {
 	// it (an import is renamed <name>-<cluster> here); the proxy asks the
 	// gateway for it by SNI. Set exactly when Gateway is.
 	Remote Key `json:"remote,omitzero"`
+	// Priority orders endpoints for failover (Istio's locality failover,
+	// Consul's failover targets): 0 is preferred, and a proxy sends to
+	// endpoints of priority n only while no endpoint of a lower priority is
+	// available (ready, not ejected by outlier detection, reachable). A
+	// Service exported by this cluster and by linked ones keeps its own
+	// endpoints at 0 and gets the others' gateways at 1 (BuildWithImports).
+	Priority int32 `json:"priority,omitempty"`
 }
 
 // Service is an addressable set of endpoints with ports.
@@ -133,7 +140,9 @@ const (
 // Match every condition must hold (AND); a Route's matches are alternatives (OR).
 type Match struct {
 	Name string `json:"name"`
-	// PathRegex is anchored at the start of the path (SMI); "" matches every path.
+	// PathRegex is anchored at the start of the path (SMI); "" matches every
+	// path. A path that is not valid UTF-8 is read as Go's regexp reads it:
+	// each invalid byte as U+FFFD.
 	PathRegex string `json:"pathRegex,omitempty"`
 	// Methods lists allowed methods; empty or "*" means every method.
 	Methods []string `json:"methods,omitempty"`
