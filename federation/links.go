@@ -214,8 +214,9 @@ func (l *Links) probeSoon() {
 	}
 }
 
-// SetLocal takes the local snapshot's exported services (Export=true) as
-// what this cluster exports; peers get the new set at once.
+// SetLocal takes the local snapshot's exported services (Export=true), with
+// their identities of this trust domain, as what this cluster exports; peers
+// get the new set at once.
 func (l *Links) SetLocal(s *spec.Snapshot) {
 	if s == nil {
 		return
@@ -230,7 +231,13 @@ func (l *Links) SetLocal(s *spec.Snapshot) {
 			e.Ports = append(e.Ports, &fedv1.Port{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol), TargetPort: p.TargetPort})
 		}
 		for _, id := range svc.Identities {
-			e.Identities = append(e.Identities, id.String())
+			// Only our own identities: a Service exported by linked
+			// clusters too also lists theirs here (its one name across
+			// clusters, spec.BuildWithImports), and a peer refuses
+			// identities outside the exporter's trust domain.
+			if id.MemberOf(l.opts.TrustDomain) {
+				e.Identities = append(e.Identities, id.String())
+			}
 		}
 		out = append(out, e)
 	}

@@ -8,6 +8,10 @@ import "slices"
 // TrafficSplit or access policy here may name one, and it is resolved like
 // any local Service.
 //
+// Each service linked clusters export also gets its one name across
+// clusters, ns/name, with their gateway endpoints at FailoverPriority behind
+// this cluster's own (withFailover in failover.go says when).
+//
 // Only imp's Services and Links are taken: trust domain, mode and policy
 // stay this cluster's. An import that has a local Service's name is left out
 // with a warning, so a peer can never take over a local name; a Link for a
@@ -30,6 +34,7 @@ func BuildWithImports(in Input, imp Input, opts BuildOptions) (*Snapshot, Diagno
 		}
 		with.Services = append(with.Services, s)
 	}
+	with.Services = withFailover(with.Services, len(in.Services), &diags)
 	for _, l := range imp.Links {
 		if !slices.ContainsFunc(in.Links, func(x Link) bool { return x.Cluster == l.Cluster }) {
 			with.Links = append(with.Links, l)

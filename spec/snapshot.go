@@ -154,9 +154,14 @@ func (b *builder) services(in []Service) []Service {
 			if ep.Port < 1 || ep.Port > 65535 {
 				b.errorf(o, fmt.Sprintf("endpoints[%d].port", i), "port %d out of range 1-65535", ep.Port)
 			}
+			if ep.Priority < 0 {
+				b.errorf(o, fmt.Sprintf("endpoints[%d].priority", i), "priority %d is negative (0 is preferred)", ep.Priority)
+			}
 		}
+		// Priority sorts last so that of two entries for one address the
+		// preferred one survives the compaction below.
 		slices.SortFunc(svc.Endpoints, func(a, c Endpoint) int {
-			return cmp.Or(strings.Compare(a.Addr, c.Addr), cmp.Compare(a.Port, c.Port), cmp.Compare(a.ServicePort, c.ServicePort))
+			return cmp.Or(strings.Compare(a.Addr, c.Addr), cmp.Compare(a.Port, c.Port), cmp.Compare(a.ServicePort, c.ServicePort), cmp.Compare(a.Priority, c.Priority))
 		})
 		svc.Endpoints = slices.CompactFunc(svc.Endpoints, func(a, c Endpoint) bool {
 			return a.Addr == c.Addr && a.Port == c.Port && a.ServicePort == c.ServicePort

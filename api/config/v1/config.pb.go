@@ -396,7 +396,10 @@ type Endpoint struct {
 	// SPIFFE ID of the east-west gateway at addr:port; empty for a direct endpoint.
 	Gateway string `protobuf:"bytes,8,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	// The service behind the gateway, named as its own cluster names it.
-	Remote        *Key `protobuf:"bytes,9,opt,name=remote,proto3" json:"remote,omitempty"`
+	Remote *Key `protobuf:"bytes,9,opt,name=remote,proto3" json:"remote,omitempty"`
+	// Failover order: 0 is preferred; a proxy sends to priority n only while
+	// no endpoint of a lower priority is available.
+	Priority      int32 `protobuf:"varint,10,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -492,6 +495,13 @@ func (x *Endpoint) GetRemote() *Key {
 		return x.Remote
 	}
 	return nil
+}
+
+func (x *Endpoint) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
 }
 
 type Match struct {
@@ -1212,7 +1222,7 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x1f\n" +
 	"\vtarget_port\x18\x04 \x01(\x05R\n" +
-	"targetPort\"\xe3\x02\n" +
+	"targetPort\"\xff\x02\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12!\n" +
@@ -1222,7 +1232,9 @@ const file_api_config_v1_config_proto_rawDesc = "" +
 	"\x06labels\x18\x06 \x03(\v2(.causeway.config.v1.Endpoint.LabelsEntryR\x06labels\x12\x1a\n" +
 	"\bidentity\x18\a \x01(\tR\bidentity\x12\x18\n" +
 	"\agateway\x18\b \x01(\tR\agateway\x12/\n" +
-	"\x06remote\x18\t \x01(\v2\x17.causeway.config.v1.KeyR\x06remote\x1a9\n" +
+	"\x06remote\x18\t \x01(\v2\x17.causeway.config.v1.KeyR\x06remote\x12\x1a\n" +
+	"\bpriority\x18\n" +
+	" \x01(\x05R\bpriority\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +

@@ -189,7 +189,7 @@ func weightedTo(w *WeightedCluster) spec.WeightedCluster {
 
 func endpointFrom(e spec.Endpoint) *Endpoint {
 	out := &Endpoint{Addr: e.Addr, Port: e.Port, ServicePort: e.ServicePort, Ready: e.Ready, Zone: e.Zone,
-		Labels: e.Labels, Identity: idFrom(e.Identity), Gateway: idFrom(e.Gateway)}
+		Labels: e.Labels, Identity: idFrom(e.Identity), Gateway: idFrom(e.Gateway), Priority: e.Priority}
 	if e.Remote != (spec.Key{}) {
 		out.Remote = keyFrom(e.Remote)
 	}
@@ -206,7 +206,8 @@ func endpointTo(e *Endpoint) (spec.Endpoint, error) {
 		return spec.Endpoint{}, fmt.Errorf("gateway: %w", err)
 	}
 	return spec.Endpoint{Addr: e.GetAddr(), Port: e.GetPort(), ServicePort: e.GetServicePort(), Ready: e.GetReady(),
-		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id, Gateway: gw, Remote: keyTo(e.GetRemote())}, nil
+		Zone: e.GetZone(), Labels: cloneMap(e.GetLabels()), Identity: id, Gateway: gw, Remote: keyTo(e.GetRemote()),
+		Priority: e.GetPriority()}, nil
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -34,6 +34,7 @@ func bookstore() *spec.Snapshot {
 	remote.Identities = []spiffeid.ID{spiffeid.RequireFromString("spiffe://east.example/ns/bookstore/sa/bookstore")}
 	remote.Endpoints[0].Gateway = spiffeid.RequireFromString("spiffe://east.example/ns/causeway-system/sa/causeway-gateway")
 	remote.Endpoints[0].Remote = K("bookstore/bookstore")
+	remote.Endpoints[0].Priority = 1
 	split := Split("bookstore/split", "bookstore/bookstore", "bookstore/bookstore-v1", 90, "bookstore/bookstore-v2", 10)
 	split.Matches = []spec.RouteRef{{Kind: spec.RouteHTTP, Key: K("bookstore/routes"), Matches: []string{"buy"}}}
 	return MustBuild(spec.Input{
