@@ -1,17 +1,21 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
 
+	"github.com/causeway-mesh/causeway/identity/attest/satoken"
 	"github.com/causeway-mesh/causeway/proxy"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
@@ -30,6 +34,10 @@ type Flags struct {
 	// OnStart, if set, is called once the gateway serves, with it (its bound
 	// addresses, for tests and in-process launchers such as `causeway up`).
 	OnStart func(*Gateway)
+	// SpiffeTokenFile is a projected ServiceAccount token sent with every
+	// Workload API call, for Causeway's node agent (identity serve
+	// --attest tokenreview); unix sockets only. "" = none (SPIRE).
+	SpiffeTokenFile string
 }
 
 // UsageError is a flag combination that cannot run (exit status 2).
@@ -76,6 +84,17 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 	var clientOpts []workloadapi.ClientOption
 	if f.SpiffeSocket != "" {
 		clientOpts = append(clientOpts, workloadapi.WithAddr(f.SpiffeSocket))
+	}
+	if f.SpiffeTokenFile != "" {
+		socket := cmp.Or(f.SpiffeSocket, os.Getenv("SPIFFE_ENDPOINT_SOCKET"))
+		if !strings.HasPrefix(socket, "unix:") {
+			// The token would cross the network in plaintext.
+			return usage("gateway: --spiffe-token-file: Workload API %q is not a unix socket; the token is only sent over one", socket)
+		}
+		if _, err := os.Stat(f.SpiffeTokenFile); err != nil {
+			return fmt.Errorf("gateway: --spiffe-token-file: %w", err)
+		}
+		clientOpts = append(clientOpts, workloadapi.WithDialOptions(grpc.WithPerRPCCredentials(satoken.File{Path: f.SpiffeTokenFile})))
 	}
 	// The first SVID may take a moment (a SPIRE agent syncs its entries
 	// first): go-spiffe retries until the deadline.

@@ -58,6 +58,7 @@ both the file is served until the stream's first config.`,
 	fl.StringVar(&f.Control, "control", "", "control plane gRPC address; the config then comes from its stream")
 	fl.StringVar(&f.ControlID, "control-id", "", "the control plane's SPIFFE ID (required with --control)")
 	fl.StringVar(&f.SpiffeSocket, "spiffe-socket", "", "SPIFFE Workload API address (unix:///path); default $SPIFFE_ENDPOINT_SOCKET")
+	fl.StringVar(&f.SpiffeTokenFile, "spiffe-token-file", "", "projected ServiceAccount token file sent with every Workload API call (Causeway's node agent with --attest tokenreview); unix sockets only")
 	fl.StringVar(&f.Config, "config", "", "static NodeConfig file (YAML or JSON), for runs without a control plane")
 	fl.StringVar(&f.Node, "node", "", "node ID reported to the control plane, e.g. east-gateway (default: <host name>-gateway)")
 	fl.DurationVar(&f.SVIDWait, "svid-wait", 30*time.Second, "how long to wait for the first SVID")
