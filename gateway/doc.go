@@ -58,10 +58,17 @@
 //	causeway_gateway_active_connections
 //	causeway_gateway_bytes_total{service, direction}
 //	causeway_gateway_config_updates_total{result}
+//	causeway_gateway_revoked_connections_total
+//
+// Unlinking a cluster removes its bundle from the Workload API's federated
+// bundles; with Options.BundlesUpdated (Run wires the X509Source's Updated)
+// the gateway then closes the connections it relays for that trust domain,
+// not only new handshakes.
 //
 // # Goroutines
 //
-// New starts the accept loop and the admin server. Each connection is
+// New starts the accept loop, the admin server and, with BundlesUpdated,
+// one goroutine that sweeps relayed callers when the bundles change. Each connection is
 // served on its own goroutine (handshake, checks, dial, then one direction
 // of the relay) plus one more for the other direction while relaying.
 // Apply runs on the caller's goroutine, serialised by a mutex; connections

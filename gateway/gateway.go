@@ -38,7 +38,12 @@ type Options struct {
 	// DialTimeout bounds connecting to the destination (default 5s).
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
-	Logger           *slog.Logger
+	// BundlesUpdated, when set, fires whenever Bundles may have changed
+	// (workloadapi.X509Source.Updated): relayed connections whose caller's
+	// trust domain no longer has a bundle (the link was removed) are then
+	// closed, not only new handshakes refused.
+	BundlesUpdated <-chan struct{}
+	Logger         *slog.Logger
 }
 
 // Gateway is one east-west gateway. New starts it serving; Apply gives it
@@ -69,8 +74,12 @@ type Gateway struct {
 	// longer exported.
 	connMu sync.Mutex
 	conns  map[net.Conn]portKey
-	closed bool
-	wg     sync.WaitGroup
+	// callers maps each relayed caller connection to its trust domain, for
+	// closing it when that trust domain's bundle goes.
+	callers map[net.Conn]spiffeid.TrustDomain
+	closed  bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // New binds the listeners and starts serving. Until the first Apply every
@@ -105,6 +114,8 @@ func New(opts Options) (*Gateway, error) {
 		dialer:    net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		balancers: map[portKey]*balance.Balancer{},
 		conns:     map[net.Conn]portKey{},
+		callers:   map[net.Conn]spiffeid.TrustDomain{},
+		stop:      make(chan struct{}),
 	}
 	// Authentication only: any caller holding an SVID from a trust domain
 	// whose bundle the gateway has. What it may reach is decided by the SNI
@@ -128,6 +139,10 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.wg.Add(1)
 	go g.accept()
+	if opts.BundlesUpdated != nil {
+		g.wg.Add(1)
+		go g.watchBundles()
+	}
 	return g, nil
 }
 
@@ -186,6 +201,7 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.closed = true
+	close(g.stop)
 	for c := range g.conns {
 		c.Close()
 	}
@@ -246,14 +262,15 @@ func (g *Gateway) track(cs ...net.Conn) bool {
 // port is no longer exported by the state now in force: Apply stores the
 // state before it sweeps, so a connection is either swept or sees the new
 // state here.
-func (g *Gateway) relaying(pk portKey, cs ...net.Conn) bool {
+func (g *Gateway) relaying(pk portKey, callerTD spiffeid.TrustDomain, caller, dst net.Conn) bool {
 	g.connMu.Lock()
 	defer g.connMu.Unlock()
 	if g.closed {
 		return false
 	}
-	for _, c := range cs {
-		g.conns[c] = pk
+	g.conns[caller], g.conns[dst] = pk, pk
+	if !callerTD.IsZero() {
+		g.callers[caller] = callerTD
 	}
 	return g.state.Load().exports(pk)
 }
@@ -262,8 +279,37 @@ func (g *Gateway) untrack(cs ...net.Conn) {
 	g.connMu.Lock()
 	for _, c := range cs {
 		delete(g.conns, c)
+		delete(g.callers, c)
 	}
 	g.connMu.Unlock()
+}
+
+// watchBundles closes relayed connections whose caller's trust domain lost
+// its bundle, each time the bundles change, until Close.
+func (g *Gateway) watchBundles() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.opts.BundlesUpdated:
+			g.revoke()
+		}
+	}
+}
+
+// revoke closes every relayed caller whose trust domain has no bundle now.
+func (g *Gateway) revoke() {
+	g.connMu.Lock()
+	defer g.connMu.Unlock()
+	for c, td := range g.callers {
+		if _, err := g.opts.Bundles.GetX509BundleForTrustDomain(td); err != nil {
+			c.Close()
+			delete(g.callers, c)
+			g.m.revoked.Inc()
+			g.log.Info("gateway: closed a connection whose trust domain is no longer linked", "trust_domain", td, "peer", c.RemoteAddr())
+		}
+	}
 }
 
 func (g *Gateway) refuse(reason string) { g.m.refused.WithLabelValues(reason).Inc() }
@@ -281,6 +327,12 @@ func (g *Gateway) serve(raw net.Conn) {
 	}
 	_ = raw.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
+	var callerTD spiffeid.TrustDomain
+	if len(cs.PeerCertificates) > 0 {
+		if id, err := x509svid.IDFromCert(cs.PeerCertificates[0]); err == nil {
+			callerTD = id.TrustDomain()
+		}
+	}
 	t, err := ParseSNI(cs.ServerName)
 	if err != nil {
 		g.refuse(ReasonBadSNI)
@@ -322,7 +374,7 @@ func (g *Gateway) serve(raw net.Conn) {
 	defer pick.Done(rtt, false)
 	defer dst.Close()
 	defer g.untrack(dst)
-	if !g.relaying(ep.key, raw, dst) {
+	if !g.relaying(ep.key, callerTD, raw, dst) {
 		return
 	}
 	g.m.forwarded.WithLabelValues(ep.name).Inc()

@@ -134,7 +134,8 @@ func newMulti(t testing.TB, dests int) *multi {
 	}
 	m.gwID = wid(eastTD, "causeway-system", "causeway-gateway")
 	gsrc := source(t, m.east, "causeway-system", "causeway-gateway", m.eastFed)
-	gw, err := gateway.New(gateway.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", SVIDs: gsrc, Bundles: gsrc, Logger: quiet})
+	gw, err := gateway.New(gateway.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", SVIDs: gsrc, Bundles: gsrc,
+		BundlesUpdated: gsrc.Updated(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

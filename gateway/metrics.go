@@ -38,6 +38,7 @@ type metrics struct {
 	active    prometheus.Gauge
 	bytes     *prometheus.CounterVec // service, direction (in: caller to destination)
 	configs   *prometheus.CounterVec // result
+	revoked   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -52,7 +53,9 @@ func newMetrics() *metrics {
 		Help: "Bytes relayed once a connection ended, by service port and direction (in: caller to destination)."}, []string{"service", "direction"})
 	m.configs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "causeway_gateway_config_updates_total",
 		Help: "Configs offered to the gateway, by result (applied, refused)."}, []string{"result"})
-	m.reg.MustRegister(m.refused, m.forwarded, m.active, m.bytes, m.configs,
+	m.revoked = prometheus.NewCounter(prometheus.CounterOpts{Name: "causeway_gateway_revoked_connections_total",
+		Help: "Relayed connections closed because their caller's trust domain lost its bundle (unlinked)."})
+	m.reg.MustRegister(m.refused, m.forwarded, m.active, m.bytes, m.configs, m.revoked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every reason is present from the start, so a dashboard's rate() has a
 	// series before the first refusal.

@@ -110,7 +110,7 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 
-	g, err := New(Options{Listen: f.Listen, Admin: f.Admin, SVIDs: src, Bundles: src, Logger: lg})
+	g, err := New(Options{Listen: f.Listen, Admin: f.Admin, SVIDs: src, Bundles: src, BundlesUpdated: src.Updated(), Logger: lg})
 	if err != nil {
 		return err
 	}

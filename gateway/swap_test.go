@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/causeway-mesh/causeway/proxy/proxytest"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -184,5 +185,37 @@ func TestWithdrawnExportCutsLiveConnections(t *testing.T) {
 		t.Fatal("flow still open after shop/books stopped being exported")
 	} else if ne := (net.Error)(nil); errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("flow still open after shop/books stopped being exported (read timed out)")
+	}
+}
+
+// TestUnlinkCutsLiveConnections: when the caller's trust domain loses its
+// bundle (the link is removed), the gateway closes the connections it is
+// relaying for that trust domain, not only new handshakes.
+func TestUnlinkCutsLiveConnections(t *testing.T) {
+	m := newMulti(t, 1)
+	web := m.caller(t, m.west, m.westFed, "web")
+	conn, err := net.Dial("tcp", web.FixedAddr(importK.String(), portTCP).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "linked"); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, len("linked"))
+	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "linked" {
+		t.Fatalf("echo before unlink: %q %v", b, err)
+	}
+	m.eastFed.Remove(westTD) // east's workloads, the gateway among them, stop trusting west
+	var one [1]byte
+	if _, err := conn.Read(one[:]); err == nil {
+		t.Fatal("flow still open after west was unlinked")
+	} else if ne := (net.Error)(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("flow still open after west was unlinked (read timed out)")
+	}
+	mfs := proxytest.Scrape(t, "http://"+m.gw.AdminAddr().String()+"/metrics")
+	if got := proxytest.Sum(mfs, "causeway_gateway_revoked_connections_total", nil); got != 1 {
+		t.Errorf("revoked connections = %v, want 1", got)
 	}
 }
