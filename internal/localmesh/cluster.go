@@ -214,16 +214,11 @@ func (c *cluster) run(ctx context.Context) error {
 	if c.fed != nil {
 		kick = c.fed.Changes()
 	}
-	return watch(ctx, c.dir, c.m.opts.Debounce, kick, c.m.log, func() {
-		snap, diags, err := c.load(c.dir)
-		if err != nil {
-			// The folder itself is unreadable: reported like any other
-			// input error, so the last good snapshot keeps serving.
-			diags = append(diags, spec.Diagnostic{Severity: spec.SeverityError, Source: spec.Source{File: c.dir}, Message: err.Error()})
-			snap = nil
-		}
-		c.publish(snap, diags)
-	})
+	// control.DirSource watches the folder (subfolders included, editors'
+	// dot-files not) and loads on this goroutine, for edits and for import
+	// changes alike, so loads and publishes never race.
+	src := &control.DirSource{Dir: c.dir, Debounce: c.m.opts.Debounce, Reload: kick, Logger: c.m.log, Load: c.load}
+	return src.Run(ctx, c.publish)
 }
 
 // markReady is called once after the first good snapshot was served and
