@@ -206,7 +206,7 @@ func compilePolicy(s *Snapshot, p AccessPolicy) InboundPolicy {
 			ir.Ports = rule.Ports
 		default:
 			var ok bool
-			ir.Ports, ok = intersectPorts(r.Ports, rule.Ports)
+			ir.Ports, ok = IntersectPorts(r.Ports, rule.Ports)
 			if !ok {
 				continue // the rule's ports and the route's ports share none
 			}
@@ -216,9 +216,10 @@ func compilePolicy(s *Snapshot, p AccessPolicy) InboundPolicy {
 	return ip
 }
 
-// intersectPorts intersects two port lists where empty means "all ports". It
-// returns false when the intersection is empty.
-func intersectPorts(a, b []int32) ([]int32, bool) {
+// IntersectPorts intersects two port lists where empty means "all ports"
+// (TCPRoute/UDPRoute ports, a TrafficTarget rule's ports). It returns false
+// when the intersection is empty.
+func IntersectPorts(a, b []int32) ([]int32, bool) {
 	switch {
 	case len(a) == 0:
 		return b, true

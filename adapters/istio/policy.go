@@ -76,7 +76,7 @@ func (r *renderer) policy(p spec.AccessPolicy) string {
 		case spec.RouteHTTP:
 			rules = append(rules, r.httpRules(p, field, route, rule, dest, from)...)
 		case spec.RouteTCP:
-			ports, ok := intersect(route.Ports, rule.Ports)
+			ports, ok := spec.IntersectPorts(route.Ports, rule.Ports)
 			if !ok {
 				continue
 			}
@@ -215,22 +215,6 @@ func targetPorts(ports []int32, dest []*spec.Service) []any {
 	}
 	slices.Sort(out)
 	return toAny(slices.Compact(out))
-}
-
-func intersect(a, b []int32) ([]int32, bool) {
-	switch {
-	case len(a) == 0:
-		return b, true
-	case len(b) == 0:
-		return a, true
-	}
-	var out []int32
-	for _, p := range a {
-		if slices.Contains(b, p) {
-			out = append(out, p)
-		}
-	}
-	return out, len(out) > 0
 }
 
 func toAny(ss []string) []any {

@@ -209,7 +209,7 @@ func (r *renderer) policy(p spec.AccessPolicy) {
 			}))
 			rendered++
 		case spec.RouteTCP:
-			ports, ok := intersect(route.Ports, rule.Ports)
+			ports, ok := spec.IntersectPorts(route.Ports, rule.Ports)
 			if !ok {
 				continue
 			}
@@ -303,20 +303,4 @@ func bare(ports []int32, proto spec.Protocol) []spec.Port {
 		out[i] = spec.Port{Port: p, Protocol: proto}
 	}
 	return out
-}
-
-func intersect(a, b []int32) ([]int32, bool) {
-	switch {
-	case len(a) == 0:
-		return b, true
-	case len(b) == 0:
-		return a, true
-	}
-	var out []int32
-	for _, p := range a {
-		if slices.Contains(b, p) {
-			out = append(out, p)
-		}
-	}
-	return out, len(out) > 0
 }
