@@ -77,6 +77,7 @@ type Policy struct {
 	Timeout             Duration      `json:"timeout,omitzero"`
 	Retry               RetryPolicy   `json:"retry,omitzero"`
 	Breaker             BreakerPolicy `json:"breaker,omitzero"`
+	Outlier             OutlierPolicy `json:"outlier,omitzero"`
 	MaxConnsPerHost     int           `json:"maxConnsPerHost,omitempty"`
 	MaxIdleConnsPerHost int           `json:"maxIdleConnsPerHost,omitempty"`
 }
@@ -96,6 +97,18 @@ type RetryPolicy struct {
 type BreakerPolicy struct {
 	ConsecutiveFailures int      `json:"consecutiveFailures,omitempty"`
 	OpenFor             Duration `json:"openFor,omitzero"`
+}
+
+// OutlierPolicy tunes outlier detection per endpoint (proxy/balance,
+// Envoy's and Istio's outlierDetection); a zero field takes that package's
+// default (5 failures, 30 s doubling to 300 s; 2 failures where a lower
+// priority can take the traffic). A negative ConsecutiveFailures disables
+// ejection.
+type OutlierPolicy struct {
+	ConsecutiveFailures int      `json:"consecutiveFailures,omitempty"`
+	FailoverFailures    int      `json:"failoverFailures,omitempty"`
+	BaseEjectionTime    Duration `json:"baseEjectionTime,omitzero"`
+	MaxEjectionTime     Duration `json:"maxEjectionTime,omitzero"`
 }
 
 // ServicePolicy overrides Policy for one upstream service, and the timeout
@@ -142,6 +155,18 @@ func (p Policy) merge(d Policy) Policy {
 	}
 	if p.Breaker.OpenFor == 0 {
 		p.Breaker.OpenFor = d.Breaker.OpenFor
+	}
+	if p.Outlier.ConsecutiveFailures == 0 {
+		p.Outlier.ConsecutiveFailures = d.Outlier.ConsecutiveFailures
+	}
+	if p.Outlier.FailoverFailures == 0 {
+		p.Outlier.FailoverFailures = d.Outlier.FailoverFailures
+	}
+	if p.Outlier.BaseEjectionTime == 0 {
+		p.Outlier.BaseEjectionTime = d.Outlier.BaseEjectionTime
+	}
+	if p.Outlier.MaxEjectionTime == 0 {
+		p.Outlier.MaxEjectionTime = d.Outlier.MaxEjectionTime
 	}
 	if p.MaxConnsPerHost == 0 {
 		p.MaxConnsPerHost = d.MaxConnsPerHost

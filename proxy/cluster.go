@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -86,8 +87,8 @@ type clusterPort struct {
 	// east-west gateways in front of them) and so get the preamble, with how
 	// each is reached. Immutable map behind an atomic pointer.
 	meshed atomic.Pointer[map[string]meshPeer]
-	mtls   *meshTLS // nil: the mesh is plaintext
-	addrs  []string // last Update, guarded by Proxy.mu
+	mtls   *meshTLS         // nil: the mesh is plaintext
+	addrs  []balance.Member // last Update, guarded by Proxy.mu
 	dialer *net.Dialer
 }
 
@@ -97,7 +98,7 @@ func newClusterPort(k clusterKey, pol Policy, lb *balance.Balancer, br circuitBr
 		name:    k.String(),
 		svcName: k.Service.String(),
 		lb:      lb,
-		breaker: br,
+		breaker: failoverBreaker(br, lb),
 		mtls:    mtls,
 		dialer:  &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
 	}
@@ -147,6 +148,12 @@ func newTransport(proto spec.Protocol, pol Policy, dial func(context.Context, st
 func (cp *clusterPort) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := cp.dialer.DialContext(ctx, network, addr)
 	if err != nil {
+		if ctx.Err() == nil {
+			// Gone rather than slow: where a lower priority can take the
+			// traffic the balancer ejects it now, so the retry of this very
+			// request fails over (balance.Unreachable).
+			cp.lb.Unreachable(addr)
+		}
 		return nil, err
 	}
 	peer, meshed := (*cp.meshed.Load())[addr]
@@ -181,11 +188,13 @@ type meshPeer struct {
 }
 
 // update gives the cluster port the endpoints of a new config: the ready
-// endpoints that serve this port (ServicePort 0 serves every port). It
-// returns how many ready endpoints it left out because UDP cannot cross a
-// gateway, for Apply to say so.
+// endpoints that serve this port (ServicePort 0 serves every port), each at
+// its priority, so the balancer fails over from one level to the next (an
+// endpoint that is not ready is simply not a member). It returns how many
+// ready endpoints it left out because UDP cannot cross a gateway, for Apply
+// to say so.
 func (cp *clusterPort) update(c *spec.Cluster) (udpViaGateway int) {
-	var addrs []string
+	var addrs []balance.Member
 	meshed := map[string]meshPeer{}
 	if c != nil {
 		for _, e := range c.Endpoints {
@@ -200,7 +209,7 @@ func (cp *clusterPort) update(c *spec.Cluster) (udpViaGateway int) {
 				continue
 			}
 			a := net.JoinHostPort(e.Addr, strconv.Itoa(int(e.Port)))
-			addrs = append(addrs, a)
+			addrs = append(addrs, balance.Member{Addr: a, Priority: e.Priority})
 			switch {
 			case !e.Gateway.IsZero():
 				meshed[a] = meshPeer{hop: newGatewayHop(cp.mtls, c, e, cp.key.Port)}
@@ -210,12 +219,12 @@ func (cp *clusterPort) update(c *spec.Cluster) (udpViaGateway int) {
 		}
 	}
 	cp.meshed.Store(&meshed)
-	if !stringsEqual(addrs, cp.addrs) || cp.addrs == nil {
+	if !slices.Equal(addrs, cp.addrs) || cp.addrs == nil {
 		cp.addrs = addrs
 		if cp.addrs == nil {
-			cp.addrs = []string{}
+			cp.addrs = []balance.Member{}
 		}
-		cp.lb.Update(addrs)
+		cp.lb.UpdateMembers(addrs)
 	}
 	return udpViaGateway
 }

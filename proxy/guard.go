@@ -32,24 +32,12 @@ func newBudget(rp RetryPolicy) *resilience.RetryBudget {
 	return resilience.NewRetryBudget(resilience.RetryBudgetOptions{Ratio: rp.BudgetRatio, MinPerSecond: rp.MinPerSecond, TTL: rp.TTL.D()})
 }
 
-// newBalancer is P2C over peak-EWMA with outlier ejection (proxy/balance),
-// with that package's defaults (Envoy's: eject after 5 consecutive
-// failures for 30 s, doubling). The breaker guards the cluster as a whole;
-// ejection takes single bad endpoints out of it.
-func newBalancer() *balance.Balancer {
-	return balance.New(balance.Options{})
-}
-
-// stringsEqual reports whether two address lists are the same in order;
-// Apply skips balancer updates that change nothing.
-func stringsEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+// newBalancer is P2C over peak-EWMA with outlier ejection and priority
+// failover (proxy/balance); an unset OutlierPolicy field keeps that
+// package's default (Envoy's: eject after 5 consecutive failures for 30 s,
+// doubling). The breaker guards the cluster as a whole; ejection takes
+// single bad endpoints out of it.
+func newBalancer(op OutlierPolicy) *balance.Balancer {
+	return balance.New(balance.Options{ConsecutiveFailures: op.ConsecutiveFailures, FailoverFailures: op.FailoverFailures,
+		BaseEjectionTime: op.BaseEjectionTime.D(), MaxEjectionTime: op.MaxEjectionTime.D()})
 }

@@ -33,6 +33,7 @@ type metrics struct {
 	configs     *prometheus.CounterVec   // result
 	transparent *prometheus.CounterVec   // direction, result
 	breakers    *breakerCollector
+	picks       *picksCollector // priority.go
 
 	statusText sync.Map // int -> string, so label values are not formatted per request
 
@@ -86,8 +87,9 @@ func newMetrics() *metrics {
 	}, []string{"direction", "result"})
 	m.breakers = &breakerCollector{desc: prometheus.NewDesc("causeway_circuit_state",
 		"Circuit breaker state per upstream cluster port: 0 closed, 1 open, 2 half-open.", []string{"cluster"}, nil)}
+	m.picks = newPicksCollector()
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.retries, m.exhausted, m.authz,
-		m.tcpOpen, m.tcpClose, m.tcpBytes, m.udpSession, m.udpBytes, m.configs, m.transparent, m.breakers)
+		m.tcpOpen, m.tcpClose, m.tcpBytes, m.udpSession, m.udpBytes, m.configs, m.transparent, m.breakers, m.picks)
 	return m
 }
 

@@ -107,6 +107,7 @@ func New(b *Bootstrap, opts Options) *Proxy {
 		p.mtls = newMeshTLS(opts.SVIDs, opts.Bundles)
 	}
 	p.m.breakers.src = p.circuitStates
+	p.m.picks.src = p.priorityPicks
 	p.outRP = p.newOutboundReverseProxy()
 	p.inRP = p.newInboundReverseProxy()
 	pol := b.Policy.merge(DefaultPolicy)

@@ -136,7 +136,7 @@ func (p *Proxy) buildState(cfg *spec.NodeConfig, t *spec.Table) *routingState {
 			cp := p.clusters[k]
 			if cp == nil {
 				pol := p.policyFor(c.Service)
-				cp = newClusterPort(k, pol.Policy, newBalancer(), newBreaker(pol.Breaker), p.mtls)
+				cp = newClusterPort(k, pol.Policy, newBalancer(pol.Outlier), newBreaker(pol.Breaker), p.mtls)
 				useH2(cp, pol.Policy)
 				p.clusters[k] = cp
 			}

@@ -1,9 +1,11 @@
 package balance
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ const (
 	DefaultBaseEjectionTime    = 30 * time.Second
 	DefaultMaxEjectionTime     = 300 * time.Second
 	DefaultMaxEjectionPercent  = 50
+	DefaultFailoverFailures    = 2
 )
 
 // Options tune a Balancer. A zero field takes the default named beside it.
@@ -39,14 +42,23 @@ type Options struct {
 	// ConsecutiveFailures ejects an endpoint after this many failed requests
 	// in a row. Negative disables ejection. Default 5.
 	ConsecutiveFailures int
+	// FailoverFailures replaces ConsecutiveFailures for an endpoint whose
+	// priority level has another level behind it to fail over to: traffic
+	// has somewhere to go, so the level is given up sooner, and with the
+	// proxy's default of two retries the request that saw the failures is
+	// retried on the next level. Negative disables it (ConsecutiveFailures
+	// applies). Default DefaultFailoverFailures.
+	FailoverFailures int
 	// BaseEjectionTime is the first ejection's length; each further ejection
 	// of the same endpoint doubles it. Default 30s.
 	BaseEjectionTime time.Duration
 	// MaxEjectionTime caps the doubling. Default 300s.
 	MaxEjectionTime time.Duration
-	// MaxEjectionPercent bounds the share of endpoints ejected at once; at
-	// least one endpoint may always be ejected (as in Envoy), because with
-	// few endpoints a percentage rounds down to zero. Default 50.
+	// MaxEjectionPercent bounds the share of a priority level's endpoints
+	// ejected at once; at least one endpoint may always be ejected (as in
+	// Envoy), because with few endpoints a percentage rounds down to zero.
+	// A level with another level behind it is not bounded: ejecting all of
+	// it is how traffic fails over. Default 50.
 	MaxEjectionPercent int
 	// OnEjection, if set, is called when an endpoint is ejected (ejected
 	// true, also after a failed probe) or returned by a successful probe
@@ -73,6 +85,11 @@ func (o Options) withDefaults() Options {
 	if o.ConsecutiveFailures == 0 {
 		o.ConsecutiveFailures = DefaultConsecutiveFailures
 	}
+	if o.FailoverFailures == 0 {
+		o.FailoverFailures = DefaultFailoverFailures
+	} else if o.FailoverFailures < 0 {
+		o.FailoverFailures = o.ConsecutiveFailures
+	}
 	if o.BaseEjectionTime <= 0 {
 		o.BaseEjectionTime = DefaultBaseEjectionTime
 	}
@@ -98,7 +115,7 @@ type Balancer struct {
 	decay float64   // opts.Decay in nanoseconds
 
 	// set is the current endpoint list; it is replaced, never mutated.
-	set atomic.Pointer[[]*endpoint]
+	set atomic.Pointer[endpointSet]
 	// ejected counts ejected (or probing) endpoints of the current set. Pick
 	// reads it to skip all ejection logic in the common case of zero.
 	ejected atomic.Int32
@@ -106,6 +123,10 @@ type Balancer struct {
 	// mu serialises Update and ejection transitions so that ejected stays
 	// equal to the number of ejected endpoints in set.
 	mu sync.Mutex
+	// retired holds, per priority, the picks of endpoints that left that
+	// priority (removed, or moved to another), so PicksByPriority only
+	// grows. Under mu.
+	retired map[int32]uint64
 
 	pool sync.Pool // *Pick, so that Pick+Done allocate nothing
 }
@@ -119,8 +140,8 @@ func New(opts Options) *Balancer {
 	} else {
 		b.epoch = opts.Now()
 	}
-	empty := []*endpoint{}
-	b.set.Store(&empty)
+	b.set.Store(&endpointSet{})
+	b.retired = map[int32]uint64{}
 	b.pool.New = func() any { return &Pick{} }
 	return b
 }
@@ -136,69 +157,126 @@ func (b *Balancer) now() int64 {
 	return int64(b.opts.Now().Sub(b.epoch))
 }
 
-// Update replaces the endpoint list. Endpoints present before and after keep
-// their latency estimate, in-flight count and ejection state; new ones start
-// from DefaultRTT. Duplicate addresses are merged. Requests already picked on
-// a removed endpoint complete normally; their Done only updates that
-// endpoint's (now unreachable) statistics.
+// Member is one endpoint with its failover priority: 0 is preferred, and
+// endpoints of priority n get requests only while no endpoint of a lower
+// priority is available.
+type Member struct {
+	Addr     string
+	Priority int32
+}
+
+// endpointSet is one Update's endpoints: all of them in Update order, and
+// the same endpoints grouped into priority levels, lowest priority first,
+// no level empty.
+type endpointSet struct {
+	all    []*endpoint
+	levels []level
+}
+
+type level struct {
+	priority int32
+	eps      []*endpoint
+}
+
+// levelOf returns the index of the level with priority prio, or -1.
+func (s *endpointSet) levelOf(prio int32) int {
+	for i := range s.levels {
+		if s.levels[i].priority == prio {
+			return i
+		}
+	}
+	return -1
+}
+
+// Update replaces the endpoint list with endpoints, all at priority 0.
 func (b *Balancer) Update(endpoints []string) {
+	ms := make([]Member, len(endpoints))
+	for i, a := range endpoints {
+		ms[i] = Member{Addr: a}
+	}
+	b.UpdateMembers(ms)
+}
+
+// UpdateMembers replaces the endpoint list. Endpoints present before and
+// after keep their latency estimate, in-flight count and ejection state
+// (also when their priority changes); new ones start from DefaultRTT. A
+// duplicate address keeps its first (listed) priority. Requests already
+// picked on a removed endpoint complete normally; their Done only updates
+// that endpoint's (now unreachable) statistics.
+func (b *Balancer) UpdateMembers(members []Member) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	old := *b.set.Load()
-	byAddr := make(map[string]*endpoint, len(old))
-	for _, e := range old {
+	old := b.set.Load()
+	byAddr := make(map[string]*endpoint, len(old.all))
+	for _, e := range old.all {
 		byAddr[e.addr] = e
 	}
-	next := make([]*endpoint, 0, len(endpoints))
-	seen := make(map[string]bool, len(endpoints))
+	next := &endpointSet{all: make([]*endpoint, 0, len(members))}
+	seen := make(map[string]bool, len(members))
 	var ejected int32
-	for _, addr := range endpoints {
-		if seen[addr] {
+	for _, m := range members {
+		if seen[m.Addr] {
 			continue
 		}
-		seen[addr] = true
-		e := byAddr[addr]
+		seen[m.Addr] = true
+		e := byAddr[m.Addr]
 		if e == nil {
-			e = &endpoint{addr: addr}
+			e = &endpoint{addr: m.Addr}
+			e.prio.Store(m.Priority)
 			e.ewmaBits.Store(math.Float64bits(float64(b.opts.DefaultRTT)))
 			e.stamp.Store(b.now())
+		} else if p := e.prio.Load(); p != m.Priority {
+			b.retired[p] += e.picks.Swap(0)
+			e.prio.Store(m.Priority)
 		}
 		if e.state.Load() != stateHealthy {
 			ejected++
 		}
-		next = append(next, e)
+		next.all = append(next.all, e)
 	}
-	for _, e := range old {
+	for _, e := range old.all {
 		if !seen[e.addr] {
 			e.removed.Store(true)
+			b.retired[e.prio.Load()] += e.picks.Swap(0)
 		}
 	}
-	b.set.Store(&next)
+	byPrio := slices.Clone(next.all)
+	slices.SortStableFunc(byPrio, func(a, c *endpoint) int { return cmp.Compare(a.prio.Load(), c.prio.Load()) })
+	for i := 0; i < len(byPrio); {
+		j := i + 1
+		for j < len(byPrio) && byPrio[j].prio.Load() == byPrio[i].prio.Load() {
+			j++
+		}
+		next.levels = append(next.levels, level{priority: byPrio[i].prio.Load(), eps: byPrio[i:j:j]})
+		i = j
+	}
+	b.set.Store(next)
 	b.ejected.Store(ejected)
 }
 
-// Pick chooses an endpoint for one request. The caller must call Done on the
-// result exactly once and must not use it afterwards (Picks are recycled).
+// Pick chooses an endpoint for one request, among the endpoints of the
+// lowest priority that has one available (in rotation, or due for its
+// probe). The caller must call Done on the result exactly once and must not
+// use it afterwards (Picks are recycled).
 func (b *Balancer) Pick() (*Pick, error) {
-	eps := *b.set.Load()
-	n := len(eps)
-	if n == 0 {
+	s := b.set.Load()
+	if len(s.all) == 0 {
 		return nil, ErrNoEndpoints
 	}
 	var e *endpoint
 	probe := false
 	now := b.now()
-	switch {
-	case b.ejected.Load() != 0:
-		e, probe = b.pickWithEjections(eps, now)
-	case n == 1:
+	if b.ejected.Load() != 0 {
+		e, probe = b.pickWithEjections(s, now)
+	} else if eps := s.levels[0].eps; len(eps) == 1 {
 		e = eps[0]
-	default:
-		e = b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now)
+	} else {
+		e = b.p2c(eps, rand.IntN(len(eps)), rand.IntN(len(eps)-1), now)
 	}
 	e.inflight.Add(1)
+	e.picks.Add(1)
 	p := b.pool.Get().(*Pick)
-	p.Addr, p.ep, p.b, p.probe, p.at = e.addr, e, b, probe, now
+	p.Addr, p.Priority, p.ep, p.b, p.probe, p.at = e.addr, e.prio.Load(), e, b, probe, now
 	return p, nil
 }
 
@@ -215,12 +293,30 @@ func (b *Balancer) p2c(eps []*endpoint, i, j int, now int64) *endpoint {
 }
 
 // pickWithEjections is the slow path, taken only while some endpoint is
-// ejected: hand out a due probe first, otherwise run P2C among healthy
-// endpoints, otherwise (all ejected) P2C among all of them: panic mode.
-func (b *Balancer) pickWithEjections(eps []*endpoint, now int64) (*endpoint, bool) {
+// ejected. Level by level, lowest priority first: hand out a due probe of
+// the level, otherwise run P2C among its healthy endpoints, otherwise go on
+// to the next level. When no level has a healthy endpoint: P2C among all
+// of them, panic mode.
+func (b *Balancer) pickWithEjections(s *endpointSet, now int64) (*endpoint, bool) {
+	for _, l := range s.levels {
+		if e, probe, ok := b.pickLevel(l.eps, now); ok {
+			return e, probe
+		}
+	}
+	eps := s.all
+	n := len(eps)
+	if n == 1 {
+		return eps[0], false
+	}
+	return b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now), false
+}
+
+// pickLevel picks within one level; ok is false when every endpoint of it
+// is ejected and none is due for a probe.
+func (b *Balancer) pickLevel(eps []*endpoint, now int64) (e *endpoint, probe, ok bool) {
 	for _, e := range eps {
 		if e.state.Load() != stateHealthy && now >= e.until.Load() && b.claimProbe(e, now) {
-			return e, true
+			return e, true, true
 		}
 	}
 	n := len(eps)
@@ -228,20 +324,54 @@ func (b *Balancer) pickWithEjections(eps []*endpoint, now int64) (*endpoint, boo
 	// just after an ejected run are slightly favoured; acceptable for the
 	// short time an ejection lasts, and it keeps the path allocation-free.
 	a := nextHealthy(eps, rand.IntN(n))
-	if a < 0 { // panic mode
-		if n == 1 {
-			return eps[0], false
-		}
-		return b.p2c(eps, rand.IntN(n), rand.IntN(n-1), now), false
+	if a < 0 {
+		return nil, false, false
 	}
 	c := nextHealthy(eps, rand.IntN(n))
 	if c == a {
 		c = nextHealthy(eps, (a+1)%n)
 	}
 	if c < 0 || c == a || b.cost(eps[a], now) <= b.cost(eps[c], now) {
-		return eps[a], false
+		return eps[a], false, true
 	}
-	return eps[c], false
+	return eps[c], false, true
+}
+
+// Fallback reports whether a level stands behind the one Pick serves from
+// now: while it does, a failing level is given up by ejection and traffic
+// moves on, so a circuit breaker over the whole upstream should not count
+// its failures. False with one level, and in panic mode.
+func (b *Balancer) Fallback() bool {
+	s := b.set.Load()
+	if b.ejected.Load() == 0 {
+		return len(s.levels) > 1
+	}
+	for i, l := range s.levels {
+		if nextHealthy(l.eps, 0) >= 0 {
+			return i < len(s.levels)-1
+		}
+	}
+	return false
+}
+
+// Unreachable reports that a connection to addr could not be opened. An
+// endpoint whose level has another behind it is ejected at once (the
+// request's Done still counts the failure): a refused connection is the
+// clearest sign an endpoint is gone, and there is somewhere else to go.
+// Elsewhere it is only the failure Done counts.
+func (b *Balancer) Unreachable(addr string) {
+	s := b.set.Load()
+	if len(s.levels) < 2 {
+		return
+	}
+	for _, e := range s.all {
+		if e.addr == addr {
+			if li := s.levelOf(e.prio.Load()); li >= 0 && li < len(s.levels)-1 && e.state.Load() == stateHealthy {
+				b.eject(e, b.now())
+			}
+			return
+		}
+	}
 }
 
 func nextHealthy(eps []*endpoint, start int) int {
@@ -287,11 +417,13 @@ type Stats struct {
 	Ejected             bool // ejected or being probed
 	EjectedUntil        time.Time
 	Ejections           int32 // consecutive ejections, the exponent of the backoff
+	Priority            int32
+	Picks               uint64 // since it joined its priority
 }
 
 // Stats returns a snapshot of every endpoint, in Update order.
 func (b *Balancer) Stats() []Stats {
-	eps := *b.set.Load()
+	eps := b.set.Load().all
 	now := b.now()
 	out := make([]Stats, len(eps))
 	for i, e := range eps {
@@ -305,14 +437,33 @@ func (b *Balancer) Stats() []Stats {
 			Inflight:            e.inflight.Load(),
 			ConsecutiveFailures: e.failures.Load(),
 			Ejected:             e.state.Load() != stateHealthy,
+			Picks:               e.picks.Load(),
 		}
 		if s.Ejected {
 			s.EjectedUntil = b.epoch.Add(time.Duration(e.until.Load()))
 		}
 		b.mu.Lock()
 		s.Ejections = e.ejections
+		s.Priority = e.prio.Load()
 		b.mu.Unlock()
 		out[i] = s
+	}
+	return out
+}
+
+// PicksByPriority returns how many requests each priority has served since
+// the Balancer was made: the metric that shows failover happening. Counts
+// only grow; a pick racing an Update may be counted under the endpoint's
+// new priority.
+func (b *Balancer) PicksByPriority() map[int32]uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[int32]uint64, len(b.retired)+1)
+	for p, n := range b.retired {
+		out[p] = n
+	}
+	for _, e := range b.set.Load().all {
+		out[e.prio.Load()] += e.picks.Load()
 	}
 	return out
 }

@@ -1,9 +1,13 @@
 // Package balance picks one endpoint of an upstream for each request.
 //
-// What enters: the endpoint addresses of one upstream (Update, from the config
-// swap goroutine), and for every request a Pick followed by exactly one
-// Pick.Done with the observed round-trip time and whether it failed.
-// What leaves: an address per request, and Stats for /metrics and /config.
+// What enters: the endpoint addresses of one upstream, each with a failover
+// priority (UpdateMembers; Update puts all at 0; from the config swap
+// goroutine), for every request a Pick followed by exactly one Pick.Done
+// with the observed round-trip time and whether it failed, and
+// Unreachable(addr) when a connection could not be opened.
+// What leaves: an address and its priority per request, Fallback for the
+// proxy's circuit breaker, and Stats and PicksByPriority for /metrics and
+// /config.
 //
 // Algorithm (DESIGN.md §5, issue 3):
 //
@@ -23,8 +27,18 @@
 //     never more than MaxEjectionPercent of the endpoints. When its time is up
 //     it receives one probe request: success returns it, failure ejects it
 //     again for longer.
-//  4. Panic mode (Envoy): when every endpoint is ejected the balancer still
-//     picks among all of them rather than failing the request.
+//  4. Priority levels (Envoy's priorities, Istio's locality failover,
+//     Consul's failover targets): endpoints are grouped by priority, and
+//     Pick uses only the lowest level that has an available endpoint (in
+//     rotation, or due for its probe); P2C and peak-EWMA work inside that
+//     level. A level is unavailable when its endpoints are not members
+//     (not ready) or all ejected; a level with another behind it is ejected
+//     sooner (FailoverFailures, default 2, or at once on Unreachable) and
+//     without the MaxEjectionPercent bound, because its traffic has
+//     somewhere to go. Its probes bring it back, and traffic with it.
+//  5. Panic mode (Envoy): when every endpoint of every level is ejected the
+//     balancer still picks among all of them rather than failing the
+//     request.
 //
 // Goroutines: none are started. Pick and Done run on request goroutines and
 // are lock-free except for a per-endpoint mutex around the EWMA update;

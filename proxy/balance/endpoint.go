@@ -25,13 +25,15 @@ type endpoint struct {
 	mu       sync.Mutex    // serialises observe; readers use the atomics
 
 	inflight atomic.Int64
-	failures atomic.Int32 // consecutive failures
+	picks    atomic.Uint64 // requests since it joined its priority; beside inflight, whose cache line Pick dirties anyway
+	failures atomic.Int32  // consecutive failures
 	state    atomic.Int32
 	until    atomic.Int64 // ejected: end of ejection; probing: end of the probe's lease
 	removed  atomic.Bool  // dropped by Update; its ejection no longer counts
 
-	ejections  int32 // exponent of the ejection backoff; under Balancer.mu
-	returnedAt int64 // when a probe last returned it; under Balancer.mu
+	prio       atomic.Int32 // priority level; written by Update under Balancer.mu
+	ejections  int32        // exponent of the ejection backoff; under Balancer.mu
+	returnedAt int64        // when a probe last returned it; under Balancer.mu
 }
 
 // observe folds one round-trip time into the peak-EWMA. A failed request
@@ -72,6 +74,9 @@ func (e *endpoint) reset(rtt time.Duration, now int64) {
 type Pick struct {
 	// Addr is the chosen endpoint's address, as given to Update.
 	Addr string
+	// Priority is the chosen endpoint's priority level (0 unless
+	// UpdateMembers gave another).
+	Priority int32
 
 	probe bool
 	at    int64 // Balancer clock at Pick
@@ -114,6 +119,10 @@ func (p *Pick) Done(rtt time.Duration, failed bool) {
 		return
 	}
 	f := e.failures.Add(1)
+	if f >= int32(b.opts.FailoverFailures) && e.state.Load() == stateHealthy && b.opts.ConsecutiveFailures > 0 && b.hasFallback(e) {
+		b.eject(e, now)
+		return
+	}
 	if b.opts.ConsecutiveFailures > 0 && f >= int32(b.opts.ConsecutiveFailures) && e.state.Load() == stateHealthy {
 		b.eject(e, now)
 	}
@@ -127,9 +136,23 @@ func (b *Balancer) eject(e *endpoint, now int64) {
 	if e.removed.Load() || e.state.Load() != stateHealthy {
 		return
 	}
-	allowed := max(1, len(*b.set.Load())*b.opts.MaxEjectionPercent/100)
-	if int(b.ejected.Load()) >= allowed {
+	s := b.set.Load()
+	li := s.levelOf(e.prio.Load())
+	if li < 0 {
 		return
+	}
+	if li == len(s.levels)-1 {
+		// The last level has nowhere to fail over to: keep the bound.
+		lv := s.levels[li].eps
+		ejected := 0
+		for _, x := range lv {
+			if x.state.Load() != stateHealthy {
+				ejected++
+			}
+		}
+		if ejected >= max(1, len(lv)*b.opts.MaxEjectionPercent/100) {
+			return
+		}
 	}
 	// Forgive earlier ejections once the endpoint has stayed in rotation for
 	// MaxEjectionTime, so that a rare failure years apart starts short again.
@@ -178,4 +201,14 @@ func (b *Balancer) probeDone(e *endpoint, failed bool, now int64) {
 	if b.opts.OnEjection != nil {
 		b.opts.OnEjection(e.addr, false, time.Time{})
 	}
+}
+
+// hasFallback reports whether e's level has another level behind it.
+func (b *Balancer) hasFallback(e *endpoint) bool {
+	s := b.set.Load()
+	if len(s.levels) < 2 {
+		return false
+	}
+	li := s.levelOf(e.prio.Load())
+	return li >= 0 && li < len(s.levels)-1
 }
