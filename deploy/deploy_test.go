@@ -45,7 +45,7 @@ func manifests(t *testing.T) []string {
 }
 
 // kustomizations are the directories `kubectl apply -k` takes.
-var kustomizations = []string{"crds", "base", "node-agent", "examples/bookstore"}
+var kustomizations = []string{"crds", "base", "spire", "examples/bookstore"}
 
 // render builds one kustomization with kustomize's own library (krusty, what
 // `kubectl kustomize` runs) and returns its objects.
@@ -140,7 +140,13 @@ func TestServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs = append(docs, exDocs...)
+	// Each set is checked with its own Namespaces in place: an overlay may
+	// give a namespace another Pod Security level (deploy/spire makes
+	// causeway-gateway restricted), and its objects must pass under it.
+	sets := []struct {
+		name string
+		docs []kubetest.Doc
+	}{{"files", append(docs, exDocs...)}}
 	// And what `kubectl apply -k` would send, which may differ from the files
 	// (kustomize transforms them).
 	for _, dir := range kustomizations {
@@ -148,46 +154,53 @@ func TestServerSideDryRun(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kustomize build %s: %v", dir, err)
 		}
-		docs = append(docs, r...)
+		sets = append(sets, struct {
+			name string
+			docs []kubetest.Doc
+		}{"kustomize " + dir, r})
 	}
 	a, err := kubetest.NewApplier(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Namespaced objects can only be dry-run into a namespace that exists.
-	for _, d := range docs {
-		if d.Obj.GetKind() == "Namespace" {
-			if _, err := a.Apply(ctx, d.Obj, false); err != nil {
-				t.Fatalf("%s: %v", d, err)
+	kinds := map[string]int{}
+	total := 0
+	for _, set := range sets {
+		// Namespaced objects can only be dry-run into a namespace that exists.
+		for _, d := range set.docs {
+			if d.Obj.GetKind() == "Namespace" {
+				if _, err := a.Apply(ctx, d.Obj, false); err != nil {
+					t.Fatalf("%s: %s: %v", set.name, d, err)
+				}
 			}
 		}
-	}
-	kinds := map[string]int{}
-	for _, d := range docs {
-		kinds[d.Obj.GetKind()]++
-		t.Run(d.String(), func(t *testing.T) {
-			warns.take()
-			got, err := a.Apply(ctx, d.Obj, true)
-			if err != nil {
-				t.Fatalf("rejected: %v", err)
-			}
-			for _, w := range warns.take() {
-				t.Errorf("warning: %s", w)
-			}
-			// Dry-run still answers with the object as it would be stored.
-			if got.GetName() != d.Obj.GetName() {
-				t.Errorf("dry-run answered %q, want %q", got.GetName(), d.Obj.GetName())
-			}
-		})
+		for _, d := range set.docs {
+			kinds[d.Obj.GetKind()]++
+			total++
+			t.Run(set.name+"/"+d.String(), func(t *testing.T) {
+				warns.take()
+				got, err := a.Apply(ctx, d.Obj, true)
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				for _, w := range warns.take() {
+					t.Errorf("warning: %s", w)
+				}
+				// Dry-run still answers with the object as it would be stored.
+				if got.GetName() != d.Obj.GetName() {
+					t.Errorf("dry-run answered %q, want %q", got.GetName(), d.Obj.GetName())
+				}
+			})
+		}
 	}
 	for _, want := range []string{"CustomResourceDefinition", "Namespace", "Deployment", "Service", "ServiceAccount",
-		"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "MutatingWebhookConfiguration",
+		"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "MutatingWebhookConfiguration", "DaemonSet", "ConfigMap",
 		"TrafficSplit", "TrafficTarget", "HTTPRouteGroup", "MeshConfig"} {
 		if kinds[want] == 0 {
 			t.Errorf("no %s among the manifests", want)
 		}
 	}
-	t.Logf("dry-run of %d objects from %d files and %d kustomizations", len(docs), len(files), len(kustomizations))
+	t.Logf("dry-run of %d objects from %d files and %d kustomizations", total, len(files), len(kustomizations))
 }
 
 // warnings collects the apiserver's warning headers.
@@ -366,6 +379,8 @@ func TestRBAC(t *testing.T) {
 		{"get CA secret", "get", "", "secrets", "", "causeway-system", "causeway-ca", true},
 		{"update CA secret", "update", "", "secrets", "", "causeway-system", "causeway-ca", true},
 		{"create CA secret", "create", "", "secrets", "", "causeway-system", "", true},
+		{"get federation secret", "get", "", "secrets", "", "causeway-system", "causeway-federation", true},
+		{"update federation secret", "update", "", "secrets", "", "causeway-system", "causeway-federation", true},
 		// Beyond what it needs:
 		{"update trafficsplit spec", "update", "split.smi-spec.io", "trafficsplits", "", "bookstore", "", false},
 		{"delete traffictargets", "delete", "access.smi-spec.io", "traffictargets", "", "bookstore", "", false},
@@ -376,6 +391,9 @@ func TestRBAC(t *testing.T) {
 		{"watch CA secret", "watch", "", "secrets", "", "causeway-system", "causeway-ca", false},
 		{"delete CA secret", "delete", "", "secrets", "", "causeway-system", "causeway-ca", false},
 		{"patch CA secret", "patch", "", "secrets", "", "causeway-system", "causeway-ca", false},
+		{"delete federation secret", "delete", "", "secrets", "", "causeway-system", "causeway-federation", false},
+		{"watch federation secret", "watch", "", "secrets", "", "causeway-system", "causeway-federation", false},
+		{"get same-named federation secret elsewhere", "get", "", "secrets", "", "bookstore", "causeway-federation", false},
 		{"get same-named secret elsewhere", "get", "", "secrets", "", "bookstore", "causeway-ca", false},
 		{"create secrets elsewhere", "create", "", "secrets", "", "bookstore", "", false},
 		{"update another lease", "update", "coordination.k8s.io", "leases", "", "causeway-system", "kube-scheduler", false},

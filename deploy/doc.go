@@ -3,10 +3,17 @@
 //
 // What enters: nothing at run time; the YAML files under crds/ (SMI and
 // causeway.dev CustomResourceDefinitions, apiextensions.k8s.io/v1), base/
-// (kustomize base: namespace, control plane, gateway, RBAC, injector webhook),
-// node-agent/ (overlay: base plus Causeway's Workload API on every node and
-// an injector that hands proxies a projected token for it) and examples/. What leaves: FS, read-only. No goroutines.
+// (the default kustomization, one identity story: the control plane's CA,
+// the node agent serving the Workload API from it on every node, sidecars
+// and the east-west gateway attested by projected tokens, federation on),
+// spire/ (overlay: SPIRE's agents and CSI driver instead of the node agent,
+// no local CA, no federation) and examples/. What leaves: FS, read-only. No
+// goroutines.
 //
-// deploy_test.go checks every manifest against a real kube-apiserver with
-// server-side dry-run, and the RBAC in base/ with SubjectAccessReviews.
+// deploy_test.go checks every manifest and rendered kustomization against a
+// real kube-apiserver with server-side dry-run and strict field validation,
+// and the RBAC with SubjectAccessReviews; federation_test.go runs the
+// federation Secret store as the control plane's and the node agent's
+// ServiceAccounts. cmd/causeway's tests parse every container's args with
+// the real commands' flags.
 package deploy

@@ -2,94 +2,180 @@ package deploy_test
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/causeway-mesh/causeway/internal/kubetest"
 )
 
-// TestNodeAgentOverlay: `kubectl apply -k deploy/node-agent` is the base
-// plus the node agent, and its injector points proxies at the node agent's
-// socket with a token, while deploy/base keeps SPIRE's CSI driver.
-func TestNodeAgentOverlay(t *testing.T) {
+// rendered is one kustomization's objects, indexed by "Kind ns/name".
+type rendered map[string]kubetest.Doc
+
+func renderIndex(t *testing.T, dir string) rendered {
+	t.Helper()
+	docs, err := render(dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	out := rendered{}
+	for _, d := range docs {
+		out[id(d)] = d
+	}
+	return out
+}
+
+func (r rendered) has(kind, ns, name string) bool {
+	_, ok := r[kind+" "+ns+"/"+name]
+	return ok
+}
+
+func into[T any](t *testing.T, d kubetest.Doc) *T {
+	t.Helper()
+	var v T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(d.Obj.Object, &v); err != nil {
+		t.Fatalf("%s: %v", d, err)
+	}
+	return &v
+}
+
+// podSpecs returns the pod template of every Deployment and DaemonSet.
+func (r rendered) podSpecs(t *testing.T) map[string]corev1.PodSpec {
+	out := map[string]corev1.PodSpec{}
+	for k, d := range r {
+		switch d.Obj.GetKind() {
+		case "Deployment":
+			out[k] = into[appsv1.Deployment](t, d).Spec.Template.Spec
+		case "DaemonSet":
+			out[k] = into[appsv1.DaemonSet](t, d).Spec.Template.Spec
+		}
+	}
+	return out
+}
+
+// TestIdentityStories: each kustomization is one identity story. base: the
+// node agent serves the Workload API on a hostPath socket, and every SPIFFE
+// socket mounted is that one (no CSI driver); spire: no node agent, no
+// hostPath, every socket through SPIRE's CSI driver.
+func TestIdentityStories(t *testing.T) {
 	t.Parallel()
-	injectorFlags := []string{"--spiffe-host-path=/run/causeway/sockets", "--spiffe-socket-name=api.sock", "--spiffe-token-audience=causeway"}
 	tests := []struct {
 		dir       string
 		wantAgent bool
+		wantVol   string // the one kind of SPIFFE socket volume: hostPath or csi
 	}{
-		{"base", false},
-		{"node-agent", true},
+		{"base", true, "hostPath"},
+		{"spire", false, "csi"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
 			t.Parallel()
-			docs, err := render(tt.dir)
-			if err != nil {
-				t.Fatal(err)
+			r := renderIndex(t, tt.dir)
+			if got := r.has("DaemonSet", "causeway-node", "causeway-node-agent"); got != tt.wantAgent {
+				t.Errorf("node agent DaemonSet rendered = %v, want %v", got, tt.wantAgent)
 			}
-			var args []string
-			agent := false
-			for _, d := range docs {
-				switch {
-				case d.Obj.GetKind() == "Deployment" && d.Obj.GetName() == "causeway-control-plane":
-					args = containerArgs(t, d.Obj)
-				case d.Obj.GetKind() == "DaemonSet" && d.Obj.GetName() == "causeway-node-agent":
-					agent = true
-					a := containerArgs(t, d.Obj)
-					// The agent must serve the socket the injector names, and
-					// follow, never rotate, the control plane's CA.
-					for _, want := range []string{"--socket=/run/causeway/sockets/api.sock", "--attest=tokenreview",
-						"--token-audience=causeway", "--ca-secret=causeway-system/causeway-ca", "--ca-lease="} {
-						if !slices.Contains(a, want) {
-							t.Errorf("node agent args %q lack %s", a, want)
+			mounts := 0
+			for name, spec := range r.podSpecs(t) {
+				for _, v := range spec.Volumes {
+					switch {
+					case v.HostPath != nil && v.HostPath.Path == "/run/causeway/sockets":
+						mounts++
+						if tt.wantVol != "hostPath" {
+							t.Errorf("%s mounts the node agent's socket directory", name)
+						}
+					case v.CSI != nil:
+						mounts++
+						if tt.wantVol != "csi" || v.CSI.Driver != "csi.spiffe.io" {
+							t.Errorf("%s mounts CSI driver %s", name, v.CSI.Driver)
+						}
+					case v.HostPath != nil:
+						t.Errorf("%s mounts host path %s", name, v.HostPath.Path)
+					}
+				}
+			}
+			// base: node agent + gateway; spire: control plane + gateway.
+			if mounts != 2 {
+				t.Errorf("%d SPIFFE socket volumes, want 2", mounts)
+			}
+		})
+	}
+}
+
+// TestReferencesResolve: within each kustomization, every ServiceAccount,
+// ConfigMap key a pod names, and every Role and subject a binding names, is
+// rendered too, so an overlay that removes an object removes its users as well.
+func TestReferencesResolve(t *testing.T) {
+	t.Parallel()
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
+			r := renderIndex(t, dir)
+			for name, spec := range r.podSpecs(t) {
+				ns := strings.SplitN(strings.SplitN(name, " ", 2)[1], "/", 2)[0]
+				if sa := spec.ServiceAccountName; sa != "" && !r.has("ServiceAccount", ns, sa) {
+					t.Errorf("%s: ServiceAccount %s/%s is not rendered", name, ns, sa)
+				}
+				for _, c := range spec.Containers {
+					for _, e := range c.Env {
+						if ref := e.ValueFrom; ref != nil && ref.ConfigMapKeyRef != nil {
+							cm := r[id2("ConfigMap", ns, ref.ConfigMapKeyRef.Name)]
+							if cm.Obj == nil {
+								t.Errorf("%s: env %s: ConfigMap %s/%s is not rendered", name, e.Name, ns, ref.ConfigMapKeyRef.Name)
+							} else if _, ok := into[corev1.ConfigMap](t, cm).Data[ref.ConfigMapKeyRef.Key]; !ok {
+								t.Errorf("%s: env %s: ConfigMap %s/%s has no key %s", name, e.Name, ns, ref.ConfigMapKeyRef.Name, ref.ConfigMapKeyRef.Key)
+							}
 						}
 					}
 				}
 			}
-			if agent != tt.wantAgent {
-				t.Errorf("node agent DaemonSet rendered = %v, want %v", agent, tt.wantAgent)
-			}
-			if args == nil {
-				t.Fatal("no control plane Deployment rendered")
-			}
-			for _, f := range injectorFlags {
-				if slices.Contains(args, f) != tt.wantAgent {
-					t.Errorf("control plane args %q: %s present = %v, want %v", args, f, !tt.wantAgent, tt.wantAgent)
+			for k, d := range r {
+				var ref rbacv1.RoleRef
+				var subjects []rbacv1.Subject
+				switch d.Obj.GetKind() {
+				case "RoleBinding":
+					b := into[rbacv1.RoleBinding](t, d)
+					ref, subjects = b.RoleRef, b.Subjects
+				case "ClusterRoleBinding":
+					b := into[rbacv1.ClusterRoleBinding](t, d)
+					ref, subjects = b.RoleRef, b.Subjects
+				default:
+					continue
+				}
+				ns := d.Obj.GetNamespace()
+				if ref.Kind == "ClusterRole" {
+					ns = ""
+				}
+				if !r.has(ref.Kind, ns, ref.Name) {
+					t.Errorf("%s: %s %s is not rendered", k, ref.Kind, ref.Name)
+				}
+				for _, s := range subjects {
+					if s.Kind == "ServiceAccount" && !r.has("ServiceAccount", s.Namespace, s.Name) {
+						t.Errorf("%s: subject ServiceAccount %s/%s is not rendered", k, s.Namespace, s.Name)
+					}
 				}
 			}
 		})
 	}
 }
 
-func containerArgs(t *testing.T, obj *unstructured.Unstructured) []string {
-	t.Helper()
-	cs, _, err := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
-	if err != nil || len(cs) == 0 {
-		t.Fatalf("%s %s: no containers: %v", obj.GetKind(), obj.GetName(), err)
-	}
-	args, _, err := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
-	if err != nil {
-		t.Fatalf("%s %s: args: %v", obj.GetKind(), obj.GetName(), err)
-	}
-	return args
-}
+func id2(kind, ns, name string) string { return kind + " " + ns + "/" + name }
 
-// TestNodeAgentRBAC: the node agent may check tokens and read the CA
-// Secret, and nothing more: it cannot rewrite the CA, read another Secret,
-// or take the rotation Lease.
+// TestNodeAgentRBAC: the node agent may check tokens, read the CA Secret
+// and the federation Secret, and nothing more: it cannot rewrite either,
+// read another Secret, or take the rotation Lease.
 func TestNodeAgentRBAC(t *testing.T) {
 	cfg := kubetest.Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	docs, err := kubetest.ReadFiles("base/namespace.yaml", "node-agent/node-agent.yaml")
+	docs, err := kubetest.ReadFiles("base/namespace.yaml", "base/node-agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +201,11 @@ func TestNodeAgentRBAC(t *testing.T) {
 	}{
 		{"create tokenreviews", "create", "authentication.k8s.io", "tokenreviews", "", "", true},
 		{"get CA secret", "get", "", "secrets", "causeway-system", "causeway-ca", true},
+		{"get federation secret", "get", "", "secrets", "causeway-system", "causeway-federation", true},
 		{"update CA secret", "update", "", "secrets", "causeway-system", "causeway-ca", false},
+		{"update federation secret", "update", "", "secrets", "causeway-system", "causeway-federation", false},
+		{"watch federation secret", "watch", "", "secrets", "causeway-system", "causeway-federation", false},
+		{"get same-named federation secret elsewhere", "get", "", "secrets", "causeway-node", "causeway-federation", false},
 		{"create secrets", "create", "", "secrets", "causeway-system", "", false},
 		{"get another secret", "get", "", "secrets", "causeway-system", "app-credentials", false},
 		{"list secrets", "list", "", "secrets", "causeway-system", "", false},

@@ -159,6 +159,19 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	if len(advertise) == 0 {
 		advertise = []string{lis.Addr().String()}
 	}
+	// Both are legal (a cluster that only imports needs no gateway; tokens
+	// may be made for peers on the same host) but, in a cluster, mean the
+	// per-cluster addresses were not set (deploy/base's causeway-cluster).
+	for _, a := range advertise {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				log.Warn("federation: peering tokens will carry an unspecified address that peers cannot dial; set --federation-advertise", "advertise", a)
+			}
+		}
+	}
+	if len(ff.gateways) == 0 {
+		log.Warn("federation: no --gateway-addr: linked clusters get this cluster's exports without an endpoint to reach them")
+	}
 	links, err := federation.New(federation.Options{Cluster: ff.cluster, TrustDomain: td, SVID: svid, Bundle: c,
 		Federated: bundle.NewSet(), Advertise: advertise, GatewayAddrs: ff.gateways, GatewayID: gwID,
 		Heartbeat: ff.heartbeat, ProbeInterval: ff.probe, Store: store, Logger: log})

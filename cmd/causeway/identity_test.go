@@ -148,17 +148,17 @@ func TestIdentityServe(t *testing.T) {
 	}
 }
 
-// TestDeployNodeAgentArgs: the node agent's args in deploy/node-agent parse
+// TestDeployNodeAgentArgs: the node agent's args in deploy/base parse
 // with `identity serve`'s flags and make it a follower of the control
 // plane's CA Secret that attests with TokenReview, so the manifest and the
 // command cannot drift.
 func TestDeployNodeAgentArgs(t *testing.T) {
 	t.Parallel()
-	data, err := deploy.FS.ReadFile("node-agent/node-agent.yaml")
+	data, err := deploy.FS.ReadFile("base/node-agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := kubetest.Parse("node-agent/node-agent.yaml", data)
+	docs, err := kubetest.Parse("base/node-agent.yaml", data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestDeployNodeAgentArgs(t *testing.T) {
 			t.Fatalf("container %s args %v: %v", c.Name, c.Args, err)
 		}
 		want := map[string]string{"attest": attestTokenReview, "ca-lease": "", "ca-secret": "causeway-system/causeway-ca",
-			"socket": "/run/causeway/sockets/api.sock"}
+			"socket": "/run/causeway/sockets/api.sock", "federation-secret": "causeway-system/causeway-federation"}
 		for name, v := range want {
 			if got, _ := cmd.Flags().GetString(name); got != v {
 				t.Errorf("--%s = %q, want %q", name, got, v)
@@ -189,6 +189,6 @@ func TestDeployNodeAgentArgs(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatal("no DaemonSet in deploy/node-agent/node-agent.yaml")
+		t.Fatal("no DaemonSet in deploy/base/node-agent.yaml")
 	}
 }
