@@ -253,9 +253,10 @@ func TestGatewayProbe(t *testing.T) {
 	}
 }
 
-// TestBadExportsNACKed: exports a peer cannot accept (an identity outside
-// the exporter's trust domain) are NACKed with the reason, shown on the
-// exporter's side, and the importer keeps the previous exports.
+// TestBadExportsNACKed: exports a peer cannot accept (a port of an unknown
+// protocol) are NACKed with the reason, shown on the exporter's side, and
+// the importer keeps the previous exports. (An identity outside the
+// exporter's trust domain, the other refusal, never leaves SetLocal.)
 func TestBadExportsNACKed(t *testing.T) {
 	east := newSide(t, "east", sideOpts{})
 	west := newSide(t, "west", sideOpts{})
@@ -267,8 +268,7 @@ func TestBadExportsNACKed(t *testing.T) {
 	bad := exportSnap(east, "web", "cart")
 	for i := range bad.Services {
 		if bad.Services[i].Key.Name == "cart" {
-			// Claims a workload of west's trust domain: east may not speak for it.
-			bad.Services[i].Identities = []spiffeid.ID{spiffeid.RequireFromPath(west.td, "/ns/shop/sa/cart")}
+			bad.Services[i].Ports = []spec.Port{{Name: "x", Port: 80, Protocol: "carrier-pigeon"}}
 		}
 	}
 	east.links.SetLocal(bad)
@@ -278,7 +278,7 @@ func TestBadExportsNACKed(t *testing.T) {
 		nack = st[0].ExportNacked
 		return nack != ""
 	})
-	if !strings.Contains(nack, "identities[0]: spiffe://west.causeway.local/ns/shop/sa/cart is not in the peer's trust domain east.causeway.local") {
+	if !strings.Contains(nack, `(shop/cart).ports[0]: invalid port 80/"carrier-pigeon"`) {
 		t.Errorf("NACK reason %q does not name the field and the problem", nack)
 	}
 	if importOf(west, spec.Key{Namespace: "shop", Name: "cart-east"}) != nil || importOf(west, spec.Key{Namespace: "shop", Name: "web-east"}) == nil {
