@@ -4,7 +4,7 @@
 # the proxy CPU by the harness itself. Environment knobs:
 #   BENCH_DURATION  length of each load per system (default 10s; `make bench-quick` uses 2s)
 #   BENCH_SYSTEMS   e.g. none,causeway-1hop,causeway-2hop,haproxy,nginx
-#   BENCH_LOADS     e.g. h1-max,h1-fixed,h2,tcp
+#   BENCH_LOADS     e.g. h1-max,h1-fixed,h2,grpc,tcp
 #   BENCH_ROUNDS    rounds over all systems, median reported (default 1; 3 on a noisy machine)
 #   BENCH_NICE      e.g. -10: run everything (harness, tools, upstream, systems: all
 #                   inherit it) at that niceness, so on a machine shared with other

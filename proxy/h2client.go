@@ -115,9 +115,11 @@ func (p *h2Pool) roundTrip(req *http.Request, deadline time.Time) (*http.Respons
 		}
 		replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 		if !errors.Is(err, errH2Unprocessed) || !replayable || try >= 2 || req.Context().Err() != nil {
+			closeBody(req) // a RoundTripper closes the body, whatever happened
 			return nil, err
 		}
 		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+			req.Body.Close()
 			if req.Body, err = req.GetBody(); err != nil {
 				return nil, err
 			}
@@ -382,12 +384,25 @@ func (cc *h2ClientConn) roundTrip(req *http.Request, deadline time.Time) (*http.
 	}
 
 	// The caller's context may end the stream at any time, the route
-	// timeout only until the response headers arrive.
+	// timeout only until the response headers arrive. The reader may
+	// have finished the stream already: then cleanup has run and these
+	// are stopped at once.
+	var stop func() bool
+	var timer *time.Timer
 	if ctx := req.Context(); ctx.Done() != nil {
-		s.stopCtx = context.AfterFunc(ctx, func() { s.fail(context.Cause(ctx), true) })
+		stop = context.AfterFunc(ctx, func() { s.fail(context.Cause(ctx), true) })
 	}
 	if !deadline.IsZero() {
-		s.timer = time.AfterFunc(time.Until(deadline), func() { s.timeout() })
+		timer = time.AfterFunc(time.Until(deadline), func() { s.timeout() })
+	}
+	cc.mu.Lock()
+	cleaned := s.cleaned
+	if !cleaned {
+		s.stopCtx, s.timer = stop, timer
+	}
+	cc.mu.Unlock()
+	if cleaned {
+		stopAll(stop, timer)
 	}
 	if hasBody {
 		go s.writeBody()
@@ -399,8 +414,8 @@ func (cc *h2ClientConn) roundTrip(req *http.Request, deadline time.Time) (*http.
 	}
 	resp, err := s.resp, s.err
 	cc.mu.Unlock()
-	if s.timer != nil {
-		s.timer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 	if resp == nil {
 		return nil, err

@@ -397,9 +397,17 @@ func (sc *h2ServerConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		sc.mu.Unlock()
 		return s.onTrailers(f)
 	}
-	if id%2 == 0 || id <= sc.maxID {
+	if id%2 == 0 {
 		sc.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if id <= sc.maxID {
+		// A stream we already finished (its handler returned and we
+		// reset it, say, while the client's trailers were on their way):
+		// that stream's error only, not the connection's.
+		sc.mu.Unlock()
+		sc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(id, http2.ErrCodeStreamClosed) })
+		return nil
 	}
 	sc.maxID = id
 	if sc.goneAway || len(sc.streams) >= h2SrvMaxStreams {

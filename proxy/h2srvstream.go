@@ -384,7 +384,10 @@ func (s *h2ServerStream) writeData(p []byte, end bool) error {
 			sc.mu.Unlock()
 			return errH2StreamGone
 		}
-		chunk := min(len(p), int(s.sendWindow), int(sc.sendWindow), sc.maxFrame)
+		chunk := 0 // an empty END_STREAM frame needs no window
+		if len(p) > 0 {
+			chunk = min(len(p), int(s.sendWindow), int(sc.sendWindow), sc.maxFrame)
+		}
 		s.sendWindow -= int32(chunk)
 		sc.sendWindow -= int32(chunk)
 		sc.mu.Unlock()

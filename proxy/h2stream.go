@@ -34,9 +34,10 @@ type h2Stream struct {
 	recvUnack  int   // bytes read, not yet credited back to the peer
 	removed    bool  // gone from cc.streams
 
-	// Set once by roundTrip before anyone else can see them.
+	// Set by roundTrip unless cleanup ran first (cleaned).
 	stopCtx func() bool
 	timer   *time.Timer
+	cleaned bool
 }
 
 // fail ends the stream with err unless it already ended. reset is for an
@@ -126,13 +127,23 @@ func (s *h2Stream) removeLocked() {
 	}
 }
 
-// cleanup releases what the stream held on to outside the connection.
+// cleanup releases what the stream held on to outside the connection:
+// the context watch and the header timer (see roundTrip).
 func (s *h2Stream) cleanup() {
-	if s.stopCtx != nil {
-		s.stopCtx()
+	s.cc.mu.Lock()
+	s.cleaned = true
+	stop, timer := s.stopCtx, s.timer
+	s.stopCtx, s.timer = nil, nil
+	s.cc.mu.Unlock()
+	stopAll(stop, timer)
+}
+
+func stopAll(stop func() bool, timer *time.Timer) {
+	if stop != nil {
+		stop()
 	}
-	if s.timer != nil {
-		s.timer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 }
 

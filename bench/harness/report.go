@@ -91,6 +91,9 @@ func loadTitle(p Plan, load string) string {
 		return fmt.Sprintf("HTTP/1.1 fixed rate — %d req/s over %d connections for %ss, open loop (latency from each request's due time)", p.Rate, p.RateConns, seconds(p.Duration))
 	case LoadH2:
 		return fmt.Sprintf("HTTP/2 (h2c) — h2load -t1 -c%d -m%d -D %s", p.H2Clients, p.H2Streams, seconds(p.Duration))
+	case LoadGRPC:
+		return fmt.Sprintf("gRPC-shaped unary calls (h2c) — h2load -t1 -c%d -m%d -D %s, POST of one %d-byte gRPC message, content-type application/grpc, te: trailers; the upstream answers its usual body (no grpc-status trailers), so this measures the request-body path of a proxy, not gRPC status handling",
+			p.H2Clients, p.H2Streams, seconds(p.Duration), len(GRPCMessage))
 	case LoadTCP:
 		return fmt.Sprintf("TCP bulk — %d MiB on one connection, median of %d", p.BulkBytes>>20, max(1, p.BulkReps))
 	}

@@ -22,11 +22,34 @@ const (
 	LoadH1Max   = "h1-max"
 	LoadH1Fixed = "h1-fixed"
 	LoadH2      = "h2"
+	LoadGRPC    = "grpc"
 	LoadTCP     = "tcp"
 )
 
 // AllLoads is every load in report order.
-var AllLoads = []string{LoadH1Max, LoadH1Fixed, LoadH2, LoadTCP}
+var AllLoads = []string{LoadH1Max, LoadH1Fixed, LoadH2, LoadGRPC, LoadTCP}
+
+// grpcHeaders make h2load's POSTs look like gRPC unary calls to a proxy:
+// the content type gRPC uses and "te: trailers", which a proxy must pass.
+var grpcHeaders = []string{"-H", "content-type: application/grpc", "-H", "te: trailers"}
+
+// GRPCMessage is the body of each call of the grpc load: one gRPC
+// length-prefixed message (flag 0, 4-byte big-endian length) holding a
+// protobuf string field 1, "hello", as an Echo request would.
+var GRPCMessage = []byte{0, 0, 0, 0, 7, 0x0a, 5, 'h', 'e', 'l', 'l', 'o'}
+
+// h2loadArgs are the load tool's flags for LoadH2 or LoadGRPC beyond the
+// connection and stream counts.
+func h2loadArgs(p Plan, load string) ([]string, error) {
+	if load != LoadGRPC {
+		return nil, nil
+	}
+	path := filepath.Join(p.Dir, "grpc-message.bin")
+	if err := os.WriteFile(path, GRPCMessage, 0o644); err != nil {
+		return nil, err
+	}
+	return append([]string{"-d", path}, grpcHeaders...), nil
+}
 
 // Plan is one benchmark run.
 type Plan struct {
@@ -263,8 +286,8 @@ func runLoad(ctx context.Context, p Plan, rep *Report, sys *Running, upstream *C
 		gen, err = runWrk(ctx, p, sys, &res)
 	case LoadH1Fixed:
 		err = runFixed(ctx, p, sys, &res)
-	case LoadH2:
-		gen, err = runH2load(ctx, p, sys, &res)
+	case LoadH2, LoadGRPC:
+		gen, err = runH2load(ctx, p, sys, load, &res)
 	case LoadTCP:
 		err = runBulk(p, sys, &res)
 	default:
@@ -296,8 +319,13 @@ func warmUp(ctx context.Context, p Plan, sys *Running, load string) error {
 	case LoadH1Max, LoadH1Fixed:
 		_, err := pinnedOutput(ctx, p.LoadCores, "wrk", "-t1", fmt.Sprintf("-c%d", p.Conns), "-d1s", "http://"+sys.H1+"/")
 		return err
-	case LoadH2:
-		_, err := pinnedOutput(ctx, p.LoadCores, "h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams), "-n", "2000", "http://"+sys.H2+"/")
+	case LoadH2, LoadGRPC:
+		extra, err := h2loadArgs(p, load)
+		if err != nil {
+			return err
+		}
+		args := append([]string{"h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams), "-n", "2000"}, extra...)
+		_, err = pinnedOutput(ctx, p.LoadCores, append(args, "http://"+sys.H2+"/")...)
 		return err
 	case LoadTCP:
 		_, err := Bulk(sys.TCP, 16<<20, time.Minute)
@@ -377,14 +405,19 @@ func runFixed(ctx context.Context, p Plan, sys *Running, res *Result) error {
 	return nil
 }
 
-func runH2load(ctx context.Context, p Plan, sys *Running, res *Result) (time.Duration, error) {
-	logPath := filepath.Join(p.Dir, sys.Name, "h2load.log")
-	out, cpu, err := pinnedCmd(ctx, p.LoadCores, "h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams),
-		"-D", seconds(p.Duration), "--log-file="+logPath, "http://"+sys.H2+"/")
+func runH2load(ctx context.Context, p Plan, sys *Running, load string, res *Result) (time.Duration, error) {
+	extra, err := h2loadArgs(p, load)
+	if err != nil {
+		return 0, err
+	}
+	logPath := filepath.Join(p.Dir, sys.Name, load+".log")
+	args := append([]string{"h2load", "-t1", fmt.Sprintf("-c%d", p.H2Clients), fmt.Sprintf("-m%d", p.H2Streams),
+		"-D", seconds(p.Duration), "--log-file=" + logPath}, extra...)
+	out, cpu, err := pinnedCmd(ctx, p.LoadCores, append(args, "http://"+sys.H2+"/")...)
 	if err != nil {
 		return cpu, err
 	}
-	if err := os.WriteFile(filepath.Join(p.Dir, sys.Name, "h2load.txt"), []byte(out), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(p.Dir, sys.Name, load+".txt"), []byte(out), 0o644); err != nil {
 		return cpu, err
 	}
 	r, err := ParseH2load(out)
