@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -53,14 +55,14 @@ func (a *westApp) kill() { a.srv.Close(); <-a.srv.Done() }
 // failoverCaller is west's shop/web sidecar for a model where west runs
 // shop/books itself, exports it, and east exports it too: the caller's
 // shop/books has west's endpoints at priority 0 and east's gateway at
-// priority 1 (spec.BuildWithImports), and only the HTTP port.
-func (m *multi) failoverCaller(t *testing.T, local []spec.Endpoint, extra ...spec.Service) *proxy.Proxy {
+// priority 1 (spec.BuildWithImports), and one port.
+func (m *multi) failoverCaller(t *testing.T, local []spec.Endpoint, port spec.Port) *proxy.Proxy {
 	t.Helper()
 	westBooks := spec.Service{Key: booksKey, Export: true, Identities: []spiffeid.ID{wid(westTD, "shop", "books")},
-		Ports: []spec.Port{{Name: "http", Port: portHTTP, Protocol: spec.ProtocolHTTP}}, Endpoints: local}
+		Ports: []spec.Port{port}, Endpoints: local}
 	imports := m.westInput(t)
 	imports.Services = imports.Services[:1] // shop/books-east, as federation imports it
-	in := spec.Input{TrustDomain: westTD.Name(), Mode: spec.ModeStrict, Services: append([]spec.Service{westBooks}, extra...)}
+	in := spec.Input{TrustDomain: westTD.Name(), Mode: spec.ModeStrict, Services: []spec.Service{westBooks}}
 	snap, diags := spec.BuildWithImports(in, spec.Input{Services: imports.Services}, spec.BuildOptions{})
 	if diags.HasErrors() {
 		t.Fatal(diags)
@@ -68,7 +70,7 @@ func (m *multi) failoverCaller(t *testing.T, local []spec.Endpoint, extra ...spe
 	src := source(t, m.west, "shop", "web", m.westFed)
 	return startProxy(t, &proxy.Bootstrap{
 		Admin:    "127.0.0.1:0",
-		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: booksKey.String(), Port: portHTTP, Listen: "127.0.0.1:0"}}},
+		Outbound: proxy.OutboundConfig{Ports: []proxy.FixedPort{{Service: booksKey.String(), Port: port.Port, Listen: "127.0.0.1:0"}}},
 		Policy:   proxy.Policy{Outlier: proxy.OutlierPolicy{BaseEjectionTime: proxy.Duration(ejectFor)}},
 		Config:   spec.Compile(snap, spec.Node{ID: "west-web", Identity: wid(westTD, "shop", "web")}),
 	}, proxy.Options{SVIDs: src, Bundles: src})
@@ -126,11 +128,10 @@ func TestFailoverToLinkedCluster(t *testing.T) {
 				apps = append(apps, a)
 				local = append(local, proxytest.AppEndpoint(t, a.addr, portHTTP))
 			}
-			var extra []spec.Service
 			if tt.sidecar {
-				local, extra = m.westSidecar(t, apps[0].addr)
+				local = m.westSidecar(t, apps[0].addr)
 			}
-			caller := m.failoverCaller(t, local, extra...)
+			caller := m.failoverCaller(t, local, spec.Port{Name: "http", Port: portHTTP, Protocol: spec.ProtocolHTTP})
 			c := httpClient(t)
 			url := "http://" + caller.FixedAddr(booksKey.String(), portHTTP).String() + "/books"
 			served := func() (west, east int64) {
@@ -202,10 +203,9 @@ func TestFailoverToLinkedCluster(t *testing.T) {
 	}
 }
 
-// westSidecar starts a west destination sidecar for shop/books in front of
-// the app at appAddr and returns its endpoint and the policy letting west's
-// shop/web call it.
-func (m *multi) westSidecar(t *testing.T, appAddr string) ([]spec.Endpoint, []spec.Service) {
+// westSidecar starts a west destination sidecar for shop/books (permissive)
+// in front of the app at appAddr and returns its endpoint.
+func (m *multi) westSidecar(t *testing.T, appAddr string) []spec.Endpoint {
 	t.Helper()
 	booksID := wid(westTD, "shop", "books")
 	svc := spec.Service{Key: booksKey, Identities: []spiffeid.ID{booksID},
@@ -219,5 +219,65 @@ func (m *multi) westSidecar(t *testing.T, appAddr string) ([]spec.Endpoint, []sp
 	}, proxy.Options{SVIDs: src, Bundles: src})
 	ep := proxytest.SidecarEndpoint(t, p.InboundAddr())
 	ep.Identity = booksID
-	return []spec.Endpoint{ep}, nil
+	return []spec.Endpoint{ep}
+}
+
+// TestFailoverTCP: TCP flows fail over too. A refused connect ejects the
+// dead local app at once and is tried again on another endpoint (no byte
+// was sent yet), so once the local level is empty the same flow goes to
+// east: no flow fails.
+func TestFailoverTCP(t *testing.T) {
+	m := newMulti(t, 1)
+	var apps []*demoapp.Server
+	var local []spec.Endpoint
+	for range 2 {
+		a := proxytest.App(t, demoapp.Options{Name: "books-west", TCPEcho: "on"})
+		apps = append(apps, a)
+		local = append(local, proxytest.AppEndpoint(t, a.TCPAddr, portTCP))
+	}
+	caller := m.failoverCaller(t, local, spec.Port{Name: "tcp", Port: portTCP, Protocol: spec.ProtocolTCP})
+	addr := caller.FixedAddr(booksKey.String(), portTCP).String()
+	flows := func(n int) (failed int) {
+		for range n {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = conn.Write([]byte("ping"))
+			_ = conn.(*net.TCPConn).CloseWrite()
+			got, _ := io.ReadAll(conn)
+			conn.Close()
+			if string(got) != "ping" {
+				failed++
+			}
+		}
+		return failed
+	}
+	const n = 50
+	tests := []struct {
+		name    string
+		kill    bool
+		viaEast func(failed int) int // flows east's gateway must have carried
+	}{
+		{name: "healthy: flows stay in west", viaEast: func(int) int { return 0 }},
+		{name: "west's apps killed: flows cross to east", kill: true, viaEast: func(failed int) int { return n - failed }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.kill {
+				for _, a := range apps {
+					a.Close()
+					<-a.Done()
+				}
+			}
+			before := m.forwarded(t)
+			failed := flows(n)
+			east := int(m.forwarded(t) - before)
+			t.Logf("%d of %d flows failed, %d crossed to east", failed, n, east)
+			if failed != 0 || east != tt.viaEast(failed) {
+				t.Errorf("%d flows failed (want 0), %d crossed to east (want %d)", failed, east, tt.viaEast(failed))
+			}
+		})
+	}
 }

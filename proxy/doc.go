@@ -117,6 +117,19 @@
 // endpoint by proxy/balance (P2C over peak-EWMA with an in-flight penalty,
 // outlier ejection and probing back).
 //
+// Failover: endpoints carry a priority (spec.Endpoint.Priority; a Service
+// exported here and by linked clusters has their gateways at 1, behind its
+// own at 0), and the balancer uses only the lowest level with an available
+// endpoint. A level with another behind it is given up fast: an endpoint
+// there is ejected after 2 failures (Policy.Outlier.FailoverFailures), or
+// at once when a connection to it is refused or times out (cluster.go's
+// dial), so the retry of the request that saw it fail goes to the next
+// level; it returns after its ejection (Policy.Outlier.BaseEjectionTime,
+// default 30 s) with a successful probe. While a level stands behind the
+// one serving, the cluster's circuit breaker is not consulted (priority.go):
+// it guards the last level. causeway_upstream_picks_total{cluster,
+// priority} counts which level served.
+//
 // # Resilience
 //
 // Per cluster port: a circuit breaker (proxy/resilience; open answers 503

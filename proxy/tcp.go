@@ -69,27 +69,38 @@ func (p *Proxy) serveTCP(client net.Conn, st *routingState, svc spec.Key, port s
 		fail()
 		return
 	}
-	done, ok := cp.breaker.Allow()
-	if !ok {
-		fail()
-		return
-	}
-	pick, err := cp.lb.Pick()
-	if err != nil {
-		done(false)
-		fail()
-		return
-	}
-	addr := pick.Addr
-	f.endpoint = addr
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	conn, err := cp.dial(ctx, "tcp", addr)
-	cancel()
-	pick.Done(time.Since(t0), err != nil)
-	done(err == nil)
-	if err != nil {
-		fail()
-		return
+	var conn net.Conn
+	for attempt := 0; ; attempt++ {
+		done, ok := cp.breaker.Allow()
+		if !ok {
+			fail()
+			return
+		}
+		pick, err := cp.lb.Pick()
+		if err != nil {
+			done(false)
+			fail()
+			return
+		}
+		f.endpoint = pick.Addr
+		t1 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err = cp.dial(ctx, "tcp", pick.Addr)
+		cancel()
+		pick.Done(time.Since(t1), err != nil)
+		done(err == nil)
+		if err == nil {
+			break
+		}
+		// No byte of the flow has been sent, so a failed connect is safe to
+		// try again on another endpoint (Envoy's TCP proxy's connect
+		// attempts); when the refusal ejected the last endpoint of a
+		// priority level, that is the next level (failover).
+		if attempt >= up.Retry.Attempts || !up.budget.Withdraw() {
+			fail()
+			return
+		}
+		p.m.retries.WithLabelValues(up.name).Inc()
 	}
 	p.pipe("outbound", up.name, client, conn, f, t0)
 }

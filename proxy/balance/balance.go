@@ -453,8 +453,10 @@ func (b *Balancer) Stats() []Stats {
 
 // PicksByPriority returns how many requests each priority has served since
 // the Balancer was made: the metric that shows failover happening. Counts
-// only grow; a pick racing an Update may be counted under the endpoint's
-// new priority.
+// only grow. A pick racing the Update that moves its endpoint to another
+// priority may be counted under the new one, and one racing the Update that
+// removes it is lost: exact counts would need a counter shared by every
+// Pick of a level, a contended cache line on the hot path.
 func (b *Balancer) PicksByPriority() map[int32]uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()

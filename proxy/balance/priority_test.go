@@ -3,6 +3,9 @@ package balance
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -200,5 +203,75 @@ func BenchmarkPickDonePriority(b *testing.B) {
 				p.Done(time.Millisecond, false)
 			}
 		})
+	}
+}
+
+// TestPriorityConcurrent runs Pick/Done with failures, Unreachable,
+// Fallback and PicksByPriority from many goroutines while UpdateMembers
+// keeps moving endpoints between levels; run with -race. At the end every
+// in-flight count is zero, the ejected counter agrees with the endpoints'
+// states, and every pick is counted under some priority.
+func TestPriorityConcurrent(t *testing.T) {
+	t.Parallel()
+	b := New(Options{ConsecutiveFailures: 3, BaseEjectionTime: time.Millisecond})
+	b.UpdateMembers(members(addrs(4), addrsFrom(10, 2)))
+	stop := make(chan struct{})
+	var picks atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p, err := b.Pick()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				picks.Add(1)
+				if w == 0 && rand.IntN(8) == 0 {
+					b.Unreachable(p.Addr)
+				}
+				_ = b.Fallback()
+				p.Done(time.Duration(rand.IntN(1000))*time.Microsecond, rand.IntN(3) == 0)
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 150 {
+			var ms []Member
+			for j, a := range addrs(6) {
+				ms = append(ms, Member{Addr: a, Priority: int32((i + j) % 3)})
+			}
+			b.UpdateMembers(ms[:3+i%4])
+			_ = b.PicksByPriority()
+			time.Sleep(100 * time.Microsecond)
+		}
+		close(stop)
+	})
+	wg.Wait()
+	ejected := 0
+	for _, s := range b.Stats() {
+		if s.Inflight != 0 {
+			t.Errorf("%s: in-flight %d after all Done", s.Addr, s.Inflight)
+		}
+		if s.Ejected {
+			ejected++
+		}
+	}
+	if int(b.ejected.Load()) != ejected {
+		t.Errorf("ejected counter %d, endpoints ejected %d", b.ejected.Load(), ejected)
+	}
+	var counted uint64
+	for _, n := range b.PicksByPriority() {
+		counted += n
+	}
+	// Picks racing the removal of their endpoint are not counted (see
+	// PicksByPriority); they are a sliver of the total.
+	if made := uint64(picks.Load()); counted > made || counted < made-made/100 {
+		t.Errorf("PicksByPriority adds up to %d, %d picks were made", counted, made)
 	}
 }
