@@ -15,15 +15,20 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/internal/loopback"
 )
 
-// proc is a causeway process started by a test, stopped with SIGTERM (by
-// its PID) when the test ends; its output is shown if the test failed.
-func startProc(t *testing.T, name, bin string, args ...string) *exec.Cmd {
+// startProc starts a causeway process (env added to this one's), stopped
+// with SIGTERM (by its PID) when the test ends; its output is shown if the
+// test failed.
+func startProc(t *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
@@ -64,13 +69,16 @@ type stamped struct {
 func (w x509Watcher) OnX509ContextUpdate(c *workloadapi.X509Context) { w.ch <- stamped{time.Now(), c} }
 func (w x509Watcher) OnX509ContextWatchError(error)                  {}
 
-// TestIdentityServeFollowsFederation runs the process-mode chain: two
-// `causeway control` processes (east, west; west keeps its links in
-// --federation-state F) and west's `causeway identity serve
-// --federation-state F`. A go-spiffe Workload API client of identity serve
-// (what a sidecar is) gets east's CA bundle as a federated bundle after
-// `causeway link apply`, and loses it after `causeway link remove`; the
-// logged latencies are from the CLI's return to the client's update.
+// TestIdentityServeFollowsFederation runs the chain with real processes:
+// two `causeway control` processes (east, west; west keeps its links in a
+// store) and west's `causeway identity serve` following that store. A
+// go-spiffe Workload API client of identity serve (what a sidecar is) gets
+// east's CA bundle as a federated bundle after `causeway link apply`, and
+// loses it after `causeway link remove`; the logged latencies are from the
+// CLI's return to the client's update. The store is a file
+// (--federation-state), or the causeway-federation Secret on a real
+// apiserver (--federation-secret), written and read as deploy/base's
+// ServiceAccounts with deploy/base's RBAC.
 func TestIdentityServeFollowsFederation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs three processes")
@@ -79,6 +87,69 @@ func TestIdentityServeFollowsFederation(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Run("file", func(t *testing.T) {
+		state := []string{"--federation-state", filepath.Join(t.TempDir(), "links.json")}
+		followFederation(t, bin, state, nil, state)
+	})
+	t.Run("secret", func(t *testing.T) {
+		controlCfg, agentCfg := federationKube(t)
+		secret := []string{"--federation-secret", "causeway-system/causeway-federation"}
+		// --kubeconfig would make control read the cluster (--kube); the
+		// Secret finds it through $KUBECONFIG, as kubectl does.
+		followFederation(t, bin, secret, []string{"KUBECONFIG=" + controlCfg}, append(secret, "--kubeconfig", agentCfg))
+	})
+}
+
+// federationKube starts an apiserver with deploy/base's namespaces and RBAC
+// and returns kubeconfigs impersonating the control plane's and the node
+// agent's ServiceAccounts.
+func federationKube(t *testing.T) (controlCfg, agentCfg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// This package has no kubetest.Main, so the apiserver is this test's own.
+	env, err := kubetest.Start(ctx)
+	if err != nil {
+		if os.Getenv(kubetest.RequireEnv) != "" {
+			t.Fatalf("real kube-apiserver required (%s is set): %v", kubetest.RequireEnv, err)
+		}
+		t.Skipf("no real kube-apiserver: %v", err)
+	}
+	t.Cleanup(env.Stop)
+	docs, err := kubetest.ReadFiles("../../deploy/base/namespace.yaml", "../../deploy/base/rbac.yaml", "../../deploy/base/node-agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := kubetest.NewApplier(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if _, err := a.Apply(ctx, d.Obj, false); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	as := func(ns, name string) string {
+		kcfg := clientcmdapi.NewConfig()
+		kcfg.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthority: env.Config.TLSClientConfig.CAFile}
+		kcfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{Token: env.Config.BearerToken,
+			Impersonate:       "system:serviceaccount:" + ns + ":" + name,
+			ImpersonateGroups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+		kcfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+		kcfg.CurrentContext = "test"
+		p := filepath.Join(t.TempDir(), name+".kubeconfig")
+		if err := clientcmd.WriteToFile(*kcfg, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return as("causeway-system", "causeway-control-plane"), as("causeway-node", "causeway-node-agent")
+}
+
+// followFederation runs east and west and west's identity serve, west's
+// control plane with westStore flags and env, identity serve with
+// agentStore flags, and checks what a Workload API client sees.
+func followFederation(t *testing.T, bin string, westStore, westEnv, agentStore []string) {
 	ports, err := loopback.FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
@@ -88,17 +159,16 @@ func TestIdentityServeFollowsFederation(t *testing.T) {
 	eastTD := spiffeid.RequireTrustDomainFromString("east.causeway.local")
 	westTD := spiffeid.RequireTrustDomainFromString("west.causeway.local")
 	eastCA, westCA := t.TempDir(), t.TempDir()
-	state := filepath.Join(t.TempDir(), "links.json")
-	control := func(cluster string, td spiffeid.TrustDomain, caDir string, at int, extra ...string) string {
+	control := func(cluster string, td spiffeid.TrustDomain, caDir string, at int, env []string, extra ...string) string {
 		rest := addr(at + 1)
-		startProc(t, cluster+"-control", bin, append([]string{"control", "--manifests", t.TempDir(), "--insecure",
+		startProc(t, cluster+"-control", env, bin, append([]string{"control", "--manifests", t.TempDir(), "--insecure",
 			"--listen", addr(at), "--rest", rest, "--ca-dir", caDir, "--trust-domain", td.Name(),
 			"--cluster", cluster, "--federation-listen", addr(at + 2), "--federation-heartbeat", "200ms"}, extra...)...)
 		waitHTTP(t, "http://"+rest+"/api/v1/links")
 		return "http://" + rest
 	}
-	east := control("east", eastTD, eastCA, 0)
-	west := control("west", westTD, westCA, 3, "--federation-state", state)
+	east := control("east", eastTD, eastCA, 0, nil)
+	west := control("west", westTD, westCA, 3, westEnv, westStore...)
 
 	// The Workload API's socket path must fit a sockaddr_un: not under
 	// t.TempDir's long names.
@@ -108,9 +178,9 @@ func TestIdentityServeFollowsFederation(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	socket := filepath.Join(sockDir, "api.sock")
-	startProc(t, "west-identity", bin, "identity", "serve", "--socket", socket, "--ca-dir", westCA,
-		"--trust-domain", westTD.Name(), "--entry", "uid:"+strconv.Itoa(os.Getuid())+"=shop/web",
-		"--federation-state", state, "--ca-follow-interval", interval.String())
+	startProc(t, "west-identity", nil, bin, append([]string{"identity", "serve", "--socket", socket, "--ca-dir", westCA,
+		"--trust-domain", westTD.Name(), "--entry", "uid:" + strconv.Itoa(os.Getuid()) + "=shop/web",
+		"--ca-follow-interval", interval.String()}, agentStore...)...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
