@@ -11,14 +11,16 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// westV2 makes the variant of examples/multicluster where west runs and
-// exports bookstore-v2 too (bookthief is left out: not needed here).
+// westV2 and westV2Workload make the variant of examples/multicluster
+// where west runs and exports bookstore-v2 too (bookthief is left out: not
+// needed here).
 const westV2 = `---
 apiVersion: v1
 kind: Service
@@ -30,7 +32,9 @@ spec:
   selector: {app: bookstore, version: v2}
   ports:
   - {name: http, port: 14001, targetPort: 14222, appProtocol: http}
----
+`
+
+const westV2Workload = `---
 apiVersion: causeway.dev/v1alpha1
 kind: Workload
 metadata: {name: bookstore-v2, namespace: bookstore}
@@ -140,7 +144,8 @@ var mcCluster = regexp.MustCompile(`^causeway up: cluster (\w+) from `)
 // are served by west's own workload while it is healthy (priority 0); when
 // its app is killed they are answered by east through east's gateway (the
 // one name across clusters, priority 1); when the workload is back (the
-// folder edited so it restarts) traffic returns to west.
+// folder edited so it restarts) traffic returns to west; when the workload
+// is removed from the folder, east answers again.
 func TestUpMulticlusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two clusters")
@@ -165,7 +170,7 @@ func TestUpMulticlusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(westStore, append(data, westV2...), 0o644); err != nil {
+	if err := os.WriteFile(westStore, append(data, westV2+westV2Workload...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -244,6 +249,17 @@ func TestUpMulticlusterFailover(t *testing.T) {
 		t.Logf("after the edit: traffic back in west %s after the edit (%v, %d failed)", from.Sub(edited).Round(time.Millisecond), by, failed)
 		if failed != 0 {
 			t.Errorf("%d requests failed while west came back, want 0", failed)
+		}
+	})
+
+	t.Run("west's workload removed from the folder: east answers", func(t *testing.T) {
+		edited := time.Now()
+		rewrite(t, westStore, strings.Replace(westV2Workload, "bookstore-v2-west,", "bookstore-v2-west-again,", 1), "")
+		from := p.waitRun(t, edited, "bookstore-v2-east", 100, 20*time.Second)
+		by, failed := tally(p.since(edited))
+		t.Logf("after the removal: all answers from east %s after the edit (%v, %d failed)", from.Sub(edited).Round(time.Millisecond), by, failed)
+		if failed != 0 {
+			t.Errorf("%d requests failed while west's workload went away, want 0", failed)
 		}
 	})
 }
