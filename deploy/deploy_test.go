@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ func manifests(t *testing.T) []string {
 }
 
 // kustomizations are the directories `kubectl apply -k` takes.
-var kustomizations = []string{"crds", "base", "spire", "examples/bookstore"}
+var kustomizations = []string{"crds", "base", "spire", "examples/bookstore", "examples/cluster-east"}
 
 // render builds one kustomization with kustomize's own library (krusty, what
 // `kubectl kustomize` runs) and returns its objects.
@@ -88,6 +89,12 @@ func TestKustomizations(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, d := range fdocs {
+					if localConfig(d) {
+						if rendered[id(d)] {
+							t.Errorf("%s is local-config but kustomize build %s emits it", d, dir)
+						}
+						continue
+					}
 					if !rendered[id(d)] {
 						t.Errorf("%s is not in the output of kustomize build %s", d, dir)
 					}
@@ -96,6 +103,12 @@ func TestKustomizations(t *testing.T) {
 			t.Logf("kustomize build %s: %d objects", dir, len(docs))
 		})
 	}
+}
+
+// localConfig reports kustomize's local-config annotation: an input to
+// the build (a replacement's source), never applied.
+func localConfig(d kubetest.Doc) bool {
+	return d.Obj.GetAnnotations()["config.kubernetes.io/local-config"] == "true"
 }
 
 func id(d kubetest.Doc) string {
@@ -130,6 +143,7 @@ func TestServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	docs = slices.DeleteFunc(docs, localConfig)
 	// The local-mode example is ordinary Kubernetes, SMI and causeway.dev
 	// YAML: the same folder must apply to a cluster (DESIGN §8).
 	example, err := filepath.Glob(filepath.Join("..", "examples", "bookstore", "*.yaml"))

@@ -170,9 +170,24 @@ func csiVol(v corev1.Volume) bool { return v.CSI != nil }
 // and the gateway check; node agent and control plane share trust domain,
 // CA Secret and federation Secret; federation is on, with the gateway's ID
 // and Service ports matching.
+//
+// examples/cluster-east is base with its own trust domain and cluster
+// values, put in by kustomize replacements: the same must hold there.
 func TestDeployBaseIsOneIdentityStory(t *testing.T) {
 	t.Parallel()
-	w := renderWorkloads(t, "base")
+	for _, tt := range []struct{ dir, td, cluster, gateway string }{
+		{"base", "cluster.local", "cluster1", ""},
+		{"examples/cluster-east", "east.causeway.local", "east", "192.0.2.11:15443"},
+	} {
+		t.Run(tt.dir, func(t *testing.T) {
+			t.Parallel()
+			baseIdentityStory(t, tt.dir, tt.td, tt.cluster, tt.gateway)
+		})
+	}
+}
+
+func baseIdentityStory(t *testing.T, dir, wantTD, wantCluster, wantGateway string) {
+	w := renderWorkloads(t, dir)
 	cp, agent, gw := w["causeway-system/causeway-control-plane"], w["causeway-node/causeway-node-agent"], w["causeway-gateway/causeway-gateway"]
 	if cp.cmd == nil || agent.cmd == nil || gw.cmd == nil {
 		t.Fatalf("rendered workloads %v; want control plane, node agent and gateway", mapsKeys(w))
@@ -185,6 +200,9 @@ func TestDeployBaseIsOneIdentityStory(t *testing.T) {
 	tokenDir, tokenVol := gw.mountOf(t, func(v corev1.Volume) bool { return v.Projected != nil })
 	gwNS, gwSA := gw.namespace, gw.pod.ServiceAccountName
 	checks := []struct{ name, got, want string }{
+		{"trust domain", td, wantTD},
+		{"cluster", cp.flag(t, "cluster"), wantCluster},
+		{"gateway address", cp.flag(t, "gateway-addr"), wantGateway},
 		{"node agent trust domain", agent.flag(t, "trust-domain"), td},
 		{"node agent attestation", agent.flag(t, "attest"), attestTokenReview},
 		{"node agent socket in its host directory", path.Dir(socket), agentDir},
@@ -214,11 +232,11 @@ func TestDeployBaseIsOneIdentityStory(t *testing.T) {
 	if errs := validation.IsDNS1123Label(cp.flag(t, "cluster")); len(errs) > 0 {
 		t.Errorf("--cluster %q: %v", cp.flag(t, "cluster"), errs)
 	}
-	// The ConfigMap's empty addresses must mean none, not one empty
-	// address that federation.New would refuse at start.
+	// base's empty addresses must mean none, not one empty address that
+	// federation.New would refuse at start.
 	for _, name := range []string{"gateway-addr", "federation-advertise"} {
-		if got, err := cp.cmd.Flags().GetStringSlice(name); err != nil || len(got) != 0 {
-			t.Errorf("--%s from the default ConfigMap = %q (%v), want none", name, got, err)
+		if got, err := cp.cmd.Flags().GetStringSlice(name); err != nil || (wantGateway == "" && len(got) != 0) {
+			t.Errorf("--%s = %q (%v), want none", name, got, err)
 		}
 	}
 }
