@@ -64,7 +64,7 @@
 // Two, chosen by Config.SPIFFE. By default a SPIRE agent's socket through
 // SPIRE's CSI driver: the agent attests the pod itself (kubelet, k8s
 // workload attestor) and the CA keys stay on the SPIRE server. With
-// Causeway's own CA in cluster mode (deploy/node-agent), the socket of
+// Causeway's own CA in cluster mode (deploy/base), the socket of
 // Causeway's node agent (`causeway identity serve --attest tokenreview`,
 // a DaemonSet) through a hostPath, plus a projected ServiceAccount token:
 // every pod of the node shares that socket and every proxy runs as the same
