@@ -167,6 +167,19 @@ func TestPriorityRules(t *testing.T) {
 				t.Errorf("counts %v became %v when the endpoints left", before, after)
 			}
 		}},
+		{"not ready (left out of the update): over to priority 1; ready again: back at once", func(t *testing.T, b *Balancer, _ *fakeClock) {
+			local, remote := addrs(1), addrsFrom(10, 1)
+			b.UpdateMembers(members(local, remote))
+			b.Unreachable(local[0]) // ejected, then not ready: its ejection is forgotten with it
+			b.UpdateMembers(members(nil, remote))
+			if got, _ := pickCounts(t, b, 100, nil); got[1] != 100 {
+				t.Errorf("local not ready: picks %v, want all at priority 1", got)
+			}
+			b.UpdateMembers(members(local, remote))
+			if got, _ := pickCounts(t, b, 100, nil); got[0] != 100 {
+				t.Errorf("local ready again: picks %v, want all at priority 0", got)
+			}
+		}},
 		{"5xx within a level moves to another endpoint of the level first", func(t *testing.T, b *Balancer, _ *fakeClock) {
 			local, remote := addrs(2), addrsFrom(10, 1)
 			b.UpdateMembers(members(local, remote))
