@@ -421,3 +421,20 @@ func statusCode(code int) string {
 	}
 	return strconv.Itoa(code)
 }
+
+// canonicalH2Header canonicalises a lower-case HTTP/2 name, from the
+// common-header table when it can (no allocation).
+func canonicalH2Header(name string) string {
+	if k, ok := h2CommonCanon[name]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+var h2CommonCanon = func() map[string]string {
+	m := make(map[string]string, len(h2CommonLower))
+	for k, v := range h2CommonLower {
+		m[v] = k
+	}
+	return m
+}()
