@@ -383,6 +383,9 @@ func TestRBAC(t *testing.T) {
 		{"watch trafficsplits", "watch", "split.smi-spec.io", "trafficsplits", "", "", "", true},
 		{"list traffictargets", "list", "access.smi-spec.io", "traffictargets", "", "", "", true},
 		{"list udproutes", "list", "specs.smi-spec.io", "udproutes", "", "", "", true},
+		{"get serviceexports", "get", "multicluster.x-k8s.io", "serviceexports", "", "bookstore", "bookstore", true},
+		{"list serviceexports", "list", "multicluster.x-k8s.io", "serviceexports", "", "", "", true},
+		{"watch serviceexports", "watch", "multicluster.x-k8s.io", "serviceexports", "", "", "", true},
 		{"patch trafficsplit status", "patch", "split.smi-spec.io", "trafficsplits", "status", "bookstore", "", true},
 		{"create events", "create", "", "events", "", "bookstore", "", true},
 		{"create tokenreviews", "create", "authentication.k8s.io", "tokenreviews", "", "", "", true},
@@ -415,6 +418,9 @@ func TestRBAC(t *testing.T) {
 		{"patch another webhook", "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "", "other", false},
 		{"create pods", "create", "", "pods", "", "bookstore", "", false},
 		{"update services", "update", "", "services", "", "bookstore", "", false},
+		{"create serviceexports", "create", "multicluster.x-k8s.io", "serviceexports", "", "bookstore", "", false},
+		{"delete serviceexports", "delete", "multicluster.x-k8s.io", "serviceexports", "", "bookstore", "", false},
+		{"patch serviceexport status", "patch", "multicluster.x-k8s.io", "serviceexports", "status", "bookstore", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,8 +1,9 @@
 // Package deploy holds Causeway's Kubernetes manifests and embeds them, so
 // the binary can install the CRDs without the source tree.
 //
-// What enters: nothing at run time; the YAML files under crds/ (SMI and
-// causeway.dev CustomResourceDefinitions, apiextensions.k8s.io/v1), base/
+// What enters: nothing at run time; the YAML files under crds/ (SMI,
+// causeway.dev and MCS ServiceExport CustomResourceDefinitions,
+// apiextensions.k8s.io/v1), base/
 // (the default kustomization, one identity story: the control plane's CA,
 // the node agent serving the Workload API from it on every node, sidecars
 // and the east-west gateway attested by projected tokens, federation on),

@@ -51,7 +51,8 @@ func cluster(t *testing.T) (admin, controlPlane *rest.Config) {
 		start := time.Now()
 		setup.err = kubetest.InstallCRDs(ctx, admin,
 			"../../deploy/crds/split.smi-spec.io.yaml", "../../deploy/crds/access.smi-spec.io.yaml",
-			"../../deploy/crds/specs.smi-spec.io.yaml", "../../deploy/crds/causeway.dev.yaml")
+			"../../deploy/crds/specs.smi-spec.io.yaml", "../../deploy/crds/causeway.dev.yaml",
+			"../../deploy/crds/multicluster.x-k8s.io.yaml")
 		if setup.err != nil {
 			return
 		}

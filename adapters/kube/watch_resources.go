@@ -66,15 +66,23 @@ var (
 	Workloads    = Resource{Kind: "Workload", GVR: gvr("causeway.dev", "v1alpha1", "workloads"), Namespaced: true, Status: true}
 	Clusters     = Resource{Kind: "Cluster", GVR: gvr("causeway.dev", "v1alpha1", "clusters"), Status: true}
 	ClusterLinks = Resource{Kind: "ClusterLink", GVR: gvr("causeway.dev", "v1alpha1", "clusterlinks"), Namespaced: true, Status: true}
+
+	// ServiceExports are MCS's (KEP-1645): one of the same namespace and
+	// name exports a Service (translate_export.go). Their status belongs to
+	// MCS controllers, so Causeway never writes it. A cluster without the
+	// MCS CRD still works: the Watcher skips a kind the apiserver does not
+	// serve, and the annotation keeps exporting.
+	ServiceExports = Resource{Kind: "ServiceExport", GVR: gvr(GroupMCS, "v1alpha1", "serviceexports"), Namespaced: true}
 )
 
 // DefaultResources is what a control plane reading a cluster needs: the
 // core kinds Translate reads (EndpointSlices rather than the legacy
-// Endpoints) and every SMI kind.
+// Endpoints), every SMI kind, and MCS ServiceExports.
 func DefaultResources() []Resource {
 	return []Resource{
 		Namespaces, Services, ServiceAccounts, Pods, EndpointSlices,
 		Deployments, StatefulSets, DaemonSets,
 		TrafficSplits, TrafficTargets, IdentityBindings, HTTPRouteGroups, TCPRoutes, UDPRoutes,
+		ServiceExports,
 	}
 }

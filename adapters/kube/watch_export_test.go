@@ -1,0 +1,134 @@
+package kube_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/causeway-mesh/causeway/adapters/kube"
+	"github.com/causeway-mesh/causeway/spec"
+)
+
+// exported reports whether the snapshot holds ns/name with Export as want.
+func exported(s *spec.Snapshot, ns, name string, want bool) bool {
+	svc := service(s, ns, name)
+	return svc != nil && svc.Export == want
+}
+
+// TestServiceExportFollowsCluster runs a Watcher, as the control plane's
+// ServiceAccount (deploy/base RBAC), on the real apiserver with deploy/crds'
+// ServiceExport CRD: a Service created with client-go is not exported until
+// a ServiceExport of its name is created, and stops being exported when the
+// ServiceExport is deleted. Each step logs how long the snapshot took.
+func TestServiceExportFollowsCluster(t *testing.T) {
+	admin, cp := cluster(t)
+	ctx := context.Background()
+	const ns = "export-it"
+	kc := kubernetes.NewForConfigOrDie(admin)
+	exports := dynamic.NewForConfigOrDie(admin).Resource(kube.ServiceExports.GVR).Namespace(ns)
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := startWatcher(t, cp, kube.Election{})
+	svcExport := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": kube.GroupMCS + "/v1alpha1", "kind": "ServiceExport",
+		"metadata": map[string]any{"name": "orders", "namespace": ns},
+	}}
+	steps := []struct {
+		name   string
+		change func(t *testing.T)
+		want   bool
+	}{
+		{"a Service alone is not exported", func(t *testing.T) {
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: ns},
+				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}
+			if _, err := kc.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"a ServiceExport of its name exports it", func(t *testing.T) {
+			if _, err := exports.Create(ctx, svcExport, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"deleting the ServiceExport withdraws it", func(t *testing.T) {
+			if err := exports.Delete(ctx, "orders", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) {
+			start := time.Now()
+			s.change(t)
+			written := time.Now()
+			waitSnapshot(t, w, "orders with Export="+map[bool]string{true: "true", false: "false"}[s.want], func(snap *spec.Snapshot) bool {
+				return exported(snap, ns, "orders", s.want)
+			})
+			t.Logf("write took %v; snapshot shows Export=%v %v after the write", written.Sub(start).Round(time.Millisecond), s.want, time.Since(written).Round(time.Millisecond))
+		}) {
+			return
+		}
+	}
+}
+
+// TestWithoutMCS runs the Watcher on fake clients whose discovery does not
+// serve multicluster.x-k8s.io, as on a cluster without the MCS CRD: the
+// Watcher still syncs the other kinds and publishes, and the annotation
+// still exports.
+func TestWithoutMCS(t *testing.T) {
+	kc, dc := fakeAPI(t, fakeWorkloads+`
+---
+apiVersion: v1
+kind: Service
+metadata: {name: orders, namespace: shop, annotations: {causeway.dev/export: "true"}}
+spec: {ports: [{name: http, port: 8080}]}
+`)
+	fd := kc.Discovery().(*fakediscovery.FakeDiscovery)
+	kept := fd.Resources[:0]
+	for _, l := range fd.Resources {
+		if l.GroupVersion != kube.ServiceExports.GVR.GroupVersion().String() {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(fd.Resources) {
+		t.Fatal("the fake discovery never listed ServiceExports; the test would prove nothing")
+	}
+	fd.Resources = kept
+	w, err := kube.NewWatcher(kube.WatchOptions{Kube: kc, Dynamic: dc, Translate: pipeline, Settle: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	cases := []struct {
+		name       string
+		ns, svc    string
+		wantExport bool
+	}{
+		{"annotated Service exported", "shop", "orders", true},
+		{"plain Service not exported", "shop", "web", false},
+	}
+	s := waitSnapshot(t, w, "orders", func(s *spec.Snapshot) bool { return service(s, "shop", "orders") != nil })
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !exported(s, c.ns, c.svc, c.wantExport) {
+				t.Errorf("%s/%s: Export != %v in %+v", c.ns, c.svc, c.wantExport, service(s, c.ns, c.svc))
+			}
+		})
+	}
+}
