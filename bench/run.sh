@@ -3,7 +3,7 @@
 # and runs it pinned to the load CPU; the systems under test are pinned to
 # the proxy CPU by the harness itself. Environment knobs:
 #   BENCH_DURATION  length of each load per system (default 10s; `make bench-quick` uses 2s)
-#   BENCH_SYSTEMS   e.g. none,causeway-1hop,causeway-2hop,haproxy,nginx
+#   BENCH_SYSTEMS   e.g. none,causeway-1hop,causeway-2hop,causeway-mtls,causeway-gateway,haproxy,nginx
 #   BENCH_LOADS     e.g. h1-max,h1-fixed,h2,grpc,tcp
 #   BENCH_ROUNDS    rounds over all systems, median reported (default 1; 3 on a noisy machine)
 #   BENCH_NICE      e.g. -10: run everything (harness, tools, upstream, systems: all
@@ -25,7 +25,7 @@ fi
 mkdir -p bin
 go build -o bin/benchreport ./bench/cmd/benchreport
 
-args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$LOAD_CPU" --causeway bin/causeway-proxy)
+args=(--duration "${BENCH_DURATION:-10s}" --proxy-cpu "$PROXY_CPU" --load-cpu "$LOAD_CPU" --causeway bin/causeway-proxy --causeway-cli bin/causeway)
 [ -n "${BENCH_SYSTEMS:-}" ] && args+=(--systems "$BENCH_SYSTEMS")
 [ -n "${BENCH_LOADS:-}" ] && args+=(--loads "$BENCH_LOADS")
 [ -n "${BENCH_ROUNDS:-}" ] && args+=(--rounds "$BENCH_ROUNDS")

@@ -15,6 +15,8 @@ type Ports struct {
 	UpHTTP, UpTCP     int // the shared upstream (HTTP/1.1 + h2c, TCP sink)
 	Admin, Admin2     int // Causeway's admin servers (client, server sidecar)
 	Inbound           int // Causeway's server-sidecar inbound (two hops)
+	Gateway           int // east's east-west gateway (causeway-gateway)
+	GatewayAdmin      int // the gateway's admin server
 	H1Conns, H2Conns  int // connection hints for pool sizes
 	NginxStreamModule string
 }
@@ -146,11 +148,12 @@ var (
 // the proxy package cannot stop the peers' half of the benchmark building;
 // the proxy loads it strictly, so a field that drifts fails loudly at start.
 type causewayBootstrap struct {
-	Admin    string            `json:"admin"`
-	Inbound  *causewayInbound  `json:"inbound,omitempty"`
-	Outbound *causewayOutbound `json:"outbound,omitempty"`
-	Policy   causewayPolicy    `json:"policy"`
-	Config   *spec.NodeConfig  `json:"config"`
+	Admin       string            `json:"admin"`
+	WorkloadAPI string            `json:"workloadAPI,omitempty"` // the cross-cluster systems' SVID source
+	Inbound     *causewayInbound  `json:"inbound,omitempty"`
+	Outbound    *causewayOutbound `json:"outbound,omitempty"`
+	Policy      causewayPolicy    `json:"policy"`
+	Config      *spec.NodeConfig  `json:"config"`
 }
 
 type causewayInbound struct {

@@ -171,6 +171,8 @@ func Render(w io.Writer, rep *Report, env Environment) {
 		fmt.Fprintln(w)
 	}
 
+	renderCrossing(w, rep)
+
 	fmt.Fprintf(w, "## Idle memory (a second after start, all of the system's processes)\n\n")
 	fmt.Fprintf(w, "RSS counts the executable's pages the kernel mapped in as well as heap and stacks; the anonymous part is heap and stacks alone.\n\n")
 	fmt.Fprintf(w, "| system | idle RSS | of which anonymous |\n|---|---:|---:|\n")

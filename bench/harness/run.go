@@ -63,7 +63,8 @@ type Plan struct {
 	BulkReps        int           // transfers per system; the median is reported
 	ProxyCores      string        // taskset CPU list for the systems under test
 	LoadCores       string        // taskset CPU list for generators and upstream
-	Causeway        string        // path of the causeway binary
+	Causeway        string        // path of the causeway binary the sidecars run from
+	CausewayCLI     string        // the full causeway binary (identity serve, gateway) for the cross-cluster systems
 	Self            string        // path of the harness binary (runs the upstream)
 	Dir             string        // scratch directory for configs, logs, profiles
 	Rounds          int           // rounds over all systems; each figure is the median round
@@ -134,6 +135,24 @@ func Run(ctx context.Context, p Plan) (*Report, error) {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 
+	// The two clusters' Workload APIs live as long as the run, like the
+	// upstream: only the cross-cluster systems use them.
+	var ids *Identities
+	if slices.ContainsFunc(p.Systems, IsCrossCluster) {
+		p.logf("identity: starting west's and east's Workload APIs (two CAs, federated bundles)")
+		ids, err = StartIdentities(ctx, p.Dir, p.LoadCores, p.CausewayCLI, p.Causeway)
+		if err != nil {
+			p.logf("identity: %v; the cross-cluster systems are skipped", err)
+			for _, name := range p.Systems {
+				if IsCrossCluster(name) {
+					rep.Skipped[name] = firstLine(err.Error())
+				}
+			}
+		} else {
+			defer ids.Stop()
+		}
+	}
+
 	// Systems take turns within each round, so a burst of background load
 	// on the shared machine hits every system rather than one.
 	var all []Result
@@ -145,8 +164,11 @@ func Run(ctx context.Context, p Plan) (*Report, error) {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
+			if IsCrossCluster(name) && ids == nil {
+				continue
+			}
 			p.logf("%s: starting (round %d of %d)", name, round, rounds)
-			sys, err := StartSystem(ctx, name, p.Dir, p.ProxyCores, p.Causeway, up, max(p.Conns, p.RateConns, p.H2Clients))
+			sys, err := StartSystemWith(ctx, name, p.Dir, p.ProxyCores, p.Causeway, ids, up, max(p.Conns, p.RateConns, p.H2Clients))
 			if err != nil {
 				p.logf("%s: skipped: %v", name, err)
 				rep.Skipped[name] = firstLine(err.Error())

@@ -22,7 +22,7 @@ const (
 )
 
 // AllSystems is every system in report order.
-var AllSystems = []string{SysNone, SysCauseway1, SysCauseway2, SysHAProxy, SysNginx}
+var AllSystems = []string{SysNone, SysCauseway1, SysCauseway2, SysXDirect, SysXGateway, SysHAProxy, SysNginx}
 
 // IsPeer reports whether name is one of the proxies Causeway is compared to.
 func IsPeer(name string) bool { return name == SysHAProxy || name == SysNginx }
@@ -37,7 +37,9 @@ func sidecarArgs(bin, cfg string) []string {
 	return []string{"proxy", "--config", cfg}
 }
 
-func IsCauseway(name string) bool { return name == SysCauseway1 || name == SysCauseway2 }
+func IsCauseway(name string) bool {
+	return name == SysCauseway1 || name == SysCauseway2 || IsCrossCluster(name)
+}
 
 // sidecarArgv runs a sidecar from cfg: the slim causeway-proxy binary (what
 // `make bench` measures: the sidecar as shipped) takes the flags of
@@ -52,14 +54,15 @@ func sidecarArgv(bin, cfg string) []string {
 // Running is a started system: where to aim each load and which processes
 // to measure.
 type Running struct {
-	Name        string
-	H1, H2, TCP string // host:port; TCP is "" when the system cannot proxy TCP
-	TCPNA       string // why TCP is not measured, when TCP is ""
-	Admin       string // Causeway's client-sidecar admin address
-	Children    []*Child
-	IdleRSS     int64 // bytes, summed over Children, a moment after start
-	IdleAnon    int64 // the anonymous part of IdleRSS
-	ConfigFiles []string
+	Name         string
+	H1, H2, TCP  string // host:port; TCP is "" when the system cannot proxy TCP
+	TCPNA        string // why TCP is not measured, when TCP is ""
+	Admin        string // Causeway's client-sidecar admin address
+	GatewayAdmin string // the east-west gateway's admin address (causeway-gateway)
+	Children     []*Child
+	IdleRSS      int64 // bytes, summed over Children, a moment after start
+	IdleAnon     int64 // the anonymous part of IdleRSS
+	ConfigFiles  []string
 }
 
 // PIDs are the processes whose CPU and memory count as the system's.
@@ -79,8 +82,15 @@ func (r *Running) Stop() {
 }
 
 // StartSystem generates name's config into dir, starts it pinned to cores
-// and waits until it proxies an HTTP request and accepts TCP.
+// and waits until it proxies an HTTP request and accepts TCP. The
+// cross-cluster systems need StartSystemWith.
 func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Ports, conns int) (*Running, error) {
+	return StartSystemWith(ctx, name, dir, cores, causeway, nil, up, conns)
+}
+
+// StartSystemWith is StartSystem with the two clusters' Workload APIs,
+// which the cross-cluster systems (IsCrossCluster) take their SVIDs from.
+func StartSystemWith(ctx context.Context, name, dir, cores, causeway string, ids *Identities, up Ports, conns int) (*Running, error) {
 	r := &Running{Name: name}
 	sysDir := filepath.Join(dir, name)
 	if err := os.MkdirAll(sysDir, 0o755); err != nil {
@@ -182,6 +192,12 @@ func StartSystem(ctx context.Context, name, dir, cores, causeway string, up Port
 			return nil, err
 		}
 		r.Children = append(r.Children, c)
+	case SysXDirect, SysXGateway:
+		r.Admin = fmt.Sprintf("127.0.0.1:%d", p.Admin)
+		if err := startCrossCluster(ctx, r, sysDir, cores, causeway, ids, p); err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	default:
 		return nil, fmt.Errorf("unknown system %q (want one of %v)", name, AllSystems)
 	}

@@ -68,7 +68,8 @@ func bench(args []string) int {
 		bulkMiB  = fs.Int64("bulk-mib", 1024, "MiB per TCP bulk transfer")
 		keep     = fs.Bool("keep", false, "keep the scratch directory (configs, logs, raw tool output)")
 		profile  = fs.Bool("profile", true, "take a CPU profile of causeway-1hop under the HTTP/1.1 max-rps load (admin /debug/pprof)")
-		causeway = fs.String("causeway", "bin/causeway", "path of the causeway binary")
+		causeway = fs.String("causeway", "bin/causeway", "path of the causeway binary the sidecars run from")
+		cli      = fs.String("causeway-cli", "bin/causeway", "path of the full causeway binary (identity serve and gateway, for the cross-cluster systems)")
 	)
 	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "length of each load on each system")
 	fs.IntVar(&p.Conns, "conns", 50, "wrk connections for HTTP/1.1 max rps")
@@ -104,6 +105,10 @@ func bench(args []string) int {
 		return 1
 	}
 	if p.Causeway, err = filepath.Abs(*causeway); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		return 1
+	}
+	if p.CausewayCLI, err = filepath.Abs(*cli); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		return 1
 	}
