@@ -17,5 +17,9 @@
 // clusters); plus spec.Diagnostics. Every model object carries a spec.Origin.
 //
 // The translate*.go files are pure functions: no clients, no goroutines, no
-// clock. Watching a cluster is a separate concern that feeds them Objects.
+// clock. Watching a cluster is a separate concern that feeds them Objects:
+// the Watcher (watch*.go, its goroutines described in watch.go) keeps
+// informers for DefaultResources, MCS ServiceExports included; a custom kind
+// the apiserver does not serve is skipped with a warning and looked for
+// again every WatchOptions.Rediscover (watch_discover.go).
 package kube

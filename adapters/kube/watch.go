@@ -11,8 +11,9 @@ package kube
 //
 // Goroutines, all started and awaited by Run: the informers (client-go's);
 // the sync loop, sole consumer of the change queue, which translates and
-// publishes; the campaign loop (leader election); and, in each won term, the
-// status loop, sole consumer of the status queue. Informer callbacks only add
+// publishes; the campaign loop (leader election); in each won term, the
+// status loop, sole consumer of the status queue; and, while a custom kind
+// asked for is not served, the rediscover loop (watch_discover.go). Informer callbacks only add
 // keys to a workqueue, which never blocks and folds duplicates, so a slow
 // translation can never stall a watch. Status writes are retried with the
 // queue's rate limiter, at most MaxStatusRetries times per change.
@@ -88,6 +89,11 @@ type WatchOptions struct {
 	// conditions and Events. A zero LeaseName disables election and the
 	// Watcher never writes.
 	Election Election
+	// Rediscover is how often discovery is asked again for the custom kinds
+	// the apiserver did not serve when Run started (a CRD installed later,
+	// such as MCS's ServiceExport): once served, the kind is watched without
+	// a restart. 0 means 30s; negative never asks again.
+	Rediscover time.Duration
 	// MaxStatusRetries bounds retries of one object's status write; 0 means 5.
 	MaxStatusRetries int
 	// Logger; nil means slog.Default().
@@ -105,7 +111,14 @@ type Watcher struct {
 	typed   informers.SharedInformerFactory
 	dynamic dynamicinformer.DynamicSharedInformerFactory
 
-	informers []watched
+	// informers grows when a missing kind is discovered (rediscover), so it
+	// is read through watching(); only setupInformers and the rediscover
+	// loop append, under informersMu.
+	informersMu sync.RWMutex
+	informers   []watched
+	// missing are the custom kinds not served when Run started; only the
+	// rediscover loop touches it after setupInformers.
+	missing []Resource
 	// changes holds the keys informer callbacks enqueue; the sync worker
 	// drains it. A workqueue never blocks the caller and folds repeated keys,
 	// so the callbacks cannot stall the informers.
@@ -144,6 +157,7 @@ func NewWatcher(opts WatchOptions) (*Watcher, error) {
 	}
 	opts.Settle = cmp.Or(opts.Settle, 100*time.Millisecond)
 	opts.MaxStatusRetries = cmp.Or(opts.MaxStatusRetries, 5)
+	opts.Rediscover = cmp.Or(opts.Rediscover, 30*time.Second)
 	w := &Watcher{
 		opts:    opts,
 		log:     cmp.Or(opts.Logger, slog.Default()).With("component", "kube-watcher"),
@@ -188,9 +202,10 @@ func (w *Watcher) Diagnostics() spec.Diagnostics {
 	return nil
 }
 
-// Run starts the informers (skipping kinds the apiserver does not serve, with
-// a warning), waits for their caches, then translates after every settled
-// change until ctx ends. Call it once. With election configured it also campaigns for the
+// Run starts the informers (skipping kinds the apiserver does not serve,
+// with a warning, and looking for custom ones again every Rediscover), waits
+// for their caches, then translates after every settled change until ctx
+// ends. Call it once. With election configured it also campaigns for the
 // lease and, while leader, writes status conditions and Events. Run returns
 // after every goroutine it started has stopped.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -207,14 +222,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer w.dynamic.Shutdown()
 
 	start := time.Now()
-	syncs := make([]cache.InformerSynced, len(w.informers))
-	for i, in := range w.informers {
+	watching := w.watching()
+	syncs := make([]cache.InformerSynced, len(watching))
+	for i, in := range watching {
 		syncs[i] = in.informer.HasSynced
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
 		return fmt.Errorf("kube watcher: caches did not sync: %w", context.Cause(ctx))
 	}
-	w.log.Info("informer caches synced", "kinds", len(w.informers), "took", time.Since(start).Round(time.Millisecond))
+	w.log.Info("informer caches synced", "kinds", len(watching), "took", time.Since(start).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -235,6 +251,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	if w.opts.Election.LeaseName != "" {
 		wg.Go(func() { w.campaign(ctx) })
+	}
+	if len(w.missing) > 0 && w.opts.Rediscover > 0 {
+		wg.Go(func() { w.rediscover(ctx) })
 	}
 	<-ctx.Done()
 	w.changes.ShutDown()
@@ -266,35 +285,56 @@ func (w *Watcher) setupInformers() error {
 	for _, r := range w.opts.Resources {
 		if !served[r.GVR.GroupVersion().String()+"/"+r.GVR.Resource] {
 			w.log.Warn("kind not served by the apiserver; not watched (are the CRDs installed?)", "kind", r.Kind, "resource", r.GVR.String())
+			if r.crd() {
+				w.missing = append(w.missing, r)
+			}
 			continue
 		}
-		var inf cache.SharedIndexInformer
-		if r.crd() {
-			inf = w.dynamic.ForResource(r.GVR).Informer()
-			if err := inf.SetTransform(relabel); err != nil {
-				return err
-			}
-		} else {
-			gi, err := w.typed.ForResource(r.GVR)
-			if err != nil {
-				return fmt.Errorf("kube watcher: %s: %w", r, err)
-			}
-			inf = gi.Informer()
-			if err := inf.SetTransform(stripManagedFields); err != nil {
-				return err
-			}
-		}
-		kind := r.Kind
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { w.enqueue(kind, obj) },
-			UpdateFunc: func(_, obj any) { w.enqueue(kind, obj) },
-			DeleteFunc: func(obj any) { w.enqueue(kind, obj) },
-		}); err != nil {
+		inf, err := w.newInformer(r)
+		if err != nil {
 			return err
 		}
 		w.informers = append(w.informers, watched{res: r, informer: inf})
 	}
 	return nil
+}
+
+// newInformer creates the informer for r, with its transform and handlers;
+// the factory starts it on its next Start.
+func (w *Watcher) newInformer(r Resource) (cache.SharedIndexInformer, error) {
+	var inf cache.SharedIndexInformer
+	if r.crd() {
+		inf = w.dynamic.ForResource(r.GVR).Informer()
+		if err := inf.SetTransform(relabel); err != nil {
+			return nil, err
+		}
+	} else {
+		gi, err := w.typed.ForResource(r.GVR)
+		if err != nil {
+			return nil, fmt.Errorf("kube watcher: %s: %w", r, err)
+		}
+		inf = gi.Informer()
+		if err := inf.SetTransform(stripManagedFields); err != nil {
+			return nil, err
+		}
+	}
+	kind := r.Kind
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.enqueue(kind, obj) },
+		UpdateFunc: func(_, obj any) { w.enqueue(kind, obj) },
+		DeleteFunc: func(obj any) { w.enqueue(kind, obj) },
+	}); err != nil {
+		return nil, err
+	}
+	return inf, nil
+}
+
+// watching returns the informers running now. The slice is only ever
+// appended to, so the copy of its header stays valid.
+func (w *Watcher) watching() []watched {
+	w.informersMu.RLock()
+	defer w.informersMu.RUnlock()
+	return w.informers
 }
 
 // enqueue is every informer callback: it names the change and returns.
@@ -418,7 +458,7 @@ func (w *Watcher) Serve(ctx context.Context, publish func(*spec.Snapshot, spec.D
 // order (kind, namespace, name) so that logs and diagnostics are too.
 func (w *Watcher) objects() []adapters.Object {
 	var out []adapters.Object
-	for _, in := range w.informers {
+	for _, in := range w.watching() {
 		for _, obj := range in.informer.GetStore().List() {
 			o, err := toObject(in.res, obj)
 			if err != nil {

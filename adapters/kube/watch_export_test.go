@@ -2,17 +2,24 @@ package kube_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/causeway-mesh/causeway/adapters"
 	"github.com/causeway-mesh/causeway/adapters/kube"
+	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -130,5 +137,96 @@ spec: {ports: [{name: http, port: 8080}]}
 				t.Errorf("%s/%s: Export != %v in %+v", c.ns, c.svc, c.wantExport, service(s, c.ns, c.svc))
 			}
 		})
+	}
+}
+
+// gadgetCRD is a kind no other test installs, so its absence at the
+// Watcher's start is certain; it stands for a CRD (MCS's ServiceExport)
+// installed while the control plane runs.
+const gadgetCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.rediscover.causeway.test}
+spec:
+  group: rediscover.causeway.test
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
+
+// TestKindInstalledLater starts a Watcher that asks for a kind whose CRD
+// does not exist yet, installs the CRD, and checks that the Watcher starts
+// watching it within a few Rediscover periods and that an object of that
+// kind then reaches Translate.
+func TestKindInstalledLater(t *testing.T) {
+	admin, _ := cluster(t)
+	gadgets := kube.Resource{Kind: "Gadget", GVR: schema.GroupVersionResource{Group: "rediscover.causeway.test", Version: "v1", Resource: "gadgets"}, Namespaced: true}
+	var seen atomic.Int64 // Gadgets in the latest translation
+	w, err := kube.NewWatcher(kube.WatchOptions{
+		Config: admin, Resources: []kube.Resource{kube.Services, gadgets}, Settle: 20 * time.Millisecond, Rediscover: 100 * time.Millisecond,
+		Translate: func(objs []adapters.Object) (*spec.Snapshot, spec.Diagnostics) {
+			n := 0
+			for _, o := range objs {
+				if o.Kind == "Gadget" {
+					n++
+				}
+			}
+			seen.Store(int64(n))
+			// Only the non-Gadget objects go to the pipeline, which does
+			// not know the kind.
+			return pipeline(slices.DeleteFunc(objs, func(o adapters.Object) bool { return o.Kind == "Gadget" }))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, 30*time.Second, "first translation", w.Synced)
+	kinds := func(want ...string) func() bool {
+		return func() bool { return slices.Equal(w.Kinds(), want) }
+	}
+	steps := []struct {
+		name   string
+		change func(t *testing.T)
+		ok     func() bool
+	}{
+		{"without the CRD only Services are watched", func(*testing.T) {}, kinds("Service")},
+		{"the CRD appears: Gadgets are watched", func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "gadget.yaml")
+			if err := os.WriteFile(f, []byte(gadgetCRD), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := kubetest.InstallCRDs(context.Background(), admin, f); err != nil {
+				t.Fatal(err)
+			}
+		}, kinds("Service", "Gadget")},
+		{"a Gadget reaches Translate", func(t *testing.T) {
+			g := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rediscover.causeway.test/v1", "kind": "Gadget",
+				"metadata": map[string]any{"name": "g1", "namespace": "default"}}}
+			if _, err := dynamic.NewForConfigOrDie(admin).Resource(gadgets.GVR).Namespace("default").Create(context.Background(), g, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, func() bool { return seen.Load() == 1 }},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) {
+			s.change(t)
+			start := time.Now()
+			waitFor(t, 30*time.Second, s.name, s.ok)
+			t.Logf("held %v after the change (kinds %v)", time.Since(start).Round(time.Millisecond), w.Kinds())
+		}) {
+			return
+		}
 	}
 }

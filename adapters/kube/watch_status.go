@@ -82,7 +82,7 @@ func newStatusWriter(w *Watcher) *statusWriter {
 // statusObjects lists the cached objects of kinds with status conditions.
 func (w *Watcher) statusObjects() []statusObject {
 	var out []statusObject
-	for _, in := range w.informers {
+	for _, in := range w.watching() {
 		if !in.res.Status {
 			continue
 		}
@@ -297,7 +297,7 @@ func (s *statusWriter) write(ctx context.Context, recorder record.EventRecorder,
 }
 
 func (w *Watcher) informerFor(r Resource) cache.SharedIndexInformer {
-	for _, in := range w.informers {
+	for _, in := range w.watching() {
 		if in.res == r {
 			return in.informer
 		}
