@@ -3,11 +3,34 @@ package spec
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
+
+// AnchorRegex anchors re as SMI means it: at the start of the path
+// (DESIGN §3), and with whole at the end too (header values). re is
+// wrapped as written when that parses; a pattern whose meaning does not
+// survive being put inside a group (an unterminated \Q quote swallows the
+// closing parenthesis) is parsed and printed back first. Either way the
+// result reads the same in any RE2 engine (Envoy, Istio, Gateway API
+// implementations). The error is re's own parse error.
+func AnchorRegex(re string, whole bool) (string, error) {
+	parsed, err := syntax.Parse(re, syntax.Perl)
+	if err != nil {
+		return "", err
+	}
+	end := ")"
+	if whole {
+		end = ")$"
+	}
+	if _, err := syntax.Parse("^(?:"+re+end, syntax.Perl); err == nil && !strings.Contains(re, `\Q`) {
+		return "^(?:" + re + end, nil
+	}
+	return "^(?:" + parsed.String() + end, nil
+}
 
 // compilePath anchors an SMI pathRegex at the start of the path (DESIGN §3):
 // "/books" matches "/books-bought" but not "/x/books".
@@ -15,13 +38,21 @@ func compilePath(re string) (*regexp.Regexp, error) {
 	if re == "" {
 		return nil, nil
 	}
-	return regexp.Compile(`^(?:` + re + `)`)
+	a, err := AnchorRegex(re, false)
+	if err != nil {
+		return nil, err
+	}
+	return regexp.Compile(a)
 }
 
 // compileHeader makes a header regex match the whole value, as Envoy's
 // safe_regex header matcher (which SMI implementations translate to) does.
 func compileHeader(re string) (*regexp.Regexp, error) {
-	return regexp.Compile(`^(?:` + re + `)$`)
+	a, err := AnchorRegex(re, true)
+	if err != nil {
+		return nil, err
+	}
+	return regexp.Compile(a)
 }
 
 // HeaderGetter reads a request header; net/http's Header satisfies it.

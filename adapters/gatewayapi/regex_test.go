@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/causeway-mesh/causeway/spec"
 )
 
 func TestPathForms(t *testing.T) {
@@ -96,7 +98,11 @@ func FuzzPathForms(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := regexp.MustCompile(`^(?:` + re + `)`).MatchString(path)
+		anchored, err := spec.AnchorRegex(re, false)
+		if err != nil {
+			t.Fatalf("PathForms accepted %q, which does not parse: %v", re, err)
+		}
+		want := regexp.MustCompile(anchored).MatchString(path)
 		got := false
 		for _, f := range forms {
 			if (f.Exact && path == f.Value) || (!f.Exact && strings.HasPrefix(path, f.Value)) {
@@ -123,7 +129,11 @@ func FuzzHeaderForms(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := regexp.MustCompile(`^(?:` + re + `)$`).MatchString(value)
+		anchored, err := spec.AnchorRegex(re, true)
+		if err != nil {
+			t.Fatalf("HeaderForms accepted %q, which does not parse: %v", re, err)
+		}
+		want := regexp.MustCompile(anchored).MatchString(value)
 		got := false
 		for _, f := range forms {
 			switch {

@@ -245,7 +245,8 @@ func PathMatch(re string) map[string]any {
 			return map[string]any{"type": "RegularExpression", "value": "^" + regexp.QuoteMeta(f.Value) + ".*"}
 		}
 	}
-	return map[string]any{"type": "RegularExpression", "value": "^(?:" + re + ").*"}
+	a, _ := spec.AnchorRegex(re, false) // re passed spec.Build
+	return map[string]any{"type": "RegularExpression", "value": a + ".*"}
 }
 
 // exactPathOK reports whether Gateway API takes p as an Exact path: it
@@ -269,5 +270,6 @@ func HeaderMatch(name, re string) map[string]any {
 	if lit, ok := IsLiteral(re); ok && lit != "" {
 		return map[string]any{"type": "Exact", "name": name, "value": lit}
 	}
-	return map[string]any{"type": "RegularExpression", "name": name, "value": "^(?:" + re + ")$"}
+	a, _ := spec.AnchorRegex(re, true) // re passed spec.Build
+	return map[string]any{"type": "RegularExpression", "name": name, "value": a}
 }

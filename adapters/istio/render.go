@@ -184,7 +184,8 @@ func uriMatch(re string) map[string]any {
 			return map[string]any{"prefix": f.Value}
 		}
 	}
-	return map[string]any{"regex": "^(?:" + re + ").*"}
+	a, _ := spec.AnchorRegex(re, false) // re passed spec.Build
+	return map[string]any{"regex": a + ".*"}
 }
 
 func headerMatch(re string) map[string]any {
