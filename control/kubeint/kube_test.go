@@ -174,15 +174,23 @@ func TestControlKubeEndToEnd(t *testing.T) {
 		})
 	}
 
-	resp, err := http.Get("http://" + restAddr + "/api/v1/proxies/bookbuyer-0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	// The proxy's ACK follows Apply; the control plane records it a moment
+	// after the test saw the config, so wait for it.
 	var sync struct {
 		InSync bool `json:"inSync"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&sync); err != nil || !sync.InSync {
-		t.Errorf("REST sync state: in sync = %v (%v)", sync.InSync, err)
+	var lastErr error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + restAddr + "/api/v1/proxies/bookbuyer-0")
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		lastErr = json.NewDecoder(resp.Body).Decode(&sync)
+		resp.Body.Close()
+		if lastErr == nil && sync.InSync {
+			return
+		}
 	}
+	t.Errorf("REST sync state: in sync = %v (%v)", sync.InSync, lastErr)
 }
