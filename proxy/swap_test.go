@@ -104,8 +104,12 @@ func TestConfigSwapUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	const swaps = 20
-	for i := range swaps {
+	// At least 20 swaps, and on until the clients have sent 100 requests
+	// across them: a loaded machine only takes longer (600 swaps, 60 s,
+	// stop a load that does not run at all).
+	swaps := 0
+	for ; swaps < 20 || (sent.Load() < 100 && swaps < 600); swaps++ {
+		i := swaps
 		time.Sleep(100 * time.Millisecond)
 		cfg := m.a
 		if i%2 == 0 {
@@ -132,7 +136,7 @@ func TestConfigSwapUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, 0 failed, %d swaps", sent.Load(), swaps)
 	mfs := proxytest.Scrape(t, m.admin+"/metrics")
-	if got := proxytest.Sum(mfs, "causeway_config_updates_total", map[string]string{"result": "applied"}); got != swaps+1 {
+	if got := proxytest.Sum(mfs, "causeway_config_updates_total", map[string]string{"result": "applied"}); got != float64(swaps+1) {
 		t.Fatalf("applied configs = %v, want %d", got, swaps+1)
 	}
 }
