@@ -58,10 +58,11 @@ func free(p int) bool {
 	return true
 }
 
-// belowEphemeral returns the port range [lo, hi) from 10000 up to the start
-// of the kernel's ephemeral range.
+// belowEphemeral returns the port range [lo, hi) from 20000 up to the start
+// of the kernel's ephemeral range. Ports below 20000 are left alone: the
+// examples' workloads and `causeway up` use fixed ones there (14xxx, 15xxx).
 func belowEphemeral() (lo, hi int) {
-	lo, hi = 10000, 32768 // Linux's default ephemeral range starts at 32768
+	lo, hi = 20000, 32768 // Linux's default ephemeral range starts at 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
 			if v, err := strconv.Atoi(f[0]); err == nil {
