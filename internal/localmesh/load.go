@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/causeway-mesh/causeway/adapters/local"
 	"github.com/causeway-mesh/causeway/adapters/manifest"
 	"github.com/causeway-mesh/causeway/adapters/pipeline"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -29,22 +29,19 @@ func newPortBook() *portBook {
 	return &portBook{used: map[int32]bool{}, inbound: map[spec.Key]int32{}}
 }
 
-// free asks the kernel for a free port, never one handed out before in this
-// run. The port is closed again before the sidecar binds it; on loopback,
-// with the kernel handing out ephemeral ports in sequence, nothing else
-// takes it in between in practice, and if something does the sidecar's
-// start fails loudly.
+// free returns a free loopback port never handed out before in this run.
+// It comes from loopback.FreePorts, below the kernel's ephemeral range, so
+// between this call and the sidecar's bind no outgoing connection can take
+// it; if something else does, the sidecar's start fails loudly.
 func (b *portBook) free() (int32, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		ps, err := loopback.FreePorts(1)
 		if err != nil {
 			return 0, err
 		}
-		p := int32(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		if !b.used[p] {
+		if p := int32(ps[0]); !b.used[p] {
 			b.used[p] = true
 			return p, nil
 		}
