@@ -1,23 +1,16 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"google.golang.org/grpc"
 
-	"github.com/causeway-mesh/causeway/identity/attest/satoken"
 	"github.com/causeway-mesh/causeway/proxy"
-	"github.com/causeway-mesh/causeway/proxy/configsource"
+	"github.com/causeway-mesh/causeway/proxy/sidecar"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -40,10 +33,9 @@ type Flags struct {
 	SpiffeTokenFile string
 }
 
-// UsageError is a flag combination that cannot run (exit status 2).
-type UsageError struct{ Msg string }
-
-func (e *UsageError) Error() string { return e.Msg }
+// UsageError is a flag combination that cannot run (exit status 2); the
+// gateway's and the sidecar's are one type.
+type UsageError = sidecar.UsageError
 
 func usage(format string, args ...any) error {
 	return &UsageError{Msg: fmt.Sprintf(format, args...)}
@@ -77,32 +69,9 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 		}
 		static = c
 	}
-	wait := f.SVIDWait
-	if wait <= 0 {
-		wait = 30 * time.Second
-	}
-	var clientOpts []workloadapi.ClientOption
-	if f.SpiffeSocket != "" {
-		clientOpts = append(clientOpts, workloadapi.WithAddr(f.SpiffeSocket))
-	}
-	if f.SpiffeTokenFile != "" {
-		socket := cmp.Or(f.SpiffeSocket, os.Getenv("SPIFFE_ENDPOINT_SOCKET"))
-		if !strings.HasPrefix(socket, "unix:") {
-			// The token would cross the network in plaintext.
-			return usage("gateway: --spiffe-token-file: Workload API %q is not a unix socket; the token is only sent over one", socket)
-		}
-		if _, err := os.Stat(f.SpiffeTokenFile); err != nil {
-			return fmt.Errorf("gateway: --spiffe-token-file: %w", err)
-		}
-		clientOpts = append(clientOpts, workloadapi.WithDialOptions(grpc.WithPerRPCCredentials(satoken.File{Path: f.SpiffeTokenFile})))
-	}
-	// The first SVID may take a moment (a SPIRE agent syncs its entries
-	// first): go-spiffe retries until the deadline.
-	sctx, cancel := context.WithTimeout(ctx, wait)
-	src, err := workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(clientOpts...))
-	cancel()
+	src, err := sidecar.WorkloadSource(ctx, "gateway", f.SpiffeSocket, f.SpiffeTokenFile, f.SVIDWait, lg)
 	if err != nil {
-		return fmt.Errorf("gateway: SVID from the Workload API (%s): %w", f.SpiffeSocket, err)
+		return err
 	}
 	defer src.Close()
 	svid, err := src.GetX509SVID()
@@ -138,20 +107,10 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 		host, _ := os.Hostname()
 		node.ID = host + "-gateway"
 	}
-	cl, err := configsource.New(configsource.Options{
-		Addr: f.Control, Node: node, AdminAddress: admin,
-		Creds:   configsource.MTLS(src, src, tlsconfig.AuthorizeID(controlID)),
-		Apply:   g.Apply,
-		Backoff: configsource.Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second},
-		Logger:  lg,
-	})
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
 	lg.Info("gateway started", "node", node.ID, "identity", svid.ID.String(), "listen", g.Addr().String(),
 		"admin", admin, "control", f.Control)
-	if err := cl.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
-		return fmt.Errorf("gateway: config stream: %w", err)
+	if err := sidecar.FollowControl(ctx, "gateway", f.Control, controlID, node, admin, src, g.Apply, lg); err != nil {
+		return err
 	}
 	lg.Info("gateway stopping")
 	return nil

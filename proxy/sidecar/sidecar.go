@@ -2,22 +2,16 @@ package sidecar
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"google.golang.org/grpc"
 
-	"github.com/causeway-mesh/causeway/identity/attest/satoken"
 	"github.com/causeway-mesh/causeway/proxy"
-	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -91,35 +85,15 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 	if f.Control != "" && socket == "" {
 		return usage("proxy: --control needs an SVID: give --spiffe-socket or workloadAPI in the bootstrap")
 	}
-	clientOpts := []workloadapi.ClientOption{workloadapi.WithAddr(socket), workloadapi.WithLogger(spiffeLog{lg})}
-	if f.SpiffeTokenFile != "" {
-		switch {
-		case socket == "":
-			return usage("proxy: --spiffe-token-file needs a Workload API: give --spiffe-socket or workloadAPI in the bootstrap")
-		case !strings.HasPrefix(socket, "unix:"):
-			// The token would cross the network in plaintext.
-			return usage("proxy: --spiffe-token-file: Workload API %q is not a unix socket; the token is only sent over one", socket)
-		}
-		if _, err := os.Stat(f.SpiffeTokenFile); err != nil {
-			return fmt.Errorf("proxy: --spiffe-token-file: %w", err)
-		}
-		clientOpts = append(clientOpts, workloadapi.WithDialOptions(grpc.WithPerRPCCredentials(satoken.File{Path: f.SpiffeTokenFile})))
-	}
-	wait := f.SVIDWait
-	if wait <= 0 {
-		wait = 30 * time.Second
+	if f.SpiffeTokenFile != "" && socket == "" {
+		return usage("proxy: --spiffe-token-file needs a Workload API: give --spiffe-socket or workloadAPI in the bootstrap")
 	}
 
 	opts := proxy.Options{Logger: lg}
 	var src *workloadapi.X509Source
 	if socket != "" {
-		// The first SVID may take a moment (a SPIRE agent syncs its entries
-		// first): go-spiffe retries until the deadline.
-		sctx, cancel := context.WithTimeout(ctx, wait)
-		src, err = workloadapi.NewX509Source(sctx, workloadapi.WithClientOptions(clientOpts...))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("proxy: SVID from %s: %w", socket, err)
+		if src, err = WorkloadSource(ctx, "proxy", socket, f.SpiffeTokenFile, f.SVIDWait, lg); err != nil {
+			return err
 		}
 		defer src.Close()
 		opts.SVIDs, opts.Bundles = src, src
@@ -152,20 +126,10 @@ func Run(ctx context.Context, f Flags, lg *slog.Logger) error {
 	if a := p.AdminAddr(); a != nil {
 		admin = a.String() // the bound address, when the bootstrap said port 0
 	}
-	cl, err := configsource.New(configsource.Options{
-		Addr: f.Control, Node: node, AdminAddress: admin,
-		Creds:   configsource.MTLS(src, src, tlsconfig.AuthorizeID(controlID)),
-		Apply:   p.Apply,
-		Backoff: configsource.Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second},
-		Logger:  lg,
-	})
-	if err != nil {
-		return fmt.Errorf("proxy: %w", err)
-	}
 	lg.Info("proxy started", "node", node.ID, "identity", svid.ID.String(), "admin", admin,
 		"inbound", b.Inbound.Listen, "control", f.Control)
-	if err := cl.Run(ctx); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
-		return fmt.Errorf("proxy: config stream: %w", err)
+	if err := FollowControl(ctx, "proxy", f.Control, controlID, node, admin, src, p.Apply, lg); err != nil {
+		return err
 	}
 	lg.Info("proxy stopping")
 	return nil
