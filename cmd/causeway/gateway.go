@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,18 +35,7 @@ NodeConfig file (--config, YAML or JSON) when there is no control plane; with
 both the file is served until the stream's first config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			err := gateway.Run(ctx, f, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
-			var ue *gateway.UsageError
-			switch {
-			case err == nil:
-				return nil
-			case errors.As(err, &ue):
-				return &exitError{code: 2, err: err}
-			default:
-				return &exitError{code: 1, err: err}
-			}
+			return runUntilSignal(cmd, func(ctx context.Context, lg *slog.Logger) error { return gateway.Run(ctx, f, lg) })
 		},
 	}
 	fl := cmd.Flags()

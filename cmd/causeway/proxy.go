@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -36,18 +37,7 @@ proxy proves who it is to Causeway's node agent with its pod's projected
 ServiceAccount token (identity serve --attest tokenreview).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			err := sidecar.Run(ctx, f, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
-			var ue *sidecar.UsageError
-			switch {
-			case err == nil:
-				return nil
-			case errors.As(err, &ue):
-				return &exitError{code: 2, err: err}
-			default:
-				return &exitError{code: 1, err: err}
-			}
+			return runUntilSignal(cmd, func(ctx context.Context, lg *slog.Logger) error { return sidecar.Run(ctx, f, lg) })
 		},
 	}
 	fl := cmd.Flags()
@@ -61,4 +51,22 @@ ServiceAccount token (identity serve --attest tokenreview).`,
 	fl.StringArrayVar(&f.Addresses, "address", nil, "the workload's own IP (a pod's); the control plane also serves every service with an endpoint there (repeatable)")
 	fl.DurationVar(&f.SVIDWait, "svid-wait", 30*time.Second, "how long to wait for the first SVID")
 	return cmd
+}
+
+// runUntilSignal runs a long-lived command (the sidecar, the gateway) until
+// SIGINT or SIGTERM, logging to stderr; a *sidecar.UsageError exits 2, any
+// other error 1.
+func runUntilSignal(cmd *cobra.Command, run func(context.Context, *slog.Logger) error) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+	var ue *sidecar.UsageError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ue):
+		return &exitError{code: 2, err: err}
+	default:
+		return &exitError{code: 1, err: err}
+	}
 }
