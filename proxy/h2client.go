@@ -475,24 +475,26 @@ func (cc *h2ClientConn) writeRequestHeaders(req *http.Request, id uint32, endStr
 		}
 		enc("trailer", strings.Join(keys, ","))
 	}
-	return cc.writeBlock(id, endStream, cc.hbuf.Bytes(), maxFrame)
+	return writeH2HeaderBlock(cc.fr, id, endStream, cc.hbuf.Bytes(), maxFrame)
 }
 
-// writeBlock writes a header block as HEADERS plus CONTINUATIONs. wmu held.
-func (cc *h2ClientConn) writeBlock(id uint32, endStream bool, block []byte, maxFrame int) error {
+// writeH2HeaderBlock writes an encoded header block as HEADERS plus as many
+// CONTINUATION frames as maxFrame needs; the client and the server both
+// send theirs this way, holding their write lock.
+func writeH2HeaderBlock(fr *http2.Framer, id uint32, endStream bool, block []byte, maxFrame int) error {
 	first := block
 	if len(first) > maxFrame {
 		first = first[:maxFrame]
 	}
 	block = block[len(first):]
-	err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(block) == 0})
+	err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(block) == 0})
 	for err == nil && len(block) > 0 {
 		chunk := block
 		if len(chunk) > maxFrame {
 			chunk = chunk[:maxFrame]
 		}
 		block = block[len(chunk):]
-		err = cc.fr.WriteContinuation(id, len(block) == 0, chunk)
+		err = fr.WriteContinuation(id, len(block) == 0, chunk)
 	}
 	return err
 }

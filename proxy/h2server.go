@@ -442,7 +442,7 @@ func (sc *h2ServerConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		sc.write(func(fr *http2.Framer) error {
 			sc.hbuf.Reset()
 			sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
-			return sc.writeHeaderBlock(id, false, 16384)
+			return writeH2HeaderBlock(sc.fr, id, false, sc.hbuf.Bytes(), 16384)
 		})
 	}
 	sc.wg.Add(1)
@@ -472,34 +472,9 @@ func (sc *h2ServerConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, er
 	if err != nil {
 		return nil, err
 	}
-	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
-	vals := make([]string, len(regular))
-	var trailer http.Header
-	for i, hf := range regular {
-		k := canonicalH2Header(hf.Name)
-		switch k {
-		case "Host":
-			if authority == "" {
-				authority = hf.Value
-			}
-			continue
-		case "Trailer":
-			for v := range strings.SplitSeq(hf.Value, ",") {
-				if v = strings.TrimSpace(v); v != "" {
-					if trailer == nil {
-						trailer = http.Header{}
-					}
-					trailer[http.CanonicalHeaderKey(v)] = nil
-				}
-			}
-		}
-		if vv := h[k]; vv != nil {
-			h[k] = append(vv, hf.Value)
-		} else {
-			vals[i] = hf.Value
-			h[k] = vals[i : i+1 : i+1]
-		}
+	h, trailer, host := h2Header(f.RegularFields(), true)
+	if authority == "" {
+		authority = host
 	}
 	cl := int64(-1)
 	if f.StreamEnded() {
@@ -583,25 +558,4 @@ func (sc *h2ServerConn) credit(id uint32, stream, conn int) {
 		}
 		return nil
 	})
-}
-
-// writeHeaderBlock encodes fields and writes them as HEADERS (+
-// CONTINUATION). wmu held.
-func (sc *h2ServerConn) writeHeaderBlock(id uint32, endStream bool, maxFrame int) error {
-	block := sc.hbuf.Bytes()
-	first := block
-	if len(first) > maxFrame {
-		first = first[:maxFrame]
-	}
-	block = block[len(first):]
-	err := sc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(block) == 0})
-	for err == nil && len(block) > 0 {
-		chunk := block
-		if len(chunk) > maxFrame {
-			chunk = chunk[:maxFrame]
-		}
-		block = block[len(chunk):]
-		err = sc.fr.WriteContinuation(id, len(block) == 0, chunk)
-	}
-	return err
 }

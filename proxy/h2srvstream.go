@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,12 +149,7 @@ func (s *h2ServerStream) onTrailers(f *http2.MetaHeadersFrame) error {
 		}
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	tr := make(http.Header, len(f.RegularFields()))
-	for _, hf := range f.RegularFields() {
-		k := canonicalH2Header(hf.Name)
-		tr[k] = append(tr[k], hf.Value)
-	}
-	s.reqTrailer = tr
+	s.reqTrailer = h2Trailer(f.RegularFields())
 	s.reqEnded = true
 	s.cond().Broadcast()
 	s.removeLocked()
@@ -364,7 +360,7 @@ func (s *h2ServerStream) writeHeaders(fields []hpack.HeaderField, status, end bo
 		for _, f := range fields {
 			sc.henc.WriteField(f)
 		}
-		return sc.writeHeaderBlock(s.id, end, maxFrame)
+		return writeH2HeaderBlock(sc.fr, s.id, end, sc.hbuf.Bytes(), maxFrame)
 	})
 	if !ok {
 		return errH2Closed
@@ -424,6 +420,54 @@ func statusCode(code int) string {
 
 // canonicalH2Header canonicalises a lower-case HTTP/2 name, from the
 // common-header table when it can (no allocation).
+// h2Header turns a HEADERS frame's regular fields into an http.Header, with
+// the trailers it announces (Trailer) as the keys of trailer. One backing
+// array holds every value: a name seen once (nearly all) takes a
+// one-element window of it instead of a slice of its own; append copies out
+// if a name repeats. With takeHost, a Host field is returned as host and
+// left out of h (a request's authority, RFC 9113 §8.3.1); the client keeps
+// every field of a response.
+func h2Header(regular []hpack.HeaderField, takeHost bool) (h, trailer http.Header, host string) {
+	h = make(http.Header, len(regular))
+	vals := make([]string, len(regular))
+	for i, hf := range regular {
+		k := canonicalH2Header(hf.Name)
+		switch {
+		case k == "Host" && takeHost:
+			if host == "" {
+				host = hf.Value
+			}
+			continue
+		case k == "Trailer":
+			for v := range strings.SplitSeq(hf.Value, ",") {
+				if v = textproto.TrimString(v); v != "" {
+					if trailer == nil {
+						trailer = http.Header{}
+					}
+					trailer[textproto.CanonicalMIMEHeaderKey(v)] = nil
+				}
+			}
+		}
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			vals[i] = hf.Value
+			h[k] = vals[i : i+1 : i+1]
+		}
+	}
+	return h, trailer, host
+}
+
+// h2Trailer turns a trailing HEADERS frame's fields into trailers.
+func h2Trailer(regular []hpack.HeaderField) http.Header {
+	tr := make(http.Header, len(regular))
+	for _, hf := range regular {
+		k := canonicalH2Header(hf.Name)
+		tr[k] = append(tr[k], hf.Value)
+	}
+	return tr
+}
+
 func canonicalH2Header(name string) string {
 	if k, ok := h2CommonCanon[name]; ok {
 		return k

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -281,7 +279,7 @@ func (s *h2Stream) writeBody() {
 				cc.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
 			}
 		}
-		err = cc.writeBlock(s.id, true, cc.hbuf.Bytes(), maxFrame)
+		err = writeH2HeaderBlock(cc.fr, s.id, true, cc.hbuf.Bytes(), maxFrame)
 	} else {
 		err = cc.fr.WriteData(s.id, true, nil)
 	}
@@ -452,12 +450,7 @@ func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 			// Kept aside: the reader may be ranging over resp.Trailer
 			// (writeResponse announces it) while this goroutine runs;
 			// Read moves them in at EOF, on the reader's goroutine.
-			tr := make(http.Header, len(f.RegularFields()))
-			for _, hf := range f.RegularFields() {
-				k := textproto.CanonicalMIMEHeaderKey(hf.Name)
-				tr[k] = append(tr[k], hf.Value)
-			}
-			s.trailer = tr
+			s.trailer = h2Trailer(f.RegularFields())
 			s.endLocked()
 		}
 		s.cond.Broadcast()
@@ -475,32 +468,7 @@ func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if status < 200 {
 		return nil // 1xx: the final response is still to come
 	}
-	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
-	// One backing array for every value: a header seen once (nearly
-	// all) takes a one-element window of it instead of a slice of its
-	// own; append copies out if a name repeats.
-	vals := make([]string, len(regular))
-	var trailer http.Header
-	for i, hf := range regular {
-		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
-		if k == "Trailer" {
-			for v := range strings.SplitSeq(hf.Value, ",") {
-				if v = textproto.TrimString(v); v != "" {
-					if trailer == nil {
-						trailer = http.Header{}
-					}
-					trailer[textproto.CanonicalMIMEHeaderKey(v)] = nil
-				}
-			}
-		}
-		if vv := h[k]; vv != nil {
-			h[k] = append(vv, hf.Value)
-		} else {
-			vals[i] = hf.Value
-			h[k] = vals[i : i+1 : i+1]
-		}
-	}
+	h, trailer, _ := h2Header(f.RegularFields(), false)
 	resp := &http.Response{
 		Status:        statusLine(status),
 		StatusCode:    status,
