@@ -188,3 +188,15 @@ func Neighbours(s *spec.Snapshot, id spiffeid.ID) []string {
 	slices.Sort(out)
 	return out
 }
+
+// LocalNamespaces is the set of namespaces the snapshot's local Services
+// live in: where a strict mesh's deny-by-default must be rendered.
+func LocalNamespaces(s *spec.Snapshot) map[string]bool {
+	out := map[string]bool{}
+	for _, svc := range s.Services {
+		if svc.Key.Cluster == "" {
+			out[svc.Key.Namespace] = true
+		}
+	}
+	return out
+}

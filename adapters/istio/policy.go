@@ -30,12 +30,7 @@ func (r *renderer) policies() {
 		}
 		return
 	}
-	namespaces := map[string]bool{}
-	for _, svc := range r.s.Services {
-		if svc.Key.Cluster == "" {
-			namespaces[svc.Key.Namespace] = true
-		}
-	}
+	namespaces := gw.LocalNamespaces(r.s)
 	for _, p := range r.s.Policies {
 		if ns := r.policy(p); ns != "" {
 			namespaces[ns] = true

@@ -129,12 +129,7 @@ func (r *renderer) policies() {
 		}
 		return
 	}
-	namespaces := map[string]bool{}
-	for _, svc := range r.s.Services {
-		if svc.Key.Cluster == "" {
-			namespaces[svc.Key.Namespace] = true
-		}
-	}
+	namespaces := gw.LocalNamespaces(r.s)
 	for _, p := range r.s.Policies {
 		r.policy(p)
 		if ns, _, ok := gw.ServiceAccountOf(p.Destination); ok {
