@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,10 +15,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/proctest"
 )
 
 // TestExampleBookstoreValidates: the README's example folder is valid
@@ -35,100 +35,10 @@ func TestExampleBookstoreValidates(t *testing.T) {
 	}
 }
 
-// upRun is one `causeway up` child of the test, with its output collected
-// line by line.
-type upRun struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu    sync.Mutex
-	lines []string
-	cond  *sync.Cond
-}
-
-func startUp(t *testing.T, bin, dir string) *upRun {
+// startUp runs `causeway up` on dir with a REST API on a free port.
+func startUp(t *testing.T, bin, dir string) *proctest.Proc {
 	t.Helper()
-	cmd := exec.Command(bin, "up", "-f", dir, "--rest", "127.0.0.1:0", "--grace", "3s")
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	u := &upRun{cmd: cmd, done: make(chan struct{})}
-	u.cond = sync.NewCond(&u.mu)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			u.mu.Lock()
-			u.lines = append(u.lines, sc.Text())
-			u.cond.Broadcast()
-			u.mu.Unlock()
-		}
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(u.done)
-		u.mu.Lock()
-		u.cond.Broadcast()
-		u.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		if !u.exited() {
-			// Interrupt first, so a failed test still leaves nothing
-			// behind; kill only if that does not work.
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-u.done:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-u.done
-			}
-		}
-		if t.Failed() {
-			u.mu.Lock()
-			t.Logf("causeway up output:\n%s", strings.Join(u.lines, "\n"))
-			u.mu.Unlock()
-		}
-	})
-	return u
-}
-
-func (u *upRun) exited() bool {
-	select {
-	case <-u.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitLine waits for a line after index from matching re and returns its
-// submatches and the index after it.
-func (u *upRun) waitLine(t *testing.T, from int, re *regexp.Regexp, timeout time.Duration) ([]string, int) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	timer := time.AfterFunc(timeout, func() { u.mu.Lock(); u.cond.Broadcast(); u.mu.Unlock() })
-	defer timer.Stop()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for i := from; ; {
-		for ; i < len(u.lines); i++ {
-			if m := re.FindStringSubmatch(u.lines[i]); m != nil {
-				return m, i + 1
-			}
-		}
-		if time.Now().After(deadline) || u.exited() {
-			t.Fatalf("no line matching %q within %s (exited: %v)", re, timeout, u.exited())
-		}
-		u.cond.Wait()
-	}
-}
-
-func (u *upRun) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.lines)
+	return proctest.Start(t, 15*time.Second, bin, "up", "-f", dir, "--rest", "127.0.0.1:0", "--grace", "3s")
 }
 
 // demoAsk asks the bookstore through a workload's sidecar (its HTTP forward
@@ -251,15 +161,14 @@ func TestUpBookstore(t *testing.T) {
 
 	began := time.Now()
 	up := startUp(t, bin, dir)
-	m, next := up.waitLine(t, 0, readyLine, 30*time.Second)
+	m, next := up.WaitLine(t, 0, readyLine, 30*time.Second)
 	t.Logf("ready %s after start", time.Since(began).Round(time.Millisecond))
 	if m[1] != "6" {
 		t.Fatalf("ready with %s workloads, want 6", m[1])
 	}
 	// Every child PID, from the summary table (sidecar, app).
 	var pids []int
-	up.mu.Lock()
-	for _, l := range up.lines[:next] {
+	for _, l := range up.Lines()[:next] {
 		if pm := pidsLine.FindStringSubmatch(l); pm != nil {
 			for _, s := range pm[2:] {
 				p, _ := strconv.Atoi(s)
@@ -267,8 +176,7 @@ func TestUpBookstore(t *testing.T) {
 			}
 		}
 	}
-	up.mu.Unlock()
-	sm, _ := up.waitLine(t, 0, regexp.MustCompile(`^  Workload API\s+unix://(\S+)$`), time.Second)
+	sm, _ := up.WaitLine(t, 0, regexp.MustCompile(`^  Workload API\s+unix://(\S+)$`), time.Second)
 	sock := sm[1]
 	if len(pids) != 12 {
 		t.Fatalf("found %d child PIDs in the summary, want 12 (6 sidecars, 6 apps)", len(pids))
@@ -279,7 +187,7 @@ func TestUpBookstore(t *testing.T) {
 		i := next
 		for len(seen) < 3 {
 			var rm []string
-			rm, i = up.waitLine(t, i, reportLine, 10*time.Second)
+			rm, i = up.WaitLine(t, i, reportLine, 10*time.Second)
 			who, req, ok, failed, status := rm[1], rm[2], rm[3], rm[4], rm[5]
 			if req == "0" {
 				continue
@@ -297,7 +205,7 @@ func TestUpBookstore(t *testing.T) {
 			seen[who] = true
 		}
 	})
-	rm, _ := up.waitLine(t, 0, regexp.MustCompile(`^  REST API\s+http://(\S+)`), time.Second)
+	rm, _ := up.WaitLine(t, 0, regexp.MustCompile(`^  REST API\s+http://(\S+)`), time.Second)
 	t.Run("causeway stat shows the live traffic", func(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -403,14 +311,14 @@ func TestUpBookstore(t *testing.T) {
 			writeFile(t, split, fmt.Sprintf(splitYAML, tc.v1, tc.v2))
 			took := backendsWithin(t, tc.want, 20, 2*time.Second)
 			t.Logf("v1=%s v2=%s: all traffic at %s %s after the write", tc.v1, tc.v2, tc.want, took.Round(time.Millisecond))
-			up.waitLine(t, next, regexp.MustCompile(`applied \S+: changed TrafficSplit bookstore/bookstore-split \(bookstore-v1=`+tc.v1+` bookstore-v2=`+tc.v2+`\)`), 2*time.Second)
+			up.WaitLine(t, next, regexp.MustCompile(`applied \S+: changed TrafficSplit bookstore/bookstore-split \(bookstore-v1=`+tc.v1+` bookstore-v2=`+tc.v2+`\)`), 2*time.Second)
 		}
 	})
 	t.Run("an invalid edit is reported and changes nothing", func(t *testing.T) {
-		from := up.count()
+		from := up.Count()
 		writeFile(t, split, fmt.Sprintf(splitYAML, "-5", "100"))
-		up.waitLine(t, from, regexp.MustCompile(`rejected: \d+ error\(s\); nothing changed, still serving`), 3*time.Second)
-		up.waitLine(t, from, regexp.MustCompile(`^  \S*traffic-split\.yaml:\d+: TrafficSplit bookstore/bookstore-split: spec\.backends\[0\]\.weight: must be >= 0, got -5$`), time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`rejected: \d+ error\(s\); nothing changed, still serving`), 3*time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`^  \S*traffic-split\.yaml:\d+: TrafficSplit bookstore/bookstore-split: spec\.backends\[0\]\.weight: must be >= 0, got -5$`), time.Second)
 		for range 20 {
 			if code, name := demoGet(t, 15001); code != http.StatusOK || name != "bookstore-v1" {
 				t.Fatalf("after the invalid edit: %d from %q, want 200 from bookstore-v1 (the last good split, 100/0)", code, name)
@@ -419,10 +327,9 @@ func TestUpBookstore(t *testing.T) {
 	})
 
 	t.Run("workloads come and go with their files", func(t *testing.T) {
-		from := up.count()
+		from := up.Count()
 		var thief []int
-		up.mu.Lock()
-		for _, l := range up.lines {
+		for _, l := range up.Lines() {
 			if pm := pidsLine.FindStringSubmatch(l); pm != nil && pm[1] == "bookthief/bookthief" {
 				for _, s := range pm[2:] {
 					p, _ := strconv.Atoi(s)
@@ -430,13 +337,12 @@ func TestUpBookstore(t *testing.T) {
 				}
 			}
 		}
-		up.mu.Unlock()
 		// The folder is valid again (the split as it was), without bookthief.
 		writeFile(t, split, fmt.Sprintf(splitYAML, "100", "0"))
 		if err := os.Remove(filepath.Join(dir, "bookthief.yaml")); err != nil {
 			t.Fatal(err)
 		}
-		up.waitLine(t, from, regexp.MustCompile(`workload bookthief/bookthief removed: stopping it`), 3*time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`workload bookthief/bookthief removed: stopping it`), 3*time.Second)
 		for _, pid := range thief {
 			deadline := time.Now().Add(5 * time.Second)
 			for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
@@ -454,27 +360,27 @@ spec:
   outbound: {httpProxyPort: 15003}
   command: [causeway, load, --url, "http://bookstore.bookstore:14001/books-bought", --rate, "20", --name, bookbuyer2, --report-every, 500ms]
 `)
-		sm, _ := up.waitLine(t, from, regexp.MustCompile(`workload bookbuyer/bookbuyer2 started: sidecar pid (\d+) .*, app pid (\d+)$`), 5*time.Second)
+		sm, _ := up.WaitLine(t, from, regexp.MustCompile(`workload bookbuyer/bookbuyer2 started: sidecar pid (\d+) .*, app pid (\d+)$`), 5*time.Second)
 		for _, s := range sm[1:] {
 			p, _ := strconv.Atoi(s)
 			pids = append(pids, p)
 		}
-		rep, _ := up.waitLine(t, from, regexp.MustCompile(`^\[bookbuyer2\] \S+ bookbuyer2 requests=([1-9]\d*) ok=(\d+) failed=0 `), 5*time.Second)
+		rep, _ := up.WaitLine(t, from, regexp.MustCompile(`^\[bookbuyer2\] \S+ bookbuyer2 requests=([1-9]\d*) ok=(\d+) failed=0 `), 5*time.Second)
 		if rep[1] != rep[2] {
 			t.Fatalf("bookbuyer2: %s", rep[0])
 		}
 	})
 
 	t.Run("SIGINT stops every child", func(t *testing.T) {
-		if err := up.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		if err := up.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-up.done:
+		case <-up.Done():
 		case <-time.After(15 * time.Second):
 			t.Fatal("causeway up did not exit within 15s of SIGINT")
 		}
-		if code := up.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := up.Cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit code %d, want 0", code)
 		}
 		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
@@ -494,15 +400,15 @@ spec:
 		// Valid again, so the second run starts serving at once.
 		writeFile(t, split, fmt.Sprintf(splitYAML, "50", "50"))
 		up2 := startUp(t, bin, dir)
-		up2.waitLine(t, 0, readyLine, 30*time.Second)
+		up2.WaitLine(t, 0, readyLine, 30*time.Second)
 		if code, name := demoGet(t, 15001); code != http.StatusOK || !strings.HasPrefix(name, "bookstore-v") {
 			t.Fatalf("second run, bookbuyer: %d from %q", code, name)
 		}
-		if err := up2.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		if err := up2.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-up2.done:
+		case <-up2.Done():
 		case <-time.After(15 * time.Second):
 			t.Fatal("second causeway up did not exit within 15s of SIGINT")
 		}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/proctest"
 )
 
 // westV2 and westV2Workload make the variant of examples/multicluster
@@ -175,15 +177,14 @@ func TestUpMulticlusterFailover(t *testing.T) {
 	}
 
 	up := startUpProc(t, bin, dir)
-	m, _ := up.waitLine(t, 0, mcReady, 60*time.Second)
+	m, _ := up.WaitLine(t, 0, mcReady, 60*time.Second)
 	if m[1] != "4" {
 		t.Fatalf("ready with %s workloads, want 4 (west: bookbuyer, bookstore-v1, bookstore-v2; east: bookstore-v2)", m[1])
 	}
 	// The app PID of west's bookstore-v2: its row in west's summary.
 	var appPID int
-	up.mu.Lock()
 	cluster := ""
-	for _, l := range up.lines {
+	for _, l := range up.Lines() {
 		if cm := mcCluster.FindStringSubmatch(l); cm != nil {
 			cluster = cm[1]
 		}
@@ -191,12 +192,11 @@ func TestUpMulticlusterFailover(t *testing.T) {
 			appPID, _ = strconv.Atoi(rm[4])
 		}
 	}
-	up.mu.Unlock()
 	if appPID == 0 {
 		t.Fatal("no row for west's bookstore/bookstore-v2 in the summary")
 	}
 	rest := map[string]string{}
-	for _, rm := range up.all(mcREST) {
+	for _, rm := range up.All(mcREST) {
 		rest[rm[2]] = rm[1]
 	}
 
@@ -266,12 +266,10 @@ func TestUpMulticlusterFailover(t *testing.T) {
 
 // findAdmin returns the sidecar admin address of workload key in cluster's
 // summary.
-func findAdmin(t *testing.T, up *upProc, cluster, key string) string {
+func findAdmin(t *testing.T, up *proctest.Proc, cluster, key string) string {
 	t.Helper()
-	up.mu.Lock()
-	defer up.mu.Unlock()
 	cur := ""
-	for _, l := range up.lines {
+	for _, l := range up.Lines() {
 		if cm := mcCluster.FindStringSubmatch(l); cm != nil {
 			cur = cm[1]
 		}

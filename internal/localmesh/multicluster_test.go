@@ -14,117 +14,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/causeway-mesh/causeway/internal/proctest"
 )
 
-// upProc is one `causeway up` child of a test, its output collected line
-// by line.
-type upProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu    sync.Mutex
-	cond  *sync.Cond
-	lines []string
-}
-
-func startUpProc(t *testing.T, bin, dir string) *upProc {
+// startUpProc runs `causeway up` on dir.
+func startUpProc(t *testing.T, bin, dir string) *proctest.Proc {
 	t.Helper()
-	cmd := exec.Command(bin, "up", "-f", dir, "--grace", "3s")
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	u := &upProc{cmd: cmd, done: make(chan struct{})}
-	u.cond = sync.NewCond(&u.mu)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			u.mu.Lock()
-			u.lines = append(u.lines, sc.Text())
-			u.cond.Broadcast()
-			u.mu.Unlock()
-		}
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(u.done)
-		u.mu.Lock()
-		u.cond.Broadcast()
-		u.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		if !u.exited() {
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-u.done:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-u.done
-			}
-		}
-		if t.Failed() {
-			u.mu.Lock()
-			t.Logf("causeway up output:\n%s", strings.Join(u.lines, "\n"))
-			u.mu.Unlock()
-		}
-	})
-	return u
-}
-
-func (u *upProc) exited() bool {
-	select {
-	case <-u.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (u *upProc) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.lines)
-}
-
-// waitLine waits for a line at index from or later matching re and returns
-// its submatches and the index after it.
-func (u *upProc) waitLine(t *testing.T, from int, re *regexp.Regexp, timeout time.Duration) ([]string, int) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	timer := time.AfterFunc(timeout, func() { u.mu.Lock(); u.cond.Broadcast(); u.mu.Unlock() })
-	defer timer.Stop()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for i := from; ; {
-		for ; i < len(u.lines); i++ {
-			if m := re.FindStringSubmatch(u.lines[i]); m != nil {
-				return m, i + 1
-			}
-		}
-		if time.Now().After(deadline) || u.exited() {
-			t.Fatalf("no line matching %q within %s (exited: %v)", re, timeout, u.exited())
-		}
-		u.cond.Wait()
-	}
-}
-
-// all returns every submatch of re in the lines so far.
-func (u *upProc) all(re *regexp.Regexp) [][]string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	var out [][]string
-	for _, l := range u.lines {
-		if m := re.FindStringSubmatch(l); m != nil {
-			out = append(out, m)
-		}
-	}
-	return out
+	return proctest.Start(t, 20*time.Second, bin, "up", "-f", dir, "--grace", "3s")
 }
 
 // copyTree copies the example folder, subfolders included.
@@ -274,25 +174,25 @@ func TestUpMulticluster(t *testing.T) {
 
 	began := time.Now()
 	up := startUpProc(t, bin, dir)
-	m, next := up.waitLine(t, 0, mcReady, 60*time.Second)
+	m, next := up.WaitLine(t, 0, mcReady, 60*time.Second)
 	startup := time.Since(began)
 	t.Logf("ready %s after start (the run says %s): 2 clusters, 2 gateways, 4 workloads, linked", startup.Round(time.Millisecond), m[2])
 	if m[1] != "4" {
 		t.Fatalf("ready with %s workloads, want 4", m[1])
 	}
 	rest := map[string]string{}
-	for _, rm := range up.all(mcREST) {
+	for _, rm := range up.All(mcREST) {
 		rest[rm[2]] = rm[1]
 	}
 	gws := map[string][]string{} // cluster -> listen, id, admin, pid
 	var pids []int
-	for _, gm := range up.all(mcGateway) {
+	for _, gm := range up.All(mcGateway) {
 		gws[gm[1]] = gm[2:]
 		p, _ := strconv.Atoi(gm[5])
 		pids = append(pids, p)
 	}
 	admins := map[string]string{} // workload -> sidecar admin
-	for _, rm := range up.all(mcRow) {
+	for _, rm := range up.All(mcRow) {
 		admins[rm[1]] = rm[2]
 		for _, s := range rm[3:] {
 			p, _ := strconv.Atoi(s)
@@ -300,7 +200,7 @@ func TestUpMulticluster(t *testing.T) {
 		}
 	}
 	var socks []string
-	for _, sm := range up.all(mcSock) {
+	for _, sm := range up.All(mcSock) {
 		socks = append(socks, sm[1])
 	}
 	if len(rest) != 2 || len(gws) != 2 || len(pids) != 10 || len(socks) != 2 {
@@ -356,7 +256,7 @@ func TestUpMulticluster(t *testing.T) {
 		i := next
 		for {
 			var rm []string
-			rm, i = up.waitLine(t, i, mcBuyerRep, 10*time.Second)
+			rm, i = up.WaitLine(t, i, mcBuyerRep, 10*time.Second)
 			if !strings.Contains(rm[4], "bookstore-v2-east=") || rm[3] != "0" {
 				continue // the first report may predate the import
 			}
@@ -419,10 +319,10 @@ func TestUpMulticluster(t *testing.T) {
 
 	eastStore := filepath.Join(dir, "east", "bookstore.yaml")
 	t.Run("an invalid edit in east is reported and changes nothing", func(t *testing.T) {
-		from := up.count()
+		from := up.Count()
 		rewrite(t, eastStore, `causeway.dev/export: "true"`, `causeway.dev/export: "yes"`)
-		up.waitLine(t, from, regexp.MustCompile(`^\[east\] \S+ rejected: 1 error\(s\); nothing changed, still serving`), 5*time.Second)
-		up.waitLine(t, from, regexp.MustCompile(`^\[east\]   \S*bookstore\.yaml:\d+: Service bookstore/bookstore-v2: metadata\.annotations\["causeway\.dev/export"\]: "yes": want "true" or "false"$`), time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`^\[east\] \S+ rejected: 1 error\(s\); nothing changed, still serving`), 5*time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`^\[east\]   \S*bookstore\.yaml:\d+: Service bookstore/bookstore-v2: metadata\.annotations\["causeway\.dev/export"\]: "yes": want "true" or "false"$`), time.Second)
 		if !slices.Contains(services(t, rest["west"]), "bookstore/bookstore-v2-east") {
 			t.Fatal("west lost its import after an invalid edit in east")
 		}
@@ -432,7 +332,7 @@ func TestUpMulticluster(t *testing.T) {
 		rewrite(t, eastStore, `causeway.dev/export: "yes"`, `causeway.dev/export: "true"`)
 	})
 	t.Run("removing the export removes the import", func(t *testing.T) {
-		from := up.count()
+		from := up.Count()
 		start := time.Now()
 		rewrite(t, eastStore, `  annotations: {causeway.dev/export: "true"}`+"\n", "")
 		for slices.Contains(services(t, rest["west"]), "bookstore/bookstore-v2-east") {
@@ -442,7 +342,7 @@ func TestUpMulticluster(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		t.Logf("import gone from west's snapshot %s after the edit in east", time.Since(start).Round(time.Millisecond))
-		up.waitLine(t, from, regexp.MustCompile(`^\[west\] \S+ applied \S+: .*removed Service bookstore/bookstore-v2-east`), 2*time.Second)
+		up.WaitLine(t, from, regexp.MustCompile(`^\[west\] \S+ applied \S+: .*removed Service bookstore/bookstore-v2-east`), 2*time.Second)
 		// The split's backend is gone: all of bookstore goes to v1 (it
 		// was 100/0 already); the import's own name no longer resolves.
 		if code, _, _ := ask(t, buyer, east); code == http.StatusOK {
@@ -460,15 +360,15 @@ func TestUpMulticluster(t *testing.T) {
 	})
 
 	t.Run("SIGINT stops every child of both clusters", func(t *testing.T) {
-		if err := up.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		if err := up.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-up.done:
+		case <-up.Done():
 		case <-time.After(20 * time.Second):
 			t.Fatal("causeway up did not exit within 20s of SIGINT")
 		}
-		if code := up.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := up.Cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit code %d, want 0", code)
 		}
 		for _, pid := range pids {
@@ -486,7 +386,7 @@ func TestUpMulticluster(t *testing.T) {
 
 	t.Run("a second up on the same folder works", func(t *testing.T) {
 		up2 := startUpProc(t, bin, dir)
-		up2.waitLine(t, 0, mcReady, 60*time.Second)
+		up2.WaitLine(t, 0, mcReady, 60*time.Second)
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			code, ans, _ := ask(t, buyer, east)
@@ -498,11 +398,11 @@ func TestUpMulticluster(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err := up2.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		if err := up2.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-up2.done:
+		case <-up2.Done():
 		case <-time.After(20 * time.Second):
 			t.Fatal("second causeway up did not exit within 20s of SIGINT")
 		}
