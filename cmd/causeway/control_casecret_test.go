@@ -30,14 +30,7 @@ func TestControlCASecret(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// This package has no kubetest.Main, so the apiserver is this test's own.
-	env, err := kubetest.Start(ctx)
-	if err != nil {
-		if os.Getenv(kubetest.RequireEnv) != "" {
-			t.Fatalf("real kube-apiserver required (%s is set): %v", kubetest.RequireEnv, err)
-		}
-		t.Skipf("no real kube-apiserver: %v", err)
-	}
-	t.Cleanup(env.Stop)
+	env := kubetest.StartOwn(ctx, t)
 	kc, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)

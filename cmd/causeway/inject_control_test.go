@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -30,14 +29,7 @@ func TestControlWebhook(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// This package has no kubetest.Main, so the apiserver is this test's own.
-	env, err := kubetest.Start(ctx)
-	if err != nil {
-		if os.Getenv(kubetest.RequireEnv) != "" {
-			t.Fatalf("real kube-apiserver required (%s is set): %v", kubetest.RequireEnv, err)
-		}
-		t.Skipf("no real kube-apiserver: %v", err)
-	}
-	t.Cleanup(env.Stop)
+	env := kubetest.StartOwn(ctx, t)
 	kc := kubernetes.NewForConfigOrDie(env.Config)
 	crds, err := filepath.Glob(filepath.Join("..", "..", "deploy", "crds", "*.yaml"))
 	if err != nil || len(crds) == 0 {

@@ -342,11 +342,31 @@ func Config(t testing.TB) *rest.Config {
 			fmt.Fprintf(os.Stderr, "kubetest: kube-apiserver %s ready in %v at %s\n", Version, shared.env.Ready.Round(time.Millisecond), shared.env.Config.Host)
 		}
 	})
-	if err := shared.err; err != nil {
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("real kube-apiserver required (%s is set): %v", RequireEnv, err)
-		}
-		t.Skipf("no real kube-apiserver: %v", err)
-	}
+	skipOrFail(t, shared.err)
 	return rest.CopyConfig(shared.env.Config)
+}
+
+// StartOwn starts an apiserver of t's own, stopped when t ends, for tests
+// that need a cluster to themselves (or a package without kubetest.Main).
+// Without the binaries the test is skipped, or fails when
+// CAUSEWAY_REQUIRE_KUBE is set.
+func StartOwn(ctx context.Context, t testing.TB) *Env {
+	t.Helper()
+	env, err := Start(ctx)
+	skipOrFail(t, err)
+	t.Cleanup(env.Stop)
+	return env
+}
+
+// skipOrFail ends t when the apiserver could not start: a failure when one
+// is required, a skip otherwise.
+func skipOrFail(t testing.TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(RequireEnv) != "" {
+		t.Fatalf("real kube-apiserver required (%s is set): %v", RequireEnv, err)
+	}
+	t.Skipf("no real kube-apiserver: %v", err)
 }
