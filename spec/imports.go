@@ -27,8 +27,12 @@ func BuildWithImports(in Input, imp Input, opts BuildOptions) (*Snapshot, Diagno
 	with := in
 	with.Services = slices.Clone(in.Services)
 	with.Links = slices.Clone(in.Links)
+	local := make(map[Key]bool, len(in.Services))
+	for _, s := range in.Services {
+		local[s.Key] = true
+	}
 	for _, s := range imp.Services {
-		if slices.ContainsFunc(in.Services, func(l Service) bool { return l.Key == s.Key }) {
+		if local[s.Key] {
 			diags.Warnf(s.Origin.Source, s.Origin.Object, "", "import %s left out: a local Service has that name", s.Key)
 			continue
 		}
