@@ -71,7 +71,14 @@ func MergeBundle(bundle, ca []byte, now time.Time) ([]byte, error) {
 	have, _ := parsePEMCerts(bundle) // what the apiserver cannot use is dropped
 	certs := append(ours, have...)
 	certs = slices.DeleteFunc(certs, func(c *x509.Certificate) bool { return now.After(c.NotAfter) })
-	slices.SortStableFunc(certs, func(a, b *x509.Certificate) int { return b.NotBefore.Compare(a.NotBefore) })
+	// Newest first; equal start times are ordered by their bytes, so
+	// replicas that merge the same set in any order write the same bundle.
+	slices.SortStableFunc(certs, func(a, b *x509.Certificate) int {
+		if c := b.NotBefore.Compare(a.NotBefore); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Raw, b.Raw)
+	})
 	var out []*x509.Certificate
 	for _, c := range certs {
 		if !slices.ContainsFunc(out, c.Equal) {

@@ -68,3 +68,26 @@ func TestMergeBundle(t *testing.T) {
 		t.Error("two certificates to add: want an error")
 	}
 }
+
+// TestMergeBundleTieOrder: two replicas whose CAs start in the same second
+// write the same bundle whichever publishes first, so they do not keep
+// rewriting each other's order.
+func TestMergeBundleTieOrder(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	a, b := mustCA(t, now, time.Hour), mustCA(t, now, time.Hour)
+	ab, err := MergeBundle(a.PEM(), b.PEM(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, err := MergeBundle(b.PEM(), a.PEM(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ab, ba) {
+		t.Error("the same two CAs merged in the other order give another bundle")
+	}
+	if certs, _ := parsePEMCerts(ab); len(certs) != 2 {
+		t.Errorf("bundle holds %d certificates, want 2", len(certs))
+	}
+}

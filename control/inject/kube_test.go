@@ -109,8 +109,10 @@ func TestKubeAdmission(t *testing.T) {
 	t.Cleanup(func() {
 		_ = client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
 	})
-	// Two replicas publish their CAs; both must stay.
-	other := mustCA(t, time.Now(), time.Hour)
+	// Two replicas publish their CAs; both must stay, newest first. The
+	// other replica's CA is an hour older so the order does not hang on
+	// which second each was made in.
+	other := mustCA(t, time.Now().Add(-time.Hour), 2*time.Hour)
 	for _, p := range [][]byte{other.PEM(), ca.PEM(), ca.PEM()} {
 		if err := PublishCABundle(ctx, client, mwc.Name, p, time.Now()); err != nil {
 			t.Fatal(err)
