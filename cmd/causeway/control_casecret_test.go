@@ -62,7 +62,8 @@ func TestControlCASecret(t *testing.T) {
 	var firstVersion string
 	for _, step := range []string{"first start creates the CA", "restart loads the same CA"} {
 		t.Run(step, func(t *testing.T) {
-			grpcAddr, restAddr := freeAddr(t), freeAddr(t)
+			addrs := freeAddrs(t, 2)
+			grpcAddr, restAddr := addrs[0], addrs[1]
 			root := newRootCmd()
 			root.SetArgs([]string{"control", "--manifests", manifests, "--listen", grpcAddr, "--rest", restAddr, "--ca-secret", "causeway-system/causeway-ca"})
 			rctx, rcancel := context.WithCancel(ctx)

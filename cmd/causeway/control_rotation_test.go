@@ -100,7 +100,8 @@ func TestControlCARotation(t *testing.T) {
 		})
 	}
 	begin := time.Now()
-	grpcAddr, restAddr := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	grpcAddr, restAddr := addrs[0], addrs[1]
 	start("control", append([]string{"control", "--manifests", manifests, "--listen", grpcAddr, "--rest", restAddr}, lifetimes...)...)
 	waitHTTP(t, "http://"+restAddr+"/api/v1/services")
 	sockDir, err := os.MkdirTemp("", "cw-rot-")

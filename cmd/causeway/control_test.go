@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/causeway-mesh/causeway/identity/ca"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/proxy/configsource"
 	"github.com/causeway-mesh/causeway/spec"
 )
@@ -28,14 +30,22 @@ spec:
   ports: [{name: http, port: 14001}]
 `
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct loopback addresses for a command the test
+// starts to bind. They come from loopback.FreePorts, below the kernel's
+// ephemeral range: a port taken from ":0" and closed again could be handed
+// to any of the connections or listeners other packages' tests open in the
+// meantime, and the command would then fail to bind it.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addrs := make([]string, n)
+	for i, p := range ports {
+		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	return addrs
 }
 
 func TestControlCommandUsage(t *testing.T) {
@@ -97,7 +107,8 @@ func TestControlCommandServes(t *testing.T) {
 				t.Fatal(err)
 			}
 			caDir := t.TempDir()
-			grpcAddr, restAddr := freeAddr(t), freeAddr(t)
+			addrs := freeAddrs(t, 2)
+			grpcAddr, restAddr := addrs[0], addrs[1]
 			root := newRootCmd()
 			root.SetArgs(append([]string{"control", "--manifests", dir, "--listen", grpcAddr, "--rest", restAddr}, tc.flags(caDir)...))
 			ctx, cancel := context.WithCancel(context.Background())

@@ -50,7 +50,8 @@ func TestControlWebhook(t *testing.T) {
 		}
 	}
 
-	webhookAddr := freeAddr(t)
+	addrs := freeAddrs(t, 3)
+	webhookAddr, grpcAddr, restAddr := addrs[0], addrs[1], addrs[2]
 	data, err := deploy.FS.ReadFile("base/injector.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +79,6 @@ func TestControlWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	grpcAddr, restAddr := freeAddr(t), freeAddr(t)
 	root := newRootCmd()
 	root.SetArgs([]string{"control", "--kubeconfig", kubeconfig, "--insecure", "--lease-name", "",
 		"--listen", grpcAddr, "--rest", restAddr, "--webhook-listen", webhookAddr,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,13 +9,10 @@ import (
 )
 
 func TestTapUsageAndErrors(t *testing.T) {
-	// A port nothing listens on: the REST API is unreachable.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
+	// A port nothing listens on: the REST API is unreachable. It is chosen
+	// below the ephemeral range, where another package's ":0" listener
+	// cannot land on it and answer.
+	dead := freeAddrs(t, 1)[0]
 	cases := []struct {
 		name   string
 		args   []string
