@@ -31,6 +31,7 @@ type load struct {
 	failed  atomic.Int64
 	mu      sync.Mutex
 	byApp   map[string]int
+	epoch   int // bumped by counts: answers to requests sent before it are not counted
 	lastErr string
 }
 
@@ -46,6 +47,9 @@ func startLoad(url string) *load {
 				default:
 				}
 				l.sent.Add(1)
+				l.mu.Lock()
+				epoch := l.epoch
+				l.mu.Unlock()
 				resp, err := c.Get(url)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
@@ -58,7 +62,7 @@ func startLoad(url string) *load {
 				if err != nil {
 					l.failed.Add(1)
 					l.lastErr = err.Error()
-				} else {
+				} else if epoch == l.epoch {
 					l.byApp[resp.Header.Get(demoapp.HeaderName)]++
 				}
 				l.mu.Unlock()
@@ -68,13 +72,22 @@ func startLoad(url string) *load {
 	return l
 }
 
-// counts returns and resets the per-app counts.
+// counts returns and resets the per-app counts; from now on only answers
+// to requests sent after this call are counted.
 func (l *load) counts() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.byApp
 	l.byApp = map[string]int{}
+	l.epoch++
 	return c
+}
+
+// answered returns how many answers have been counted since counts.
+func (l *load) answered() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return sum(l.byApp)
 }
 
 // end stops the load and waits for it; calling it twice is fine.
@@ -128,11 +141,13 @@ func TestDataPlaneSurvivesControlPlaneRestart(t *testing.T) {
 	l := startLoad("http://" + px.FixedAddr("shop/web", 80).String() + "/")
 	defer l.end()
 	settle := func() map[string]int {
-		// Requests routed before the change may still be in flight: let
-		// them finish and drop their answers before counting.
-		time.Sleep(50 * time.Millisecond)
+		// Requests routed before the change may still be in flight, for
+		// any time on a loaded machine: count only answers to requests
+		// sent from now on, until there are enough of them to judge.
 		l.counts()
-		time.Sleep(300 * time.Millisecond)
+		for deadline := time.Now().Add(30 * time.Second); l.answered() < 50 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		return l.counts()
 	}
 	steps := []struct {
