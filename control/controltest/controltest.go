@@ -7,12 +7,14 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/causeway-mesh/causeway/control"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/spec"
 	. "github.com/causeway-mesh/causeway/spec/spectest"
 )
@@ -67,25 +69,14 @@ func Snapshot(t testing.TB, in spec.Input) *spec.Snapshot {
 // stopping it earlier is fine.
 func Start(t testing.TB, addr string, opts control.Options) (*control.Server, string) {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
 	if opts.Logger == nil {
 		opts.Logger = Quiet
 	}
 	var lis net.Listener
-	var err error
-	// A port just freed by a stopped control plane can take a moment to be
-	// bindable again.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		lis, err = net.Listen("tcp", addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("controltest: listen %s: %v", addr, err)
+	if addr == "" {
+		lis = listenFresh(t)
+	} else {
+		lis = listenAgain(t, addr)
 	}
 	srv := control.New(opts)
 	done := make(chan error, 1)
@@ -99,6 +90,50 @@ func Start(t testing.TB, addr string, opts control.Options) (*control.Server, st
 	return srv, lis.Addr().String()
 }
 
+// listenFresh binds a port from below the kernel's ephemeral range
+// (loopback.FreePorts). Tests stop a control plane and start another on its
+// address, leaving the port unbound in between; a port from ":0" is one the
+// kernel may meanwhile hand to any outgoing connection of the tests running
+// in parallel, and then the restart cannot bind it. Below the range only
+// another explicit chooser could take it.
+func listenFresh(t testing.TB) net.Listener {
+	t.Helper()
+	var err error
+	for range 20 {
+		var ports []int
+		if ports, err = loopback.FreePorts(1); err != nil {
+			break
+		}
+		var lis net.Listener
+		// Another chooser may have taken the port since FreePorts looked.
+		if lis, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))); err == nil {
+			return lis
+		}
+	}
+	t.Fatalf("controltest: listen on a fresh loopback port: %v", err)
+	return nil
+}
+
+// listenAgain binds addr, where a stopped control plane was.
+func listenAgain(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	var lis net.Listener
+	var err error
+	// A port just freed by a stopped control plane can take a moment to be
+	// bindable again.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		lis, err = net.Listen("tcp", addr)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("controltest: listen %s: %v", addr, err)
+	}
+	return lis
+}
+
 // Stop stops srv, giving streams 5s to end.
 func Stop(t testing.TB, srv *control.Server) {
 	t.Helper()
@@ -108,10 +143,12 @@ func Stop(t testing.TB, srv *control.Server) {
 }
 
 // WaitFor waits until cond holds for srv's state, re-checking at each change
-// (Server.Changed), and fails the test after 10s with what.
+// (Server.Changed), and fails the test after 30s with what: generous, since
+// on a loaded machine running every package's tests a reconnect and resync
+// can take seconds, and a met condition returns at once.
 func WaitFor(t testing.TB, srv *control.Server, what string, cond func() bool) {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(30 * time.Second)
 	for {
 		changed := srv.Changed()
 		if cond() {
@@ -125,11 +162,11 @@ func WaitFor(t testing.TB, srv *control.Server, what string, cond func() bool) {
 	}
 }
 
-// Eventually polls cond every 10ms for up to 10s, for state that has no
+// Eventually polls cond every 10ms for up to 30s, for state that has no
 // change channel (a client's).
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
 			t.Fatalf("controltest: timed out waiting for %s", what)
 		}
