@@ -281,6 +281,7 @@ type h2ClientConn struct {
 	initWindow int32 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame   int   // the peer's SETTINGS_MAX_FRAME_SIZE
 	recvUnack  int   // connection-level bytes consumed, not yet credited
+	recvHeld   int   // connection window the server has used and we have not credited back
 	goAway     bool  // no new streams (GOAWAY received, or closing)
 	err        error // the connection failed; set once
 	idle       *time.Timer

@@ -42,6 +42,8 @@ type batchConn struct {
 	spare    []byte
 	flushing bool
 	err      error
+	stall    time.Duration // a write that moves nothing for this long fails the connection
+	closeBy  time.Time     // set by Close: the last flush must end by then
 }
 
 // maxBatchPending bounds the bytes queued ahead of the kernel per
@@ -51,8 +53,16 @@ const maxBatchPending = 64 << 10
 // batchCloseWait bounds how long Close waits for pending bytes to leave.
 const batchCloseWait = 2 * time.Second
 
+// h2WriteStall is how long one write to the kernel may wait. A peer that
+// stops reading fills its TCP window, the write blocks, and without a bound
+// every stream on the connection would wait on it forever, holding its
+// handler goroutine and pooled buffers. 64 KiB in 30 s is 2 KiB/s: slower
+// than any client worth serving. Like x/net's WriteByteTimeout, it is a
+// stall bound, not a bound on a long download, which makes progress.
+const h2WriteStall = 30 * time.Second
+
 func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c}
+	b := &batchConn{Conn: c, stall: h2WriteStall}
 	b.cond.L = &b.mu
 	return b
 }
@@ -89,6 +99,15 @@ func (b *batchConn) flush() {
 	for len(b.pending) > 0 && b.err == nil {
 		out := b.pending
 		b.pending = b.spare[:0]
+		deadline := time.Now().Add(b.stall)
+		if !b.closeBy.IsZero() && b.closeBy.Before(deadline) {
+			deadline = b.closeBy
+		}
+		// A deadline is a timer update in the runtime's poller, not a
+		// system call. It is set under mu so Close's shorter one is not
+		// overwritten. After a timeout the connection is failed, not
+		// resumed: TLS cannot go on after a write timed out mid-record.
+		_ = b.Conn.SetWriteDeadline(deadline)
 		b.mu.Unlock()
 		_, err := b.Conn.Write(out)
 		b.mu.Lock()
@@ -96,7 +115,11 @@ func (b *batchConn) flush() {
 			b.spare = out[:0]
 		}
 		if err != nil {
+			// Nothing more can be sent: close now so the reader ends and
+			// fails every stream, rather than waiting for a writer to
+			// meet the error.
 			b.err = err
+			_ = b.Conn.Close()
 		}
 		b.cond.Broadcast()
 	}
@@ -109,7 +132,8 @@ func (b *batchConn) flush() {
 func (b *batchConn) Close() error {
 	b.mu.Lock()
 	if b.flushing && b.err == nil {
-		_ = b.Conn.SetWriteDeadline(time.Now().Add(batchCloseWait))
+		b.closeBy = time.Now().Add(batchCloseWait)
+		_ = b.Conn.SetWriteDeadline(b.closeBy)
 		for b.flushing {
 			b.cond.Wait()
 		}
@@ -120,4 +144,16 @@ func (b *batchConn) Close() error {
 	b.cond.Broadcast()
 	b.mu.Unlock()
 	return b.Conn.Close()
+}
+
+// growWindow adds a WINDOW_UPDATE's increment to a send window. A window
+// past 2^31-1 is a flow-control error (RFC 9113 §6.9.1); false says so and
+// leaves the window as it was.
+func growWindow(w *int32, inc uint32) bool {
+	n := int64(*w) + int64(inc)
+	if n > 1<<31-1 {
+		return false
+	}
+	*w = int32(n)
+	return true
 }

@@ -192,7 +192,8 @@ type h2ServerConn struct {
 	sendWindow int32
 	initWindow int32
 	maxFrame   int
-	recvUnack  int
+	recvUnack  int  // connection window consumed, not yet credited
+	recvHeld   int  // connection window the client has used and we have not credited back
 	closed     bool // reader ended: no more writes
 	goneAway   bool
 	idle       *time.Timer
@@ -337,9 +338,14 @@ func (sc *h2ServerConn) handle(f http2.Frame) error {
 	case *http2.WindowUpdateFrame:
 		sc.mu.Lock()
 		if f.StreamID == 0 {
-			sc.sendWindow += int32(f.Increment)
-		} else if s := sc.streams[f.StreamID]; s != nil {
-			s.sendWindow += int32(f.Increment)
+			if !growWindow(&sc.sendWindow, f.Increment) {
+				sc.mu.Unlock()
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+		} else if s := sc.streams[f.StreamID]; s != nil && !growWindow(&s.sendWindow, f.Increment) {
+			sc.mu.Unlock()
+			sc.resetStream(f.StreamID, http2.ErrCodeFlowControl)
+			return nil
 		}
 		sc.cond.Broadcast()
 		sc.mu.Unlock()
@@ -370,6 +376,9 @@ func (sc *h2ServerConn) onSettings(f *http2.SettingsFrame) error {
 			delta := int32(st.Val) - sc.initWindow
 			sc.initWindow = int32(st.Val)
 			for _, s := range sc.streams {
+				if n := int64(s.sendWindow) + int64(delta); n > 1<<31-1 {
+					return http2.ConnectionError(http2.ErrCodeFlowControl) // RFC 9113 §6.9.2
+				}
 				s.sendWindow += delta
 			}
 			sc.cond.Broadcast()
@@ -501,6 +510,15 @@ func (sc *h2ServerConn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, er
 // onData queues a request DATA frame for the stream's body.
 func (sc *h2ServerConn) onData(f *http2.DataFrame) error {
 	sc.mu.Lock()
+	// Every DATA frame, padding included, uses the connection's window
+	// (RFC 9113 §6.9.1). More than we granted is a connection error:
+	// buffering it would let a client that ignores flow control take
+	// our memory.
+	sc.recvHeld += int(f.Length)
+	if sc.recvHeld > h2SrvConnWindow {
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
 	s := sc.streams[f.StreamID]
 	if s == nil || s.reqEnded || s.bodyClosed {
 		// Nobody reads it, but it used the connection's window.
@@ -515,11 +533,18 @@ func (sc *h2ServerConn) onData(f *http2.DataFrame) error {
 	}
 	if pad := int(f.Length) - len(f.Data()); pad > 0 {
 		sc.recvUnack += pad
+		s.recvUnack += pad // credited to the stream with its next read
 	}
-	if len(s.buf)-s.off+len(f.Data()) > h2SrvStreamWindow {
+	// The stream's window in use is what is buffered plus what was read
+	// and not yet credited back.
+	if len(s.buf)-s.off+s.recvUnack+len(f.Data()) > h2SrvStreamWindow {
 		// More than the window we granted: the client ignores flow
 		// control, and buffering it would let one stream take our memory.
+		// The bytes still count in the connection's window: credit them.
+		sc.recvUnack += len(f.Data())
+		credit := sc.takeConnCreditLocked()
 		sc.mu.Unlock()
+		sc.credit(0, 0, credit)
 		sc.resetStream(f.StreamID, http2.ErrCodeFlowControl)
 		return nil
 	}
@@ -537,6 +562,7 @@ func (sc *h2ServerConn) takeConnCreditLocked() int {
 	if sc.recvUnack >= h2SrvConnWindow/2 {
 		n := sc.recvUnack
 		sc.recvUnack = 0
+		sc.recvHeld -= n
 		return n
 	}
 	return 0

@@ -64,7 +64,11 @@ func (s *h2Stream) fail(err error, reset bool) {
 	s.removeLocked()
 	cc.mu.Unlock()
 	if reset && !clean {
-		cc.reset(s.id)
+		code := http2.ErrCodeCancel
+		if se, ok := err.(http2.StreamError); ok {
+			code = se.Code
+		}
+		cc.reset(s.id, code)
 	}
 	s.cleanup()
 }
@@ -86,15 +90,16 @@ func (s *h2Stream) endLocked() {
 	s.ended = true
 	if !s.sentEnd {
 		s.sentEnd = true
-		go s.cc.reset(s.id)
+		go s.cc.reset(s.id, http2.ErrCodeCancel)
 	}
 	s.removeLocked()
 }
 
-// reset sends RST_STREAM(CANCEL) for a stream we stop.
-func (cc *h2ClientConn) reset(id uint32) {
+// reset sends RST_STREAM for a stream we stop: CANCEL, or the code of the
+// stream error that stopped it.
+func (cc *h2ClientConn) reset(id uint32, code http2.ErrCode) {
 	cc.wmu.Lock()
-	err := cc.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	err := cc.fr.WriteRSTStream(id, code)
 	cc.wmu.Unlock()
 	cc.writeErr(err)
 }
@@ -168,6 +173,7 @@ func (s *h2Stream) Read(p []byte) (int, error) {
 		cc.recvUnack += n
 		if cc.recvUnack >= h2ConnWindow/2 {
 			connCredit, cc.recvUnack = cc.recvUnack, 0
+			cc.recvHeld -= connCredit
 		}
 		cc.mu.Unlock()
 		if streamCredit > 0 || connCredit > 0 {
@@ -359,10 +365,14 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 		cc.writeErr(err)
 	case *http2.WindowUpdateFrame:
 		cc.mu.Lock()
-		if f.StreamID == 0 {
-			cc.sendWindow += int32(f.Increment)
-		} else if s := cc.streams[f.StreamID]; s != nil {
-			s.sendWindow += int32(f.Increment)
+		if f.StreamID == 0 && !growWindow(&cc.sendWindow, f.Increment) {
+			cc.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		if s := cc.streams[f.StreamID]; s != nil && f.StreamID != 0 && !growWindow(&s.sendWindow, f.Increment) {
+			cc.mu.Unlock()
+			s.fail(http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}, true)
+			return nil
 		}
 		cc.cond.Broadcast()
 		cc.mu.Unlock()
@@ -415,6 +425,9 @@ func (cc *h2ClientConn) onSettings(f *http2.SettingsFrame) error {
 			delta := int32(st.Val) - cc.initWindow
 			cc.initWindow = int32(st.Val)
 			for _, s := range cc.streams {
+				if n := int64(s.sendWindow) + int64(delta); n > 1<<31-1 {
+					return http2.ConnectionError(http2.ErrCodeFlowControl) // RFC 9113 §6.9.2
+				}
 				s.sendWindow += delta
 			}
 			cc.cond.Broadcast()
@@ -501,16 +514,36 @@ func (cc *h2ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 // onData queues a DATA frame's bytes for the stream's reader.
 func (cc *h2ClientConn) onData(f *http2.DataFrame) error {
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	// Every DATA frame uses the connection's window; more than we
+	// granted is a connection error (RFC 9113 §6.9.1).
+	cc.recvHeld += int(f.Length)
+	if cc.recvHeld > h2ConnWindow {
+		cc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
 	s := cc.streams[f.StreamID]
 	if s == nil || s.err != nil || s.resp == nil {
 		// Reset or unknown: nobody reads it, but it used the window.
 		cc.recvUnack += int(f.Length)
+		cc.mu.Unlock()
 		return nil
 	}
 	if pad := int(f.Length) - len(f.Data()); pad > 0 {
 		cc.recvUnack += pad
+		s.recvUnack += pad // credited to the stream with its next read
 	}
+	// The stream's window in use is what is buffered plus what was read
+	// and not yet credited back.
+	if len(s.buf)-s.off+s.recvUnack+len(f.Data()) > h2StreamWindow {
+		// More than the stream's window: the server ignores flow
+		// control. The bytes are credited to the connection and the
+		// stream is reset rather than buffered without bound.
+		cc.recvUnack += len(f.Data())
+		cc.mu.Unlock()
+		s.fail(http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}, true)
+		return nil
+	}
+	defer cc.mu.Unlock()
 	s.buf = append(s.buf, f.Data()...)
 	if f.StreamEnded() {
 		s.endLocked()

@@ -1,0 +1,329 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// rawH2 is a client written with the Framer, so a test can break flow
+// control on purpose against the proxy's HTTP/2 server.
+type rawH2 struct {
+	t    *testing.T
+	c    net.Conn
+	fr   *http2.Framer
+	hbuf bytes.Buffer
+	enc  *hpack.Encoder
+	p    *Proxy
+}
+
+type rawH2Key struct{}
+
+// serveRawH2 serves one loopback connection with the proxy's HTTP/2 server
+// and handler h, and returns a raw client on it that has read the server's
+// SETTINGS and connection WINDOW_UPDATE. h must return when its request's
+// context ends; the test's cleanup closes the connection and waits for the
+// server to finish.
+func serveRawH2(t *testing.T, h http.HandlerFunc) *rawH2 {
+	t.Helper()
+	a, b := tcpPair(t)
+	p := &Proxy{errLog: log.New(io.Discard, "", 0)}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		p.serveHTTPFamily(b, nil, rawH2Key{}, nil, h)
+	}()
+	t.Cleanup(func() {
+		a.Close()
+		<-served
+		p.h2s.stopWorkers()
+	})
+	r := &rawH2{t: t, c: a, p: p}
+	r.enc = hpack.NewEncoder(&r.hbuf)
+	_ = a.SetDeadline(time.Now().Add(time.Minute)) // a hung test fails instead of waiting for go test's timeout
+	if _, err := io.WriteString(a, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	r.fr = http2.NewFramer(a, bufio.NewReader(a))
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := r.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	r.until(func(f http2.Frame) bool {
+		wu, ok := f.(*http2.WindowUpdateFrame)
+		return ok && wu.StreamID == 0
+	})
+	return r
+}
+
+// until reads frames until one satisfies pred, and returns it.
+func (r *rawH2) until(pred func(http2.Frame) bool) http2.Frame {
+	r.t.Helper()
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			r.t.Fatalf("reading frames: %v", err)
+		}
+		if pred(f) {
+			return f
+		}
+	}
+}
+
+func (r *rawH2) open(id uint32) {
+	r.t.Helper()
+	r.hbuf.Reset()
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/up"}, {":authority", "shop"}} {
+		_ = r.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// send writes n bytes of DATA on stream id in frames of at most 16 KiB,
+// ignoring the windows the server granted.
+func (r *rawH2) send(id uint32, n int, end bool) {
+	r.t.Helper()
+	chunk := make([]byte, 16<<10)
+	for n > 0 {
+		k := min(n, len(chunk))
+		n -= k
+		if err := r.fr.WriteData(id, end && n == 0, chunk[:k]); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// sync waits for a PING's answer: the server handled every frame before it.
+func (r *rawH2) sync() {
+	r.t.Helper()
+	data := [8]byte{'s', 'y', 'n', 'c'}
+	if err := r.fr.WritePing(false, data); err != nil {
+		r.t.Fatal(err)
+	}
+	r.until(func(f http2.Frame) bool {
+		p, ok := f.(*http2.PingFrame)
+		return ok && p.IsAck() && p.Data == data
+	})
+}
+
+// holdBody answers nothing and reads nothing until its stream ends, so
+// request bytes stay buffered in the server.
+func holdBody(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+
+// TestH2ServerFlowControl: a client that ignores the windows it was
+// granted is stopped (RFC 9113 §6.9), and every byte a client sends is
+// either buffered for a handler or credited back to the connection.
+func TestH2ServerFlowControl(t *testing.T) {
+	t.Run("overrunning the connection window ends the connection", func(t *testing.T) {
+		r := serveRawH2(t, holdBody)
+		// Sixteen streams each fill their 1 MiB window: the 16 MiB
+		// connection window is used up but not exceeded.
+		streams := uint32(h2SrvConnWindow / h2SrvStreamWindow)
+		for i := range streams {
+			r.open(2*i + 1)
+			r.send(2*i+1, h2SrvStreamWindow, false)
+		}
+		r.sync() // nothing refused so far
+		r.open(2*streams + 1)
+		r.send(2*streams+1, 1, false)
+		ga := r.until(func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+		if ga.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("GOAWAY %v, want FLOW_CONTROL_ERROR", ga.ErrCode)
+		}
+	})
+	t.Run("a connection WINDOW_UPDATE past 2^31-1 ends the connection", func(t *testing.T) {
+		r := serveRawH2(t, holdBody)
+		if err := r.fr.WriteWindowUpdate(0, 1<<31-1); err != nil {
+			t.Fatal(err)
+		}
+		ga := r.until(func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+		if ga.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("GOAWAY %v, want FLOW_CONTROL_ERROR", ga.ErrCode)
+		}
+	})
+	t.Run("a stream WINDOW_UPDATE past 2^31-1 resets only that stream", func(t *testing.T) {
+		r := serveRawH2(t, holdBody)
+		r.open(1)
+		if err := r.fr.WriteWindowUpdate(1, 1<<31-1); err != nil {
+			t.Fatal(err)
+		}
+		rst := r.until(func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+		if rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("RST_STREAM %d %v, want stream 1 FLOW_CONTROL_ERROR", rst.StreamID, rst.ErrCode)
+		}
+		r.sync() // the connection still answers
+	})
+	t.Run("every byte received is buffered or credited", func(t *testing.T) {
+		r := serveRawH2(t, holdBody)
+		// Stream 1 overruns its window and is reset; its late bytes
+		// still arrive.
+		r.open(1)
+		r.send(1, h2SrvStreamWindow+100, false)
+		rst := r.until(func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+		if rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeFlowControl {
+			t.Fatalf("RST_STREAM %d %v, want stream 1 FLOW_CONTROL_ERROR", rst.StreamID, rst.ErrCode)
+		}
+		r.send(1, 5000, true)
+		// Stream 3: padded frames, held unread by the handler.
+		r.open(3)
+		for range 3 {
+			if err := r.fr.WriteDataPadded(3, false, make([]byte, 1000), make([]byte, 200)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Stream 5: the client gives up on it.
+		r.open(5)
+		r.send(5, 70000, false)
+		if err := r.fr.WriteRSTStream(5, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+		r.sync()
+		r.p.h2s.mu.Lock()
+		var sc *h2ServerConn
+		for c := range r.p.h2s.conns {
+			sc = c
+		}
+		r.p.h2s.mu.Unlock()
+		sc.mu.Lock()
+		buffered := 0
+		for _, s := range sc.streams {
+			buffered += len(s.buf) - s.off
+		}
+		held, unack := sc.recvHeld, sc.recvUnack
+		sc.mu.Unlock()
+		if buffered != 3000 {
+			t.Errorf("%d bytes buffered, want stream 3's 3000", buffered)
+		}
+		if held != unack+buffered {
+			t.Fatalf("the client has %d bytes of window in use; %d are buffered and %d wait for credit: %d are lost", held, buffered, unack, held-unack-buffered)
+		}
+	})
+}
+
+// TestH2ClientFlowControl: an upstream that sends more than the stream
+// window the proxy granted gets its stream reset with FLOW_CONTROL_ERROR,
+// and the proxy's reader sees the error instead of buffering without bound.
+func TestH2ClientFlowControl(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rstCode := make(chan http2.ErrCode, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		br := bufio.NewReader(c)
+		if _, err := io.ReadFull(br, make([]byte, len(http2.ClientPreface))); err != nil {
+			return
+		}
+		fr := http2.NewFramer(c, br)
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		var wmu sync.Mutex
+		if fr.WriteSettings() != nil {
+			return
+		}
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					wmu.Lock()
+					_ = fr.WriteSettingsAck()
+					wmu.Unlock()
+				}
+			case *http2.MetaHeadersFrame:
+				id := f.StreamID
+				wg.Go(func() {
+					var hb bytes.Buffer
+					_ = hpack.NewEncoder(&hb).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+					wmu.Lock()
+					defer wmu.Unlock()
+					if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil {
+						return
+					}
+					chunk := make([]byte, 16<<10)
+					for sent := 0; sent <= h2StreamWindow; sent += len(chunk) {
+						if fr.WriteData(id, false, chunk) != nil {
+							return
+						}
+					}
+				})
+			case *http2.RSTStreamFrame:
+				rstCode <- f.ErrCode
+				return
+			}
+		}
+	})
+
+	pool := newH2Pool((&net.Dialer{Timeout: 5 * time.Second}).DialContext)
+	defer pool.closeIdle()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/big", nil)
+	resp, err := pool.roundTrip(req, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Nothing is read until the reset, so the window is not refilled by
+	// credits while the upstream overruns it.
+	select {
+	case code := <-rstCode:
+		if code != http2.ErrCodeFlowControl {
+			t.Fatalf("upstream got RST_STREAM %v, want FLOW_CONTROL_ERROR", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("upstream never got RST_STREAM")
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	var se http2.StreamError
+	if !errors.As(err, &se) || se.Code != http2.ErrCodeFlowControl {
+		t.Fatalf("reading the body: %v, want a FLOW_CONTROL_ERROR stream error", err)
+	}
+}
+
+// TestBatchConnWriteStall: a peer that stops reading fails the connection
+// once one write has moved nothing for the stall bound, and the socket is
+// closed so the reader ends too.
+func TestBatchConnWriteStall(t *testing.T) {
+	a, b := tcpPair(t)
+	bc := newBatchConn(a)
+	bc.stall = 200 * time.Millisecond
+	chunk := make([]byte, 32<<10)
+	var err error
+	// Loopback socket buffers hold a few MiB; 1 GiB is far past them.
+	for i := 0; i < 1<<15 && err == nil; i++ {
+		_, err = bc.Write(chunk)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writes to a peer that reads nothing: %v, want a deadline error", err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.Copy(io.Discard, b); err != nil {
+		t.Fatalf("the peer should read what was sent and then EOF: %v", err)
+	}
+}
