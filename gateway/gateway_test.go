@@ -21,6 +21,7 @@ import (
 
 	"github.com/causeway-mesh/causeway/gateway"
 	"github.com/causeway-mesh/causeway/internal/demoapp"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/proxy"
 	"github.com/causeway-mesh/causeway/proxy/proxytest"
 	"github.com/causeway-mesh/causeway/spec"
@@ -30,10 +31,11 @@ import (
 // gateway, proxy, app and Workload API a test starts must be gone.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// eventually polls cond for up to 5 s.
+// eventually polls cond for up to 30 s: what it waits for takes
+// milliseconds, but CI runs every package's tests at once on two cores.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return
 		}
@@ -283,12 +285,14 @@ func TestRefusals(t *testing.T) {
 func TestNoEndpoint(t *testing.T) {
 	m := newMulti(t, 1)
 	webSrc := source(t, m.west, "shop", "web", m.westFed)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	// Nothing listens on dead: connection refused. It is chosen below the
+	// ephemeral range, so no other package's ":0" listener can land on it
+	// (and answer) before the last case dials it.
+	free, err := loopback.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadAddr := dead.Addr().(*net.TCPAddr)
-	dead.Close() // nothing listens there any more: connection refused
+	dead := free[0]
 	cases := []struct {
 		name   string
 		eps    []spec.Endpoint
@@ -296,7 +300,7 @@ func TestNoEndpoint(t *testing.T) {
 	}{
 		{"not ready", []spec.Endpoint{{Addr: "127.0.0.1", Port: 1, Ready: false, Identity: m.gwID}}, gateway.ReasonNoEndpoint},
 		{"app endpoint, not a sidecar", []spec.Endpoint{{Addr: "127.0.0.1", Port: 1, ServicePort: portHTTP, Ready: true}}, gateway.ReasonNoEndpoint},
-		{"dead sidecar", []spec.Endpoint{{Addr: "127.0.0.1", Port: int32(deadAddr.Port), Ready: true, Identity: m.gwID}}, gateway.ReasonDialFailed},
+		{"dead sidecar", []spec.Endpoint{{Addr: "127.0.0.1", Port: int32(dead), Ready: true, Identity: m.gwID}}, gateway.ReasonDialFailed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
