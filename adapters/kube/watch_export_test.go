@@ -2,14 +2,17 @@ package kube_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,9 +43,17 @@ func TestServiceExportFollowsCluster(t *testing.T) {
 	const ns = "export-it"
 	kc := kubernetes.NewForConfigOrDie(admin)
 	exports := dynamic.NewForConfigOrDie(admin).Resource(kube.ServiceExports.GVR).Namespace(ns)
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	// The apiserver outlives this test (go test -count runs it again on the
+	// same one); a namespace cannot be deleted without the controllers that
+	// finalize it, so an earlier run's is reused, and the objects the steps
+	// create are removed at the end.
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = exports.Delete(ctx, "orders", metav1.DeleteOptions{})
+		_ = kc.CoreV1().Services(ns).Delete(ctx, "orders", metav1.DeleteOptions{})
+	})
 	w, _ := startWatcher(t, cp, kube.Election{})
 	svcExport := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": kube.GroupMCS + "/v1alpha1", "kind": "ServiceExport",
@@ -142,12 +153,14 @@ spec: {ports: [{name: http, port: 8080}]}
 
 // gadgetCRD is a kind no other test installs, so its absence at the
 // Watcher's start is certain; it stands for a CRD (MCS's ServiceExport)
-// installed while the control plane runs.
+// installed while the control plane runs. GROUP is new for each run of the
+// test (go test -count runs it again on the same apiserver, where the CRD
+// of an earlier run is still installed).
 const gadgetCRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: gadgets.rediscover.causeway.test}
+metadata: {name: gadgets.GROUP}
 spec:
-  group: rediscover.causeway.test
+  group: GROUP
   scope: Namespaced
   names: {plural: gadgets, singular: gadget, kind: Gadget}
   versions:
@@ -157,13 +170,17 @@ spec:
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 `
 
+// gadgetRuns numbers the runs of TestKindInstalledLater in this process.
+var gadgetRuns atomic.Int64
+
 // TestKindInstalledLater starts a Watcher that asks for a kind whose CRD
 // does not exist yet, installs the CRD, and checks that the Watcher starts
 // watching it within a few Rediscover periods and that an object of that
 // kind then reaches Translate.
 func TestKindInstalledLater(t *testing.T) {
 	admin, _ := cluster(t)
-	gadgets := kube.Resource{Kind: "Gadget", GVR: schema.GroupVersionResource{Group: "rediscover.causeway.test", Version: "v1", Resource: "gadgets"}, Namespaced: true}
+	group := fmt.Sprintf("run%d.rediscover.causeway.test", gadgetRuns.Add(1))
+	gadgets := kube.Resource{Kind: "Gadget", GVR: schema.GroupVersionResource{Group: group, Version: "v1", Resource: "gadgets"}, Namespaced: true}
 	var seen atomic.Int64 // Gadgets in the latest translation
 	w, err := kube.NewWatcher(kube.WatchOptions{
 		Config: admin, Resources: []kube.Resource{kube.Services, gadgets}, Settle: 20 * time.Millisecond, Rediscover: 100 * time.Millisecond,
@@ -204,7 +221,7 @@ func TestKindInstalledLater(t *testing.T) {
 		{"without the CRD only Services are watched", func(*testing.T) {}, kinds("Service")},
 		{"the CRD appears: Gadgets are watched", func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "gadget.yaml")
-			if err := os.WriteFile(f, []byte(gadgetCRD), 0o600); err != nil {
+			if err := os.WriteFile(f, []byte(strings.ReplaceAll(gadgetCRD, "GROUP", group)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if err := kubetest.InstallCRDs(context.Background(), admin, f); err != nil {
@@ -212,7 +229,7 @@ func TestKindInstalledLater(t *testing.T) {
 			}
 		}, kinds("Service", "Gadget")},
 		{"a Gadget reaches Translate", func(t *testing.T) {
-			g := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rediscover.causeway.test/v1", "kind": "Gadget",
+			g := &unstructured.Unstructured{Object: map[string]any{"apiVersion": group + "/v1", "kind": "Gadget",
 				"metadata": map[string]any{"name": "g1", "namespace": "default"}}}
 			if _, err := dynamic.NewForConfigOrDie(admin).Resource(gadgets.GVR).Namespace("default").Create(context.Background(), g, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)

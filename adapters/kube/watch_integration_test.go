@@ -367,13 +367,20 @@ func waitCondition(t *testing.T, dyn dynamic.Interface, status, reason, msg stri
 	t.Fatalf("TrafficSplit %s/bookstore: no Accepted=%s (%s, %q) within 30s; last condition %v", ns, status, reason, msg, last)
 }
 
-// waitEvent polls for an Event on the TrafficSplit with the reason.
-func waitEvent(t *testing.T, kc kubernetes.Interface, evType, reason, msg string) {
+// waitEvent polls for an Event on the TrafficSplit with the reason. Only
+// Events about the split as it is now (its UID) count: Events outlive the
+// object, and one left by an earlier run (go test -count) of the same name
+// would otherwise be taken for this run's.
+func waitEvent(t *testing.T, kc kubernetes.Interface, dyn dynamic.Interface, evType, reason, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	split, err := dyn.Resource(splitGVR).Namespace(ns).Get(ctx, "bookstore", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for ctx.Err() == nil {
-		evs, err := kc.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=TrafficSplit,involvedObject.name=bookstore"})
+		evs, err := kc.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=TrafficSplit,involvedObject.name=bookstore,involvedObject.uid=" + string(split.GetUID())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,6 +414,17 @@ func TestSnapshotFollowsCluster(t *testing.T) {
 		LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond,
 	})
 	ctx := context.Background()
+	// The apiserver outlives this test (go test -count runs it again on
+	// the same one): remove what the steps create, so that each step of the
+	// next run is a change the watcher sees.
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = dyn.Resource(splitGVR).Namespace(ns).Delete(ctx, "bookstore", metav1.DeleteOptions{})
+		for _, name := range []string{"bookbuyer-to-bookstore", "legacy-target"} {
+			_ = dyn.Resource(schema.GroupVersionResource{Group: "access.smi-spec.io", Version: "v1alpha3", Resource: "traffictargets"}).
+				Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		}
+	})
 	apply := func(y string) func(t *testing.T) {
 		return func(t *testing.T) {
 			if err := a.ApplyYAML(ctx, y); err != nil {
@@ -469,7 +487,7 @@ specs: [{kind: HTTPRouteGroup, name: bookstore-routes, matches: [books]}]
 			apply(splitV1alpha4(-5, 90)),
 			func(t *testing.T) {
 				waitCondition(t, dyn, "False", kube.ReasonInvalid, "spec.backends[0].weight")
-				waitEvent(t, kc, corev1.EventTypeWarning, kube.ReasonInvalid, "spec.backends[0].weight")
+				waitEvent(t, kc, dyn, corev1.EventTypeWarning, kube.ReasonInvalid, "spec.backends[0].weight")
 				if !w.Diagnostics().HasErrors() {
 					t.Errorf("watcher diagnostics hold no error: %v", w.Diagnostics())
 				}
@@ -495,7 +513,7 @@ specs: [{kind: HTTPRouteGroup, name: bookstore-routes, matches: [books]}]
 					return ratio(weights(s, ns, "bookstore"), "bookstore-v1", "bookstore-v2", 1, 1)
 				})
 				waitCondition(t, dyn, "True", "", "")
-				waitEvent(t, kc, corev1.EventTypeNormal, kube.ReasonAccepted, "")
+				waitEvent(t, kc, dyn, corev1.EventTypeNormal, kube.ReasonAccepted, "")
 			}},
 	}
 	for _, s := range steps {
@@ -654,12 +672,18 @@ spec: {service: web, backends: [{service: web-v1, weight: %d}]}
 	waitFor(t, 10*time.Second, "writer-b synced", second.Synced)
 
 	// hosts waits for a Warning Event naming the weight and returns the
-	// source hosts of all such Events.
+	// source hosts of all such Events about the split as it is now (its
+	// UID): Events outlive the object, and an earlier run's (go test
+	// -count), from its own writers, must not be counted.
 	hosts := func(t *testing.T, weight string) []string {
 		t.Helper()
+		split, err := dynamic.NewForConfigOrDie(admin).Resource(splitGVR).Namespace("leader-it").Get(context.Background(), "only-leader", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			evs, err := kc.CoreV1().Events("leader-it").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=only-leader,reason=Invalid"})
+			evs, err := kc.CoreV1().Events("leader-it").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=only-leader,reason=Invalid,involvedObject.uid=" + string(split.GetUID())})
 			if err != nil {
 				t.Fatal(err)
 			}
