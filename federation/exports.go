@@ -21,11 +21,11 @@ func protoEqual(a, b proto.Message) bool { return proto.Equal(a, b) }
 // watches the bundle itself).
 func (l *Links) localExports() (*fedv1.Exports, <-chan struct{}) {
 	l.mu.Lock()
-	svcs, ch := l.exports, l.local
+	svcs, gateways, ch := l.exports, l.gateways, l.local
 	l.mu.Unlock()
 	m := &fedv1.Exports{
 		Bundle:       encodeRoots(l.opts.Bundle.Bundle().X509Authorities()),
-		GatewayAddrs: l.opts.GatewayAddrs,
+		GatewayAddrs: gateways,
 		Services:     svcs,
 	}
 	if !l.opts.GatewayID.IsZero() {

@@ -49,7 +49,8 @@ type Options struct {
 	// dial); empty means the listener's address (Serve must run first).
 	Advertise []string
 	// GatewayAddrs (host:port) and GatewayID are this cluster's east-west
-	// gateways, sent with the exports.
+	// gateways, sent with the exports. SetGateways replaces the addresses
+	// later (discovered from the gateway's Service, for one).
 	GatewayAddrs []string
 	GatewayID    spiffeid.ID
 	// StateFile, when set, keeps the links (peer, trust domain, control
@@ -77,10 +78,8 @@ func (o *Options) defaults() error {
 	if o.TrustDomain.IsZero() || o.SVID == nil || o.Bundle == nil || o.Federated == nil {
 		return errors.New("federation: TrustDomain, SVID, Bundle and Federated are required")
 	}
-	for i, a := range o.GatewayAddrs {
-		if _, err := splitAddr(a); err != nil {
-			return fmt.Errorf("federation: gateway address [%d]: %w", i, err)
-		}
+	if err := validGateways(o.GatewayAddrs); err != nil {
+		return err
 	}
 	if o.StateFile != "" && o.Store != nil {
 		return errors.New("federation: StateFile and Store are exclusive")
@@ -122,7 +121,8 @@ type Links struct {
 	links    map[string]*link // by cluster
 	tokens   map[string]*issued
 	exports  []*fedv1.ExportedService // ours, from SetLocal, sorted
-	local    chan struct{}            // closed and replaced when our exports change
+	gateways []string                 // ours, from Options then SetGateways, sorted
+	local    chan struct{}            // closed and replaced when our exports or gateways change
 	health   map[string]bool          // probed gateway address -> healthy
 	listener net.Addr
 	grpc     *grpc.Server
@@ -173,7 +173,8 @@ func New(opts Options) (*Links, error) {
 		ctx: ctx, cancel: cancel,
 		links: map[string]*link{}, tokens: map[string]*issued{},
 		local: make(chan struct{}), health: map[string]bool{},
-		changes: make(chan struct{}, 1), probe: make(chan struct{}, 1),
+		gateways: sortedSet(opts.GatewayAddrs),
+		changes:  make(chan struct{}, 1), probe: make(chan struct{}, 1),
 	}
 	if err := l.loadState(); err != nil {
 		l.Close()
@@ -252,6 +253,49 @@ func (l *Links) SetLocal(s *spec.Snapshot) {
 	l.exports = out
 	close(l.local)
 	l.local = make(chan struct{})
+}
+
+// SetGateways replaces this cluster's east-west gateway addresses
+// (host:port): peers get them with the exports at once, and import
+// endpoints move to them. An empty list leaves peers with imports they
+// cannot reach, as a cluster without a gateway. An address that is not
+// host:port is refused and nothing changes.
+func (l *Links) SetGateways(addrs []string) error {
+	if err := validGateways(addrs); err != nil {
+		return err
+	}
+	if len(addrs) > 0 && l.opts.GatewayID.IsZero() {
+		return errors.New("federation: gateway addresses need a gateway SPIFFE ID")
+	}
+	set := sortedSet(addrs)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if slices.Equal(set, l.gateways) {
+		return nil
+	}
+	l.gateways = set
+	close(l.local)
+	l.local = make(chan struct{})
+	return nil
+}
+
+func validGateways(addrs []string) error {
+	for i, a := range addrs {
+		if _, err := splitAddr(a); err != nil {
+			return fmt.Errorf("federation: gateway address [%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// sortedSet is a sorted copy of addrs without duplicates; nil when empty.
+func sortedSet(addrs []string) []string {
+	if len(addrs) == 0 {
+		return nil
+	}
+	out := slices.Clone(addrs)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Imports returns every peer's exports as local Services named
