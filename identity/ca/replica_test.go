@@ -171,7 +171,12 @@ func TestRunSharedOnAPIServer(t *testing.T) {
 		rctx, stop := context.WithCancel(ctx)
 		runCtx[i] = stop
 		l := Lease{Client: kc.CoordinationV1(), Namespace: ns, Name: "causeway-ca", Identity: []string{"a", "b"}[i],
-			LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+			// The leader must renew within RenewDeadline or lose the Lease,
+			// and the other would then rotate too ("only the leader
+			// rotates" would fail): 4 s leaves room for a slow apiserver
+			// write on a loaded machine. Handover stays quick: a stopped
+			// leader releases the Lease, taken at the next retry.
+			LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: 200 * time.Millisecond,
 			OnLeading: func(on bool) { mu.Lock(); leading[i] = on; mu.Unlock() }}
 		wg.Go(func() { recordChanges(ctx, c, &mu, &events[i]) })
 		wg.Go(func() { _ = c.RunShared(rctx, l, follow) })
@@ -180,9 +185,9 @@ func TestRunSharedOnAPIServer(t *testing.T) {
 
 	leader := waitLeader(t, &mu, leading, -1)
 	follower := 1 - leader
-	waitActivations(t, cas[leader], 1, 15*time.Second)
+	waitActivations(t, cas[leader], 1, 30*time.Second)
 	// The follower's view of the first activation, then stop the leader.
-	waitActive(t, cas[follower], cas[leader].ActiveID(), 5*time.Second)
+	waitActive(t, cas[follower], cas[leader], 30*time.Second)
 	t.Run("only the leader rotates", func(t *testing.T) {
 		if s := cas[follower].Stats(); s.Prepared != 0 || s.Activated != 0 || s.Reloaded == 0 {
 			t.Errorf("follower %+v: want no rotation of its own and reloads", s)
@@ -215,7 +220,7 @@ func TestRunSharedOnAPIServer(t *testing.T) {
 		start := time.Now()
 		waitLeader(t, &mu, leading, follower)
 		t.Logf("lease moved in %s", time.Since(start).Round(time.Millisecond))
-		waitActivations(t, cas[follower], before.Activated+1, 15*time.Second)
+		waitActivations(t, cas[follower], before.Activated+1, 30*time.Second)
 	})
 }
 
@@ -266,12 +271,15 @@ func waitActivations(t *testing.T, c *CA, n uint64, within time.Duration) {
 	}
 }
 
-func waitActive(t *testing.T, c *CA, active string, within time.Duration) {
+// waitActive waits until the follower signs with the leader's authority.
+// The leader's is read again each time: it rotates every few seconds, and a
+// follower that catches up late goes straight to the newest one.
+func waitActive(t *testing.T, follower, leader *CA, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for c.ActiveID() != active {
+	for follower.ActiveID() != leader.ActiveID() {
 		if time.Now().After(deadline) {
-			t.Fatalf("follower still signs with %s after %s, want %s", c.ActiveID(), within, active)
+			t.Fatalf("follower still signs with %s after %s, want %s", follower.ActiveID(), within, leader.ActiveID())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -383,12 +391,13 @@ func TestRunTwoInstancesOneDir(t *testing.T) {
 	for _, c := range []*CA{a, b} {
 		wg.Go(func() { _ = c.Run(ctx) })
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	// Rotation is due after 2.5 s; the rest is room for a loaded machine.
+	deadline := time.Now().Add(30 * time.Second)
 	for a.ActiveID() == first || a.ActiveID() != b.ActiveID() || !sameRoots(roots(a), roots(b)) {
 		if time.Now().After(deadline) {
 			cancel()
 			wg.Wait()
-			t.Fatalf("after 10s: a rotated %v, a and b agree %v (stats a %+v, b %+v)", a.ActiveID() != first, a.ActiveID() == b.ActiveID(), a.Stats(), b.Stats())
+			t.Fatalf("after 30s: a rotated %v, a and b agree %v (stats a %+v, b %+v)", a.ActiveID() != first, a.ActiveID() == b.ActiveID(), a.Stats(), b.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
