@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,16 +52,6 @@ spec:
 `, v1, v2)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // weights is what the node's compiled config does with bookstore/bookstore.
 func weights(cfg *spec.NodeConfig) string {
 	for _, u := range cfg.Upstreams {
@@ -96,7 +85,8 @@ func TestControlKubeEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	kubeconfig, bin := kubeconfigAndBinary(t, ctx, cfg, dir)
 
-	grpcAddr, restAddr := freeAddr(t), freeAddr(t)
+	ports := freePorts(t, 2)
+	grpcAddr, restAddr := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1]
 	cmd := exec.Command(bin, "control", "--kubeconfig", kubeconfig, "--insecure", "--listen", grpcAddr, "--rest", restAddr)
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=default", "POD_NAME=control-0")
 	logFile, err := os.Create(filepath.Join(dir, "control.log"))

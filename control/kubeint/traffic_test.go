@@ -24,6 +24,7 @@ import (
 	"github.com/causeway-mesh/causeway/identity/ca"
 	"github.com/causeway-mesh/causeway/identity/identitytest"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 )
 
 // The apiserver refuses loopback addresses in EndpointSlices, as it must: a
@@ -129,14 +130,22 @@ func writeJSON(t *testing.T, path string, v any) string {
 	return path
 }
 
-func freePort(t *testing.T, host string) string {
+// freePorts returns n distinct free ports for the children this test
+// starts, from below the kernel's ephemeral range (loopback.FreePorts): a
+// port read back from ":0" and released is one the kernel may give any
+// outgoing connection of the tests running in parallel before the child
+// binds it.
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", host+":0")
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	out := make([]string, n)
+	for i, p := range ports {
+		out[i] = strconv.Itoa(p)
+	}
+	return out
 }
 
 func meshYAML(podIP string, v1, v2 int) string {
@@ -272,9 +281,11 @@ func TestKubeTrafficFollows(t *testing.T) {
 	sock := func(ident string) string {
 		return identitytest.StartWorkloadAPI(t, c, identitytest.WorkloadAPI{Entries: identitytest.Self(t, ident, "")})
 	}
-	grpcAddr := net.JoinHostPort(pn.hostIP, freePort(t, pn.hostIP))
+	// The control plane's two, then each client sidecar's listener and admin.
+	ports := freePorts(t, 6)
+	grpcAddr := net.JoinHostPort(pn.hostIP, ports[0])
 	child(t, dir, "control", "", bin, "control", "--kubeconfig", kubeconfig, "--ca-dir", caDir,
-		"--listen", grpcAddr, "--rest", "127.0.0.1:"+freePort(t, "127.0.0.1"), "--debounce", "50ms")
+		"--listen", grpcAddr, "--rest", "127.0.0.1:"+ports[1], "--debounce", "50ms")
 	controlID := "spiffe://cluster.local/ns/causeway/sa/control"
 
 	// Server side, inside the pod namespace.
@@ -290,9 +301,9 @@ func TestKubeTrafficFollows(t *testing.T) {
 	// Client sidecars, outside.
 	callers := map[string]string{}
 	admins := map[string]string{}
-	for _, sa := range []string{"bookbuyer", "bookthief"} {
-		port := freePort(t, "127.0.0.1")
-		admins[sa] = "127.0.0.1:" + freePort(t, "127.0.0.1")
+	for i, sa := range []string{"bookbuyer", "bookthief"} {
+		port := ports[2+2*i]
+		admins[sa] = "127.0.0.1:" + ports[3+2*i]
 		boot := writeJSON(t, filepath.Join(dir, sa+".json"), map[string]any{
 			"admin":    admins[sa],
 			"outbound": map[string]any{"ports": []map[string]any{{"service": "bookstore/bookstore", "port": 14001, "listen": "127.0.0.1:" + port}}},
@@ -368,6 +379,22 @@ func TestKubeTrafficFollows(t *testing.T) {
 		t.Logf("serving after %v", d.Round(time.Millisecond))
 	})
 	t.Run("bookthief is kept out", func(t *testing.T) {
+		// Its sidecar started with bookbuyer's but may get its config
+		// later on a loaded machine; until then it cannot answer 403.
+		eventually("bookthief's sidecar in sync", func() (bool, string) {
+			resp, err := http.Get("http://127.0.0.1:" + ports[1] + "/api/v1/proxies/bookthief-0")
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			var st struct {
+				InSync bool `json:"inSync"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+				return false, fmt.Sprintf("REST %s: %v", resp.Status, err)
+			}
+			return st.InSync, fmt.Sprintf("in sync: %v", st.InSync)
+		})
 		if got := send("bookthief", 20); got["403"] != 20 {
 			t.Fatalf("bookthief got %v, want 20 × 403", got)
 		}
