@@ -242,8 +242,9 @@ func TestTCPMetrics(t *testing.T) {
 	want := float64(flows * (5 + 1<<20))
 	lbl := map[string]string{"direction": "outbound", "service": "shop/api"}
 	// The proxy counts a flow when both directions have ended, a moment
-	// after the client saw its last byte.
-	deadline := time.Now().Add(2 * time.Second)
+	// after the client saw its last byte: poll for it, with room for a
+	// CI machine that runs every package's tests at once.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mfs := proxytest.Scrape(t, "http://"+h.client.AdminAddr().String()+"/metrics")
 		closed := proxytest.Sum(mfs, "causeway_tcp_connections_closed_total", lbl)
