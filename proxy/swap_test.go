@@ -121,7 +121,9 @@ func TestConfigSwapUnderLoad(t *testing.T) {
 		msg := fmt.Sprintf("tcp-%d", i)
 		io.WriteString(tc, msg)
 		got := make([]byte, len(msg))
-		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		// A broken flow errors at once; the deadline only stops a hung one,
+		// with room for a CI machine running every package at once.
+		tc.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if _, err := io.ReadFull(tc, got); err != nil || string(got) != msg {
 			t.Fatalf("TCP flow across swap %d: %q %v", i, got, err)
 		}
