@@ -47,7 +47,9 @@ func startUp(t *testing.T, bin, dir string) *proctest.Proc {
 func demoAsk(t *testing.T, proxyPort int) (int, demoAnswer) {
 	t.Helper()
 	pu, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(proxyPort))
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
+	// A request errs at once when something is wrong; the timeout only
+	// stops a hung one, with room for a CI machine under load.
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}}
 	resp, err := c.Get("http://bookstore.bookstore:14001/books-bought")
 	if err != nil {
 		t.Fatalf("GET via :%d: %v", proxyPort, err)
