@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/causeway-mesh/causeway/adapters/kube"
 	"github.com/causeway-mesh/causeway/control"
 	controlrest "github.com/causeway-mesh/causeway/control/rest"
 	"github.com/causeway-mesh/causeway/federation"
@@ -26,6 +28,7 @@ type fedFlags struct {
 	listen    string
 	advertise []string
 	gateways  []string
+	gatewaySvc string
 	gatewayID string
 	heartbeat time.Duration
 	probe     time.Duration
@@ -38,6 +41,7 @@ func (f *fedFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.listen, "federation-listen", "", "serve the federation stream to linked clusters on this address; empty disables federation")
 	fl.StringSliceVar(&f.advertise, "federation-advertise", nil, "federation addresses put in peering tokens (default: the --federation-listen address)")
 	fl.StringSliceVar(&f.gateways, "gateway-addr", nil, "this cluster's east-west gateway address(es) host:port, sent to linked clusters")
+	fl.StringVar(&f.gatewaySvc, "gateway-service", "", "follow this cluster's east-west gateway Service (NAMESPACE/NAME[:PORT]) and send its load balancer addresses to linked clusters as they change; --gateway-addr, when set, wins")
 	fl.StringVar(&f.gatewayID, "gateway-id", "", "SPIFFE ID the gateway proves (default spiffe://<trust-domain>/ns/causeway-system/sa/causeway-gateway)")
 	fl.DurationVar(&f.heartbeat, "federation-heartbeat", 5*time.Second, "federation heartbeat; a peer silent for 3 heartbeats is failed")
 	fl.DurationVar(&f.probe, "gateway-probe-interval", 5*time.Second, "how often linked clusters' gateways are probed")
@@ -104,8 +108,8 @@ func (r federationRun) source(src control.Source) control.Source {
 func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, c *ca.CA, log *slog.Logger, errc chan<- error) (federationRun, error) {
 	ff := f.fed
 	if ff.listen == "" {
-		if ff.cluster != "" || len(ff.gateways) > 0 || ff.state != "" || ff.secret != "" {
-			return federationRun{}, usageErr("control: --cluster, --gateway-addr, --federation-state and --federation-secret need --federation-listen")
+		if ff.cluster != "" || len(ff.gateways) > 0 || ff.gatewaySvc != "" || ff.state != "" || ff.secret != "" {
+			return federationRun{}, usageErr("control: --cluster, --gateway-addr, --gateway-service, --federation-state and --federation-secret need --federation-listen")
 		}
 		return federationRun{}, nil
 	}
@@ -123,6 +127,16 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 		}
 	} else if gwID, err = spiffeid.FromSegments(td, "ns", "causeway-system", "sa", "causeway-gateway"); err != nil {
 		return federationRun{}, err
+	}
+	var gwSvc *kube.GatewayService
+	if ff.gatewaySvc != "" {
+		g, err := kube.ParseGatewayService(ff.gatewaySvc)
+		if err != nil {
+			return federationRun{}, usageErr("control: --gateway-service: %v", err)
+		}
+		if len(ff.gateways) == 0 { // else --gateway-addr wins
+			gwSvc = &g
+		}
 	}
 	store, err := federationStore(ff.state, ff.secret, f.kubeconfig)
 	if err != nil {
@@ -169,8 +183,21 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 			}
 		}
 	}
-	if len(ff.gateways) == 0 {
-		log.Warn("federation: no --gateway-addr: linked clusters get this cluster's exports without an endpoint to reach them")
+	switch {
+	case len(ff.gateways) > 0 && ff.gatewaySvc != "":
+		log.Info("federation: --gateway-addr is set, so --gateway-service is not followed", "gateways", ff.gateways)
+	case len(ff.gateways) == 0 && ff.gatewaySvc == "":
+		log.Warn("federation: no --gateway-addr or --gateway-service: linked clusters get this cluster's exports without an endpoint to reach them")
+	}
+	var gwClient kubernetes.Interface
+	if gwSvc != nil {
+		kc, err := kubeClient(f.kubeconfig)
+		if err != nil {
+			lis.Close()
+			stopCA()
+			return federationRun{}, &exitError{code: 1, err: fmt.Errorf("control: --gateway-service %s: %w", gwSvc, err)}
+		}
+		gwClient = kc
 	}
 	links, err := federation.New(federation.Options{Cluster: ff.cluster, TrustDomain: td, SVID: svid, Bundle: c,
 		Federated: bundle.NewSet(), Advertise: advertise, GatewayAddrs: ff.gateways, GatewayID: gwID,
@@ -184,7 +211,30 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 		return federationRun{}, usageErr("control: %v", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
+	if gwClient != nil {
+		go func() {
+			err := kube.WatchGatewayService(runCtx, gwClient, *gwSvc, func(addrs []string) {
+				if err := links.SetGateways(addrs); err != nil {
+					log.Error("federation: gateway addresses refused; linked clusters keep the last ones", "service", gwSvc.String(), "err", err)
+					return
+				}
+				if len(addrs) == 0 {
+					log.Warn("federation: the gateway Service has no address (load balancer pending, or Service deleted): linked clusters cannot reach this cluster's exports", "service", gwSvc.String())
+					return
+				}
+				log.Info("federation: gateway addresses sent to linked clusters", "service", gwSvc.String(), "gateways", addrs)
+			}, func(err error) {
+				log.Error("federation: gateway Service unusable; linked clusters keep the last addresses", "err", err)
+			})
+			if err != nil {
+				errc <- fmt.Errorf("federation: --gateway-service: %w", err)
+			}
+			done <- struct{}{}
+		}()
+	} else {
+		done <- struct{}{}
+	}
 	go func() {
 		if err := links.Serve(lis); err != nil {
 			errc <- fmt.Errorf("federation: %w", err)
@@ -196,6 +246,7 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	return federationRun{links: links, stop: func() {
 		cancel()
 		links.Close()
+		<-done
 		<-done
 		<-done
 		stopCA()

@@ -275,8 +275,9 @@ func caRoots(t *testing.T, bin, dir string, td spiffeid.TrustDomain) []*x509.Cer
 	return certs
 }
 
-// TestControlFederationStoreUsage: the link store flags of `causeway
-// control` are refused (exit 2) before anything is bound or dialled.
+// TestControlFederationStoreUsage: the link store and gateway flags of
+// `causeway control` are refused (exit 2) before anything is bound or
+// dialled.
 func TestControlFederationStoreUsage(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"control", "--insecure", "--manifests", dir, "--listen", "127.0.0.1:0", "--rest", "", "--ca-dir", t.TempDir()}
@@ -288,6 +289,9 @@ func TestControlFederationStoreUsage(t *testing.T) {
 		{"secret without federation", []string{"--federation-secret", "causeway-system/causeway-federation"}},
 		{"state and secret", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--federation-state", filepath.Join(dir, "f"), "--federation-secret", "a/b"}},
 		{"secret without a namespace", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--federation-secret", "causeway-federation"}},
+		{"gateway service without federation", []string{"--gateway-service", "causeway-gateway/causeway-gateway"}},
+		{"gateway service without a namespace", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--gateway-service", "causeway-gateway"}},
+		{"gateway service with an empty port", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--gateway-service", "gw/eastwest:"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

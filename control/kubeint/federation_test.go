@@ -2,6 +2,7 @@ package kubeint_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -29,6 +30,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -55,6 +57,9 @@ type plane struct {
 	dyn     dynamic.Interface
 	gateway string // address of gwLis, sent to peers
 	gwLis   net.Listener
+	// gwService, when set, is followed with --gateway-service instead of
+	// passing gateway with --gateway-addr.
+	gwService string
 	restURL string
 	log     string
 }
@@ -116,10 +121,14 @@ var restStarted = regexp.MustCompile(`msg="REST API started" addr=(\S+)`)
 // to port 0; the REST address is read back from the log.
 func (p *plane) start(t *testing.T, bin, kubeconfig string) {
 	t.Helper()
-	cmd := exec.Command(bin, "control", "--kubeconfig", kubeconfig, "--trust-domain", p.td,
+	gw := []string{"--gateway-addr", p.gateway}
+	if p.gwService != "" {
+		gw = []string{"--gateway-service", p.gwService}
+	}
+	cmd := exec.Command(bin, append([]string{"control", "--kubeconfig", kubeconfig, "--trust-domain", p.td,
 		"--ca-secret", "causeway-system/causeway-ca", "--listen", "127.0.0.1:0", "--rest", "127.0.0.1:0",
 		"--cluster", p.cluster, "--federation-listen", "127.0.0.1:0", "--federation-secret", "causeway-system/causeway-federation",
-		"--gateway-addr", p.gateway, "--federation-heartbeat", "1s", "--gateway-probe-interval", "1s", "--debounce", "50ms")
+		"--federation-heartbeat", "1s", "--gateway-probe-interval", "1s", "--debounce", "50ms"}, gw...)...)
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=causeway-system", "POD_NAME="+p.cluster+"-control-0")
 	logFile, err := os.Create(p.log)
 	if err != nil {
@@ -268,8 +277,10 @@ func waitUntil(t *testing.T, d time.Duration, what string, ok func() (bool, stri
 // then drives exports on east's apiserver with client-go and reads west's
 // served snapshot: the import orders-east appears with east's gateway as
 // its endpoint when a ServiceExport or the annotation exports the Service,
-// and goes when the export is withdrawn. Each step logs how long the change
-// took to show on west.
+// and goes when the export is withdrawn. East finds its gateway's address
+// as a cluster does: --gateway-service follows a LoadBalancer Service whose
+// status the test writes, and when that address moves, west's endpoint
+// moves with it. Each step logs how long the change took to show on west.
 func TestFederationKube(t *testing.T) {
 	westCfg := kubetest.Config(t) // skips without the binaries
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -286,6 +297,30 @@ func TestFederationKube(t *testing.T) {
 	_, bin := kubeconfigAndBinary(t, ctx, westCfg, dir)
 	west, westKC := prepare(t, ctx, "west", westCfg, dir)
 	east, eastKC := prepare(t, ctx, "east", rest.CopyConfig(eastEnv.Config), dir)
+	east.gwService = "causeway-gateway/causeway-gateway"
+	gwHost, gwPortStr, _ := net.SplitHostPort(east.gateway)
+	var gwPort int32
+	fmt.Sscan(gwPortStr, &gwPort)
+	// The gateway's Service as deploy/base declares it, its load balancer
+	// address written into status as a cloud controller would.
+	if _, err := east.kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "causeway-gateway"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	gwSvc, err := east.kc.CoreV1().Services("causeway-gateway").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "causeway-gateway", Namespace: "causeway-gateway"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Name: "tls-eastwest", Port: gwPort}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moveGateway := func(t *testing.T, ip string) {
+		t.Helper()
+		gwSvc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+		if gwSvc, err = east.kc.CoreV1().Services("causeway-gateway").UpdateStatus(ctx, gwSvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moveGateway(t, gwHost)
 	start := time.Now()
 	west.start(t, bin, westKC)
 	east.start(t, bin, eastKC)
@@ -336,9 +371,6 @@ func TestFederationKube(t *testing.T) {
 	const ns = "shop"
 	gatewayID := "spiffe://east.causeway.local/ns/causeway-system/sa/causeway-gateway"
 	east.serveGateway(t, ctx, spiffeid.RequireFromString(gatewayID))
-	gwHost, gwPortStr, _ := net.SplitHostPort(east.gateway)
-	var gwPort int32
-	fmt.Sscan(gwPortStr, &gwPort)
 	if _, err := east.kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -388,25 +420,27 @@ func TestFederationKube(t *testing.T) {
 	steps := []struct {
 		name   string
 		change func(t *testing.T)
-		want   bool // west imports orders-east
-		ready  bool // ... with its gateway endpoint ready
+		want   bool   // west imports orders-east
+		ready  bool   // ... with its gateway endpoint ready
+		host   string // ... at this gateway host (default gwHost)
 	}{
-		{"a Service with endpoints but no export is not imported", func(*testing.T) {}, false, false},
+		{"a Service with endpoints but no export is not imported", func(*testing.T) {}, false, false, ""},
 		{"a ServiceExport imports it", func(t *testing.T) {
 			se := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
 				"metadata": map[string]any{"name": "orders", "namespace": ns}}}
 			if _, err := east.dyn.Resource(serviceExports).Namespace(ns).Create(ctx, se, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}, true, true},
+		}, true, true, ""},
 		{"deleting the ServiceExport removes the import", func(t *testing.T) {
 			if err := east.dyn.Resource(serviceExports).Namespace(ns).Delete(ctx, "orders", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}, false, false},
-		{"the annotation imports it", setAnnotation(new("true")), true, true},
-		{"east's gateway stops answering: the import stays, not ready", func(*testing.T) { east.gwLis.Close() }, true, false},
-		{"removing the annotation removes the import", setAnnotation(nil), false, false},
+		}, false, false, ""},
+		{"the annotation imports it", setAnnotation(new("true")), true, true, ""},
+		{"east's gateway stops answering: the import stays, not ready", func(*testing.T) { east.gwLis.Close() }, true, false, ""},
+		{"the gateway's load balancer address moves: the endpoint follows", func(t *testing.T) { moveGateway(t, "127.0.0.2") }, true, false, "127.0.0.2"},
+		{"removing the annotation removes the import", setAnnotation(nil), false, false, ""},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) {
@@ -422,7 +456,7 @@ func TestFederationKube(t *testing.T) {
 				if imp == nil || !s.want {
 					return imp == nil && !s.want, fmt.Sprintf("%+v", imp)
 				}
-				return len(imp.Endpoints) == 1 && imp.Endpoints[0].Ready == s.ready, fmt.Sprintf("%+v", imp)
+				return len(imp.Endpoints) == 1 && imp.Endpoints[0].Ready == s.ready && imp.Endpoints[0].Addr == cmp.Or(s.host, gwHost), fmt.Sprintf("%+v", imp)
 			})
 			t.Logf("west shows the change (imported=%v ready=%v) %v after it was made on east (the write itself took %v)", s.want, s.ready, took.Round(time.Millisecond), write.Round(time.Millisecond))
 			if !s.want {
@@ -435,9 +469,9 @@ func TestFederationKube(t *testing.T) {
 				t.Fatalf("orders-east endpoints = %+v, want east's one gateway", imp.Endpoints)
 			}
 			ep := imp.Endpoints[0]
-			if ep.Addr != gwHost || ep.Port != gwPort || ep.Gateway.String() != gatewayID ||
+			if ep.Addr != cmp.Or(s.host, gwHost) || ep.Port != gwPort || ep.Gateway.String() != gatewayID ||
 				ep.Remote != (spec.Key{Namespace: ns, Name: "orders"}) {
-				t.Errorf("orders-east endpoint = %+v, want %s:%d gateway %s remote %s/orders", ep, gwHost, gwPort, gatewayID, ns)
+				t.Errorf("orders-east endpoint = %+v, want %s:%d gateway %s remote %s/orders", ep, cmp.Or(s.host, gwHost), gwPort, gatewayID, ns)
 			}
 			if imp.Key.Cluster != "" || imp.Export || len(imp.Ports) != 1 || imp.Ports[0].Port != 8080 {
 				t.Errorf("orders-east = key %+v export %v ports %+v, want a local, unexported Service with port 8080", imp.Key, imp.Export, imp.Ports)

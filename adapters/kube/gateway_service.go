@@ -1,0 +1,158 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// GatewayPortName is the port of the east-west gateway's Service that
+// linked clusters dial when GatewayService.Port is empty and the Service
+// has several ports (deploy/base/gateway.yaml names it so).
+const GatewayPortName = "tls-eastwest"
+
+// GatewayService names the Service in front of this cluster's east-west
+// gateway and, optionally, its port (a name or a number).
+type GatewayService struct {
+	Namespace, Name, Port string
+}
+
+func (g GatewayService) String() string {
+	s := g.Namespace + "/" + g.Name
+	if g.Port != "" {
+		s += ":" + g.Port
+	}
+	return s
+}
+
+// ParseGatewayService reads NAMESPACE/NAME or NAMESPACE/NAME:PORT.
+func ParseGatewayService(s string) (GatewayService, error) {
+	ref, port, _ := strings.Cut(s, ":")
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1035Label(name)) > 0 {
+		return GatewayService{}, fmt.Errorf("gateway service %q: want NAMESPACE/NAME[:PORT]", s)
+	}
+	if strings.Contains(s, ":") && port == "" {
+		return GatewayService{}, fmt.Errorf("gateway service %q: empty port", s)
+	}
+	return GatewayService{Namespace: ns, Name: name, Port: port}, nil
+}
+
+// GatewayAddrs returns the host:port addresses at which other networks
+// reach svc: each load balancer ingress (its IP, else its hostname) and
+// each of spec.externalIPs, with the Service port that port names (a name
+// or a number; empty: the only port, else the one named GatewayPortName).
+// The list is sorted and without duplicates; it is empty while a load
+// balancer is still being provisioned. A Service without that port is an
+// error naming the field. NodePort addresses are not derived: which node
+// addresses other networks can route to is not in the Service, so such
+// setups name their addresses (causeway control --gateway-addr).
+func GatewayAddrs(svc *corev1.Service, port string) ([]string, error) {
+	where := "Service " + svc.Namespace + "/" + svc.Name
+	p, err := gatewayPort(svc.Spec.Ports, port)
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.ports: %w", where, err)
+	}
+	ps := strconv.Itoa(int(p))
+	var out []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		switch {
+		case in.IP != "":
+			out = append(out, net.JoinHostPort(in.IP, ps))
+		case in.Hostname != "":
+			out = append(out, net.JoinHostPort(in.Hostname, ps))
+		}
+	}
+	for _, ip := range svc.Spec.ExternalIPs {
+		out = append(out, net.JoinHostPort(ip, ps))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func gatewayPort(ports []corev1.ServicePort, want string) (int32, error) {
+	if want == "" {
+		if len(ports) == 1 {
+			return ports[0].Port, nil
+		}
+		want = GatewayPortName
+	}
+	for _, p := range ports {
+		if p.Name == want || strconv.Itoa(int(p.Port)) == want {
+			return p.Port, nil
+		}
+	}
+	if len(ports) == 0 {
+		return 0, errors.New("no ports")
+	}
+	return 0, fmt.Errorf("no port named or numbered %q", want)
+}
+
+// WatchGatewayService follows g with an informer on that one Service and
+// calls set with its addresses (GatewayAddrs) whenever they change, and
+// with none when the Service is deleted. A Service that yields no address
+// (wrong port) calls onErr instead, and set is not called: the last good
+// addresses stay. It returns when ctx ends, or with an error if the
+// informer's cache never syncs. set and onErr run on one goroutine.
+func WatchGatewayService(ctx context.Context, client kubernetes.Interface, g GatewayService, set func([]string), onErr func(error)) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(g.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", g.Name).String()
+		}))
+	inf := factory.Core().V1().Services().Informer()
+	var mu sync.Mutex // informer handlers run on one goroutine; mu guards last for the first call
+	var last []string
+	seen := false
+	update := func(addrs []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen && slices.Equal(addrs, last) {
+			return
+		}
+		seen, last = true, addrs
+		set(addrs)
+	}
+	onSvc := func(obj any) {
+		svc, ok := obj.(*corev1.Service)
+		if !ok || svc.Name != g.Name {
+			return
+		}
+		addrs, err := GatewayAddrs(svc, g.Port)
+		if err != nil {
+			onErr(err)
+			return
+		}
+		update(addrs)
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    onSvc,
+		UpdateFunc: func(_, obj any) { onSvc(obj) },
+		DeleteFunc: func(any) { update(nil) },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("gateway service %s: cache did not sync", g)
+	}
+	<-ctx.Done()
+	return nil
+}
