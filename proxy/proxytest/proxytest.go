@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/causeway-mesh/causeway/internal/demoapp"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -49,25 +50,18 @@ func App(t testing.TB, o demoapp.Options) *demoapp.Server {
 }
 
 // FreeAddr returns a loopback address whose TCP and UDP ports were both free
-// a moment ago (for bootstrap fields that want a fixed address).
+// a moment ago (for bootstrap fields that want a fixed address). The port
+// comes from loopback.FreePorts, below the kernel's ephemeral range: one
+// taken from ":0" and released could be handed to any connection or
+// listener of the tests other packages run at the same time before the
+// proxy binds it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().(*net.TCPAddr)
-		uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: addr.IP, Port: addr.Port})
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		uc.Close()
-		return addr.String()
+	ports, err := loopback.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port pair")
-	return ""
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
 
 // Port returns the port of a "host:port" address or net.Addr.

@@ -87,7 +87,9 @@ func TestRunStatic(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sidecar.Run(ctx, sidecar.Flags{Bootstrap: path}, quiet) }()
 	ready := false
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(20 * time.Millisecond) {
+	// Ready in milliseconds alone; 30 s leaves room for a CI machine that
+	// runs every package at once.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + admin + "/ready")
 		if err == nil {
 			resp.Body.Close()
