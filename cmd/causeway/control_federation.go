@@ -24,16 +24,16 @@ import (
 
 // fedFlags turn on federation in `causeway control` (DESIGN.md §7).
 type fedFlags struct {
-	cluster   string
-	listen    string
-	advertise []string
-	gateways  []string
+	cluster    string
+	listen     string
+	advertise  []string
+	gateways   []string
 	gatewaySvc string
-	gatewayID string
-	heartbeat time.Duration
-	probe     time.Duration
-	state     string
-	secret    string
+	gatewayID  string
+	heartbeat  time.Duration
+	probe      time.Duration
+	state      string
+	secret     string
 }
 
 func (f *fedFlags) register(fl *pflag.FlagSet) {

@@ -60,8 +60,8 @@ type plane struct {
 	// gwService, when set, is followed with --gateway-service instead of
 	// passing gateway with --gateway-addr.
 	gwService string
-	restURL string
-	log     string
+	restURL   string
+	log       string
 }
 
 // prepare installs deploy/crds and deploy/base's namespace, RBAC and
