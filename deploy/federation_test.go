@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -180,6 +181,15 @@ func TestFederationSecret(t *testing.T) {
 		}
 	})
 	t.Run("node agent cannot follow another Secret", func(t *testing.T) {
+		// The CA's Secret, which the node agent may read: made here when
+		// no other test has made it yet, since a missing Secret reads as
+		// no links at all.
+		admin := kubernetes.NewForConfigOrDie(cfg)
+		_, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "causeway-ca", Namespace: ns},
+			Data: map[string][]byte{"not-federation": []byte("{}")}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 		other, _ := federation.NewSecretStore(agent.CoreV1(), ns, "causeway-ca")
 		f := &federation.BundleFollower{Store: other, Set: bundle.NewSet()}
 		if err := f.Sync(ctx); err == nil || !strings.Contains(err.Error(), "Secret causeway-system/causeway-ca") {
