@@ -662,8 +662,13 @@ metadata: {name: only-leader, namespace: leader-it}
 spec: {service: web, backends: [{service: web-v1, weight: %d}]}
 `, w)
 	}
+	// A leader that cannot renew within RenewDeadline (a slow apiserver
+	// write on a loaded machine) loses the Lease, and its successor's
+	// Events would fail the first step: 4 s leaves room for that. The
+	// handover in the second step is quick all the same, since a stopped
+	// leader releases the Lease.
 	e := kube.Election{Namespace: "causeway-system", LeaseName: "causeway-control-plane",
-		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond}
+		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: 250 * time.Millisecond}
 	e1, e2 := e, e
 	e1.Identity, e2.Identity = "writer-a", "writer-b"
 	first, stopFirst := startWatcher(t, cp, e1)
