@@ -47,6 +47,7 @@ type Options struct {
 	Federated *bundle.Set
 	// Advertise are the addresses put in generated tokens (where peers
 	// dial); empty means the listener's address (Serve must run first).
+	// SetAdvertise replaces them later.
 	Advertise []string
 	// GatewayAddrs (host:port) and GatewayID are this cluster's east-west
 	// gateways, sent with the exports. SetGateways replaces the addresses
@@ -115,17 +116,18 @@ type Links struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	store    Store      // Options.Store; nil: links live in memory only
-	saveMu   sync.Mutex // serialises writes of the store
-	mu       sync.Mutex
-	links    map[string]*link // by cluster
-	tokens   map[string]*issued
-	exports  []*fedv1.ExportedService // ours, from SetLocal, sorted
-	gateways []string                 // ours, from Options then SetGateways, sorted
-	local    chan struct{}            // closed and replaced when our exports or gateways change
-	health   map[string]bool          // probed gateway address -> healthy
-	listener net.Addr
-	grpc     *grpc.Server
+	store     Store      // Options.Store; nil: links live in memory only
+	saveMu    sync.Mutex // serialises writes of the store
+	mu        sync.Mutex
+	links     map[string]*link // by cluster
+	tokens    map[string]*issued
+	exports   []*fedv1.ExportedService // ours, from SetLocal, sorted
+	gateways  []string                 // ours, from Options then SetGateways, sorted
+	advertise []string                 // put in tokens; from Options then SetAdvertise
+	local     chan struct{}            // closed and replaced when our exports or gateways change
+	health    map[string]bool          // probed gateway address -> healthy
+	listener  net.Addr
+	grpc      *grpc.Server
 
 	changes chan struct{} // 1-buffered: imports changed
 	probe   chan struct{} // 1-buffered: probe now (new gateway addresses)
@@ -173,8 +175,8 @@ func New(opts Options) (*Links, error) {
 		ctx: ctx, cancel: cancel,
 		links: map[string]*link{}, tokens: map[string]*issued{},
 		local: make(chan struct{}), health: map[string]bool{},
-		gateways: sortedSet(opts.GatewayAddrs),
-		changes:  make(chan struct{}, 1), probe: make(chan struct{}, 1),
+		gateways: sortedSet(opts.GatewayAddrs), advertise: slices.Clone(opts.Advertise),
+		changes: make(chan struct{}, 1), probe: make(chan struct{}, 1),
 	}
 	if err := l.loadState(); err != nil {
 		l.Close()
@@ -276,6 +278,23 @@ func (l *Links) SetGateways(addrs []string) error {
 	l.gateways = set
 	close(l.local)
 	l.local = make(chan struct{})
+	return nil
+}
+
+// SetAdvertise replaces the federation addresses put in peering tokens
+// from now on (discovered from the federation Service's load balancer, for
+// one); empty means the listener's address. Tokens already issued keep
+// theirs, and peers linked already keep dialling the addresses they have.
+// An address that is not host:port is refused and nothing changes.
+func (l *Links) SetAdvertise(addrs []string) error {
+	for i, a := range addrs {
+		if _, err := splitAddr(a); err != nil {
+			return fmt.Errorf("federation: advertised address [%d]: %w", i, err)
+		}
+	}
+	l.mu.Lock()
+	l.advertise = slices.Clone(addrs)
+	l.mu.Unlock()
 	return nil
 }
 

@@ -35,7 +35,7 @@ func (l *Links) Generate(ttl time.Duration) (Token, error) {
 		return Token{}, fmt.Errorf("peering token: ttl %s must be positive", ttl)
 	}
 	l.mu.Lock()
-	addrs := l.opts.Advertise
+	addrs := l.advertise
 	if len(addrs) == 0 && l.listener != nil {
 		addrs = []string{l.listener.String()}
 	}
