@@ -3,7 +3,6 @@ package federation
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -30,13 +29,13 @@ func TestExportsOnlyOwnIdentities(t *testing.T) {
 	}
 	east.links.SetLocal(&merged)
 	key := spec.Key{Namespace: "shop", Name: "web-east"}
-	eventually(t, "west imports shop/web-east", 5*time.Second, func() bool {
+	eventually(t, "west imports shop/web-east", waitLimit, func() bool {
 		return slices.ContainsFunc(west.links.Imports().Services, func(s spec.Service) bool { return s.Key == key })
 	})
 	if got, want := importOf(west, key).Identities, []spiffeid.ID{spiffeid.RequireFromPath(east.td, "/ns/shop/sa/web")}; !slices.Equal(got, want) {
 		t.Errorf("west imported identities %v, want %v", got, want)
 	}
-	eventually(t, "west ACKs east's exports", 5*time.Second, func() bool {
+	eventually(t, "west ACKs east's exports", waitLimit, func() bool {
 		st := east.links.List()
 		return len(st) == 1 && st[0].ExportAcked != "" && st[0].ExportNacked == ""
 	})

@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func TestSetGateways(t *testing.T) {
 			return slices.Equal(got, want)
 		}
 	}
-	eventually(t, "west imports web-east through the first gateway", 5*time.Second, endpointsAre("127.0.0.1:1"))
+	eventually(t, "west imports web-east through the first gateway", waitLimit, endpointsAre("127.0.0.1:1"))
 
 	steps := []struct {
 		name    string
@@ -54,10 +55,49 @@ func TestSetGateways(t *testing.T) {
 			if m, _ := east.links.localExports(); !slices.Equal(m.GatewayAddrs, st.want) {
 				t.Errorf("east sends gateways %v, want %v", m.GatewayAddrs, st.want)
 			}
-			took := eventually(t, "west's endpoints for web-east", 5*time.Second, endpointsAre(st.want...))
+			took := eventually(t, "west's endpoints for web-east", waitLimit, endpointsAre(st.want...))
 			t.Logf("SetGateways -> west endpoints %v: %s", st.want, took)
 			if l := linkOf(west, "east"); l == nil || !slices.Equal(l.GatewayAddrs, st.want) {
 				t.Errorf("west's link to east = %+v, want gateways %v", l, st.want)
+			}
+		})
+	}
+}
+
+// TestSetAdvertise: tokens issued after SetAdvertise carry the new
+// federation addresses, in the order given; a bad address is refused and
+// tokens keep the last good ones; none falls back to the listener.
+func TestSetAdvertise(t *testing.T) {
+	east := newSide(t, "east", sideOpts{})
+	listener := east.addr
+	steps := []struct {
+		name    string
+		set     []string
+		wantErr bool
+		want    []string
+	}{
+		{name: "load balancer addresses", set: []string{"203.0.113.20:15020", "198.51.100.3:15020"}, want: []string{"203.0.113.20:15020", "198.51.100.3:15020"}},
+		{name: "not host:port is refused", set: []string{"203.0.113.21"}, wantErr: true, want: []string{"203.0.113.20:15020", "198.51.100.3:15020"}},
+		{name: "none: the listener", set: nil, want: []string{listener}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if err := east.links.SetAdvertise(st.set); (err != nil) != st.wantErr {
+				t.Fatalf("SetAdvertise(%v) = %v, want error %v", st.set, err, st.wantErr)
+			}
+			// Serve records the listener once its goroutine runs, so the
+			// fallback is waited for; set addresses are there at once.
+			var got []string
+			eventually(t, "token addresses "+strings.Join(st.want, ","), waitLimit, func() bool {
+				tok, err := east.links.Generate(time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = tok.Addrs
+				return slices.Equal(got, st.want) || st.set != nil
+			})
+			if !slices.Equal(got, st.want) {
+				t.Errorf("token addresses %v, want %v", got, st.want)
 			}
 		})
 	}

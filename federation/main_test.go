@@ -24,13 +24,22 @@ import (
 	"github.com/causeway-mesh/causeway/spec"
 )
 
-// Test timings: fast enough that a failure is noticed in well under a
-// second, slow enough for -race on a loaded two-core machine.
+// Test timings: heartbeats often enough that a failure is noticed within
+// a couple of seconds; a timeout of 20 heartbeats, because the sides run in
+// this one process, and -race on a loaded two-core machine can stall it for
+// several hundred milliseconds: with 4 heartbeats (400 ms) such a stall
+// failed a healthy link, and a test that checks the link is still active
+// failed with it. (The reconnect's handshake is bounded by the timeout too.)
 const (
 	heartbeat = 100 * time.Millisecond
-	timeout   = 400 * time.Millisecond
+	timeout   = 2 * time.Second
 	probeIvl  = 100 * time.Millisecond
 )
+
+// waitLimit is how long a test waits for what should follow a change: it only
+// bounds a failure, so it is generous for a loaded machine; a condition met
+// returns at once.
+const waitLimit = 30 * time.Second
 
 // side is one in-process control plane: its own trust domain, CA, bundle
 // set and Links serving on a loopback port.
@@ -122,7 +131,7 @@ func eventually(t *testing.T, what string, within time.Duration, cond func() boo
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > within {
-			t.Fatalf("after %s: %s", within, what)
+			t.Fatalf("after %s: %s", waitLimit, what)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -146,6 +155,18 @@ func linkOf(s *side, cluster string) *spec.Link {
 		}
 	}
 	return nil
+}
+
+// statusOf returns s's status of its link to cluster.
+func statusOf(t *testing.T, s *side, cluster string) Status {
+	t.Helper()
+	for _, st := range s.links.List() {
+		if st.Cluster == cluster {
+			return st
+		}
+	}
+	t.Fatalf("%s has no link to %s", s.name, cluster)
+	return Status{}
 }
 
 // exportSnap is a local snapshot of side s exporting the named services
