@@ -19,8 +19,12 @@ import (
 // the child's bind only another explicit chooser could take the port, not
 // the hundreds of connections parallel tests open on loopback. When the
 // range leaves too little room below it, ports come from the kernel as a
-// fallback. A process started afterwards may still lose one to a race,
-// which is why callers wait for their children to come up.
+// fallback. Each port handed out is also reserved for the calling
+// process's lifetime (a lock file, see reserve), so two callers in
+// different processes never get the same one while the first one's child
+// has not bound it yet. A process started afterwards may still lose a port
+// to something that binds without asking FreePorts, which is why callers
+// wait for their children to come up.
 func FreePorts(n int) ([]int, error) {
 	lo, hi := belowEphemeral()
 	if hi-lo < 1000 {
@@ -33,7 +37,7 @@ func FreePorts(n int) ([]int, error) {
 			return nil, errors.New("loopback: no free port below the ephemeral range")
 		}
 		p := lo + rand.IntN(hi-lo)
-		if seen[p] || !free(p) {
+		if seen[p] || !free(p) || !reserve(p) {
 			continue
 		}
 		seen[p] = true
