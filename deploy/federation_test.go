@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,16 @@ func TestFederationSecret(t *testing.T) {
 	control := asServiceAccount(t, cfg, "causeway-system", "causeway-control-plane")
 	agent := asServiceAccount(t, cfg, "causeway-node", "causeway-node-agent")
 	const ns, name = "causeway-system", "causeway-federation"
+	// Both act at once on what was just applied; wait until the authorizer
+	// has it (see rbacSettled).
+	admin := kubernetes.NewForConfigOrDie(cfg)
+	rbacSettled(ctx, t, admin, "system:serviceaccount:causeway-system:causeway-control-plane",
+		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"},
+		[]authorizationv1.ResourceAttributes{{Verb: "create", Resource: "secrets", Namespace: ns},
+			{Verb: "get", Resource: "secrets", Namespace: ns, Name: name}, {Verb: "update", Resource: "secrets", Namespace: ns, Name: name}})
+	rbacSettled(ctx, t, admin, "system:serviceaccount:causeway-node:causeway-node-agent",
+		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-node", "system:authenticated"},
+		[]authorizationv1.ResourceAttributes{{Verb: "get", Resource: "secrets", Namespace: ns, Name: name}})
 	writer, err := federation.NewSecretStore(control.CoreV1(), ns, name)
 	if err != nil {
 		t.Fatal(err)
@@ -130,8 +141,8 @@ func TestFederationSecret(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for hasEast() != want {
-			if time.Since(start) > 15*time.Second {
-				t.Fatalf("after 15s: %s", what)
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("after 30s: %s", what)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -212,6 +212,14 @@ func TestNodeAgentRBAC(t *testing.T) {
 		{"update CA lease", "update", "coordination.k8s.io", "leases", "causeway-system", "causeway-ca", false},
 		{"create tokens", "create", "", "serviceaccounts/token", "causeway-node", "causeway-node-agent", false},
 	}
+	var allowed []authorizationv1.ResourceAttributes
+	for _, c := range cases {
+		if c.want {
+			resource, sub, _ := strings.Cut(c.resource, "/")
+			allowed = append(allowed, authorizationv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: resource, Subresource: sub, Namespace: c.ns, Name: c.named})
+		}
+	}
+	rbacSettled(ctx, t, kc, sa, []string{"system:serviceaccounts", "system:serviceaccounts:causeway-node", "system:authenticated"}, allowed)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			resource, sub, _ := strings.Cut(c.resource, "/")
