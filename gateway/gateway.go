@@ -304,9 +304,11 @@ func (g *Gateway) revoke() {
 	defer g.connMu.Unlock()
 	for c, td := range g.callers {
 		if _, err := g.opts.Bundles.GetX509BundleForTrustDomain(td); err != nil {
+			// Counted before the close: whoever sees the connection end
+			// (the caller, a test) may read the counter right after.
+			g.m.revoked.Inc()
 			c.Close()
 			delete(g.callers, c)
-			g.m.revoked.Inc()
 			g.log.Info("gateway: closed a connection whose trust domain is no longer linked", "trust_domain", td, "peer", c.RemoteAddr())
 		}
 	}
