@@ -134,10 +134,13 @@ func Start(t testing.TB, opts Options) *SPIRE {
 		serverSock:  filepath.Join(dir, "server", "api.sock"),
 		ServerID:    spiffeid.RequireFromPath(td, "/spire/server"),
 	}
-	port := freePort(t)
+	// Both ports in one call: two calls could each find the same port free,
+	// as nothing binds either until SPIRE starts.
+	ports := freePorts(t, 2)
+	port := ports[0]
 	federation := ""
 	if opts.BundleEndpoint {
-		bePort := freePort(t)
+		bePort := ports[1]
 		s.BundleEndpointURL = fmt.Sprintf("https://127.0.0.1:%d", bePort)
 		federation = fmt.Sprintf(federationConf, bePort)
 	}
@@ -310,16 +313,16 @@ func (s *SPIRE) waitHealthy(t testing.TB, name, bin, sock string) {
 	}
 }
 
-func freePort(t testing.TB) int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	// SPIRE needs a fixed port in its config; loopback.FreePorts picks one
-	// below the ephemeral range, where other tests' connections cannot take
-	// it before SPIRE binds.
-	ports, err := loopback.FreePorts(1)
+	// SPIRE needs fixed ports in its config; loopback.FreePorts picks
+	// distinct ones below the ephemeral range, where other tests'
+	// connections cannot take them before SPIRE binds.
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ports[0]
+	return ports
 }
 
 func write(t testing.TB, path, content string) {
