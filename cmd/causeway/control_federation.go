@@ -29,6 +29,7 @@ type fedFlags struct {
 	advertise  []string
 	gateways   []string
 	gatewaySvc string
+	fedSvc     string
 	gatewayID  string
 	heartbeat  time.Duration
 	probe      time.Duration
@@ -40,6 +41,7 @@ func (f *fedFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.cluster, "cluster", "", "this cluster's name for linked clusters (imports of ours are <service>-<cluster> there); required with --federation-listen")
 	fl.StringVar(&f.listen, "federation-listen", "", "serve the federation stream to linked clusters on this address; empty disables federation")
 	fl.StringSliceVar(&f.advertise, "federation-advertise", nil, "federation addresses put in peering tokens (default: the --federation-listen address)")
+	fl.StringVar(&f.fedSvc, "federation-service", "", "follow the federation stream's Service (NAMESPACE/NAME[:PORT]) and put its load balancer addresses in peering tokens; --federation-advertise, when set, wins")
 	fl.StringSliceVar(&f.gateways, "gateway-addr", nil, "this cluster's east-west gateway address(es) host:port, sent to linked clusters")
 	fl.StringVar(&f.gatewaySvc, "gateway-service", "", "follow this cluster's east-west gateway Service (NAMESPACE/NAME[:PORT]) and send its load balancer addresses to linked clusters as they change; --gateway-addr, when set, wins")
 	fl.StringVar(&f.gatewayID, "gateway-id", "", "SPIFFE ID the gateway proves (default spiffe://<trust-domain>/ns/causeway-system/sa/causeway-gateway)")
@@ -108,8 +110,8 @@ func (r federationRun) source(src control.Source) control.Source {
 func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomain, c *ca.CA, log *slog.Logger, errc chan<- error) (federationRun, error) {
 	ff := f.fed
 	if ff.listen == "" {
-		if ff.cluster != "" || len(ff.gateways) > 0 || ff.gatewaySvc != "" || ff.state != "" || ff.secret != "" {
-			return federationRun{}, usageErr("control: --cluster, --gateway-addr, --gateway-service, --federation-state and --federation-secret need --federation-listen")
+		if ff.cluster != "" || len(ff.gateways) > 0 || ff.gatewaySvc != "" || ff.fedSvc != "" || ff.state != "" || ff.secret != "" {
+			return federationRun{}, usageErr("control: --cluster, --gateway-addr, --gateway-service, --federation-service, --federation-state and --federation-secret need --federation-listen")
 		}
 		return federationRun{}, nil
 	}
@@ -128,15 +130,13 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	} else if gwID, err = spiffeid.FromSegments(td, "ns", "causeway-system", "sa", "causeway-gateway"); err != nil {
 		return federationRun{}, err
 	}
-	var gwSvc *kube.GatewayService
-	if ff.gatewaySvc != "" {
-		g, err := kube.ParseGatewayService(ff.gatewaySvc)
-		if err != nil {
-			return federationRun{}, usageErr("control: --gateway-service: %v", err)
-		}
-		if len(ff.gateways) == 0 { // else --gateway-addr wins
-			gwSvc = &g
-		}
+	gwRef, err := parseFollow("--gateway-service", ff.gatewaySvc, len(ff.gateways) > 0)
+	if err != nil {
+		return federationRun{}, err
+	}
+	fedRef, err := parseFollow("--federation-service", ff.fedSvc, len(ff.advertise) > 0)
+	if err != nil {
+		return federationRun{}, err
 	}
 	store, err := federationStore(ff.state, ff.secret, f.kubeconfig)
 	if err != nil {
@@ -177,6 +177,9 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	// may be made for peers on the same host) but, in a cluster, mean the
 	// per-cluster addresses were not set (deploy/base's causeway-cluster).
 	for _, a := range advertise {
+		if fedRef != nil {
+			break // replaced once the load balancer has an address
+		}
 		if host, _, err := net.SplitHostPort(a); err == nil {
 			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 				log.Warn("federation: peering tokens will carry an unspecified address that peers cannot dial; set --federation-advertise", "advertise", a)
@@ -189,15 +192,18 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 	case len(ff.gateways) == 0 && ff.gatewaySvc == "":
 		log.Warn("federation: no --gateway-addr or --gateway-service: linked clusters get this cluster's exports without an endpoint to reach them")
 	}
-	var gwClient kubernetes.Interface
-	if gwSvc != nil {
+	if len(ff.advertise) > 0 && ff.fedSvc != "" {
+		log.Info("federation: --federation-advertise is set, so --federation-service is not followed", "advertise", ff.advertise)
+	}
+	var lbClient kubernetes.Interface
+	if gwRef != nil || fedRef != nil {
 		kc, err := kubeClient(f.kubeconfig)
 		if err != nil {
 			lis.Close()
 			stopCA()
-			return federationRun{}, &exitError{code: 1, err: fmt.Errorf("control: --gateway-service %s: %w", gwSvc, err)}
+			return federationRun{}, &exitError{code: 1, err: fmt.Errorf("control: --gateway-service, --federation-service: %w", err)}
 		}
-		gwClient = kc
+		lbClient = kc
 	}
 	links, err := federation.New(federation.Options{Cluster: ff.cluster, TrustDomain: td, SVID: svid, Bundle: c,
 		Federated: bundle.NewSet(), Advertise: advertise, GatewayAddrs: ff.gateways, GatewayID: gwID,
@@ -211,30 +217,19 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 		return federationRun{}, usageErr("control: %v", err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 3)
-	if gwClient != nil {
-		go func() {
-			err := kube.WatchGatewayService(runCtx, gwClient, *gwSvc, func(addrs []string) {
-				if err := links.SetGateways(addrs); err != nil {
-					log.Error("federation: gateway addresses refused; linked clusters keep the last ones", "service", gwSvc.String(), "err", err)
-					return
-				}
-				if len(addrs) == 0 {
-					log.Warn("federation: the gateway Service has no address (load balancer pending, or Service deleted): linked clusters cannot reach this cluster's exports", "service", gwSvc.String())
-					return
-				}
-				log.Info("federation: gateway addresses sent to linked clusters", "service", gwSvc.String(), "gateways", addrs)
-			}, func(err error) {
-				log.Error("federation: gateway Service unusable; linked clusters keep the last addresses", "err", err)
-			})
-			if err != nil {
-				errc <- fmt.Errorf("federation: --gateway-service: %w", err)
-			}
-			done <- struct{}{}
-		}()
-	} else {
-		done <- struct{}{}
+	done := make(chan struct{}, 2)
+	var follows []lbFollow
+	if gwRef != nil {
+		follows = append(follows, lbFollow{flag: "--gateway-service", ref: *gwRef, defaultPort: kube.GatewayPortName, apply: links.SetGateways,
+			applied: "gateway addresses sent to linked clusters",
+			empty:   "the gateway Service has no address (load balancer pending, or Service deleted): linked clusters cannot reach this cluster's exports"})
 	}
+	if fedRef != nil {
+		follows = append(follows, lbFollow{flag: "--federation-service", ref: *fedRef, defaultPort: kube.FederationPortName, apply: links.SetAdvertise,
+			applied: "federation addresses put in new peering tokens",
+			empty:   "the federation Service has no address (load balancer pending, or Service deleted): new peering tokens carry the listener's address"})
+	}
+	waitFollows := startFollows(runCtx, lbClient, follows, log, errc)
 	go func() {
 		if err := links.Serve(lis); err != nil {
 			errc <- fmt.Errorf("federation: %w", err)
@@ -248,7 +243,7 @@ func startFederation(ctx context.Context, f controlFlags, td spiffeid.TrustDomai
 		links.Close()
 		<-done
 		<-done
-		<-done
+		waitFollows()
 		stopCA()
 	}}, nil
 }

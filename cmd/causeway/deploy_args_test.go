@@ -220,6 +220,7 @@ func baseIdentityStory(t *testing.T, dir, wantTD, wantCluster, wantGateway strin
 		{"federation Secret", agent.flag(t, "federation-secret"), cp.flag(t, "federation-secret")},
 		{"gateway ID", cp.flag(t, "gateway-id"), "spiffe://" + td + "/ns/" + gwNS + "/sa/" + gwSA},
 		{"gateway Service followed", cp.flag(t, "gateway-service"), gwNS + "/causeway-gateway"},
+		{"federation Service followed", cp.flag(t, "federation-service"), cp.namespace + "/causeway-federation"},
 		{"federation on", portOf(t, cp.flag(t, "federation-listen")), containerPort(cp.container, "grpc-federation")},
 		{"gateway listens on its Service's port", portOf(t, gw.flag(t, "listen")), containerPort(gw.container, "tls-eastwest")},
 	}

@@ -290,6 +290,8 @@ func TestControlFederationStoreUsage(t *testing.T) {
 		{"state and secret", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--federation-state", filepath.Join(dir, "f"), "--federation-secret", "a/b"}},
 		{"secret without a namespace", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--federation-secret", "causeway-federation"}},
 		{"gateway service without federation", []string{"--gateway-service", "causeway-gateway/causeway-gateway"}},
+		{"federation service without federation", []string{"--federation-service", "causeway-system/causeway-federation"}},
+		{"federation service with a bad name", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--federation-service", "causeway-system/Federation"}},
 		{"gateway service without a namespace", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--gateway-service", "causeway-gateway"}},
 		{"gateway service with an empty port", []string{"--federation-listen", "127.0.0.1:0", "--cluster", "east", "--gateway-service", "gw/eastwest:"}},
 	}

@@ -35,7 +35,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/causeway-mesh/causeway/federation"
 	"github.com/causeway-mesh/causeway/identity/ca"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
 	"github.com/causeway-mesh/causeway/spec"
 )
@@ -60,6 +62,9 @@ type plane struct {
 	// gwService, when set, is followed with --gateway-service instead of
 	// passing gateway with --gateway-addr.
 	gwService string
+	// fedListen is --federation-listen (default 127.0.0.1:0); fedService,
+	// when set, is followed with --federation-service.
+	fedListen, fedService string
 	restURL   string
 	log       string
 }
@@ -125,9 +130,12 @@ func (p *plane) start(t *testing.T, bin, kubeconfig string) {
 	if p.gwService != "" {
 		gw = []string{"--gateway-service", p.gwService}
 	}
+	if p.fedService != "" {
+		gw = append(gw, "--federation-service", p.fedService)
+	}
 	cmd := exec.Command(bin, append([]string{"control", "--kubeconfig", kubeconfig, "--trust-domain", p.td,
 		"--ca-secret", "causeway-system/causeway-ca", "--listen", "127.0.0.1:0", "--rest", "127.0.0.1:0",
-		"--cluster", p.cluster, "--federation-listen", "127.0.0.1:0", "--federation-secret", "causeway-system/causeway-federation",
+		"--cluster", p.cluster, "--federation-listen", cmp.Or(p.fedListen, "127.0.0.1:0"), "--federation-secret", "causeway-system/causeway-federation",
 		"--federation-heartbeat", "1s", "--gateway-probe-interval", "1s", "--debounce", "50ms"}, gw...)...)
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=causeway-system", "POD_NAME="+p.cluster+"-control-0")
 	logFile, err := os.Create(p.log)
@@ -321,6 +329,27 @@ func TestFederationKube(t *testing.T) {
 		}
 	}
 	moveGateway(t, gwHost)
+	// East's federation Service (deploy/base's) on the port east listens
+	// on, its load balancer known by a name: the token can only carry
+	// "localhost" if it came from the Service, not from the listener.
+	fedPorts, err := loopback.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	east.fedListen = fmt.Sprintf("127.0.0.1:%d", fedPorts[0])
+	east.fedService = "causeway-system/causeway-federation"
+	fedSvc, err := east.kc.CoreV1().Services("causeway-system").Get(ctx, "causeway-federation", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fedSvc.Spec.Ports[0].Port = int32(fedPorts[0])
+	if fedSvc, err = east.kc.CoreV1().Services("causeway-system").Update(ctx, fedSvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fedSvc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "localhost"}}
+	if _, err = east.kc.CoreV1().Services("causeway-system").UpdateStatus(ctx, fedSvc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	west.start(t, bin, westKC)
 	east.start(t, bin, eastKC)
@@ -336,11 +365,23 @@ func TestFederationKube(t *testing.T) {
 
 	// Peer: the token comes from east, west applies it; both CLIs talk REST.
 	start = time.Now()
-	out, err := exec.CommandContext(ctx, bin, "link", "generate", "--control-api", east.restURL, "--ttl", "5m").Output()
-	if err != nil {
-		t.Fatalf("link generate: %v", err)
-	}
-	token := strings.TrimSpace(string(out))
+	// East reads its federation Service's status soon after it starts;
+	// until then tokens carry the listener's address. (Unused tokens
+	// expire; generating more is harmless.)
+	var token string
+	wantAddr := fmt.Sprintf("localhost:%d", fedPorts[0])
+	waitUntil(t, 30*time.Second, "east's token carries the federation Service's load balancer "+wantAddr, func() (bool, string) {
+		out, err := exec.CommandContext(ctx, bin, "link", "generate", "--control-api", east.restURL, "--ttl", "5m").Output()
+		if err != nil {
+			t.Fatalf("link generate: %v", err)
+		}
+		token = strings.TrimSpace(string(out))
+		tok, err := federation.ParseToken(token)
+		if err != nil {
+			t.Fatalf("link generate printed %q: %v", token, err)
+		}
+		return len(tok.Addrs) == 1 && tok.Addrs[0] == wantAddr, fmt.Sprint(tok.Addrs)
+	})
 	if out, err := exec.CommandContext(ctx, bin, "link", "apply", "--control-api", west.restURL, token).CombinedOutput(); err != nil {
 		t.Fatalf("link apply: %v\n%s", err, out)
 	}

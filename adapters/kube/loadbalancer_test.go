@@ -16,15 +16,15 @@ import (
 	"github.com/causeway-mesh/causeway/adapters/kube"
 )
 
-func TestParseGatewayService(t *testing.T) {
+func TestParseServiceRef(t *testing.T) {
 	cases := []struct {
 		in      string
-		want    kube.GatewayService
+		want    kube.ServiceRef
 		wantErr bool
 	}{
-		{in: "causeway-gateway/causeway-gateway", want: kube.GatewayService{Namespace: "causeway-gateway", Name: "causeway-gateway"}},
-		{in: "gw/eastwest:tls", want: kube.GatewayService{Namespace: "gw", Name: "eastwest", Port: "tls"}},
-		{in: "gw/eastwest:15443", want: kube.GatewayService{Namespace: "gw", Name: "eastwest", Port: "15443"}},
+		{in: "causeway-gateway/causeway-gateway", want: kube.ServiceRef{Namespace: "causeway-gateway", Name: "causeway-gateway"}},
+		{in: "gw/eastwest:tls", want: kube.ServiceRef{Namespace: "gw", Name: "eastwest", Port: "tls"}},
+		{in: "gw/eastwest:15443", want: kube.ServiceRef{Namespace: "gw", Name: "eastwest", Port: "15443"}},
 		{in: "eastwest", wantErr: true},
 		{in: "gw/eastwest:", wantErr: true},
 		{in: "GW/eastwest", wantErr: true},
@@ -32,9 +32,9 @@ func TestParseGatewayService(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			got, err := kube.ParseGatewayService(c.in)
+			got, err := kube.ParseServiceRef(c.in)
 			if (err != nil) != c.wantErr || got != c.want {
-				t.Fatalf("ParseGatewayService(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
+				t.Fatalf("ParseServiceRef(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
 			}
 			if err == nil && got.String() != c.in {
 				t.Errorf("String() = %q, want %q", got.String(), c.in)
@@ -51,7 +51,7 @@ func gatewaySvc(ports []corev1.ServicePort, ingress []corev1.LoadBalancerIngress
 	}
 }
 
-func TestGatewayAddrs(t *testing.T) {
+func TestLoadBalancerAddrs(t *testing.T) {
 	one := []corev1.ServicePort{{Name: "tls", Port: 443}}
 	two := []corev1.ServicePort{{Name: "status", Port: 15021}, {Name: kube.GatewayPortName, Port: 15443}}
 	lb := []corev1.LoadBalancerIngress{{IP: "203.0.113.9"}, {Hostname: "gw.example.net"}, {IP: "2001:db8::7"}, {IP: "203.0.113.9"}}
@@ -74,7 +74,7 @@ func TestGatewayAddrs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := kube.GatewayAddrs(c.svc, c.port)
+			got, err := kube.LoadBalancerAddrs(c.svc, c.port, kube.GatewayPortName)
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err %v, want one containing %q", err, c.wantErr)
@@ -88,12 +88,12 @@ func TestGatewayAddrs(t *testing.T) {
 	}
 }
 
-// TestWatchGatewayService follows a LoadBalancer Service on the real
+// TestWatchLoadBalancer follows a LoadBalancer Service on the real
 // apiserver, as the control plane's ServiceAccount (so deploy/base's RBAC
 // is what allows it): the address appears when the load balancer's status
 // is written, moves when it changes, a bad port change keeps the last good
 // one, and deletion clears it.
-func TestWatchGatewayService(t *testing.T) {
+func TestWatchLoadBalancer(t *testing.T) {
 	admin, cp := cluster(t)
 	ac := kubernetes.NewForConfigOrDie(admin)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -109,9 +109,9 @@ func TestWatchGatewayService(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		g := kube.GatewayService{Namespace: ns, Name: "eastwest"}
-		if err := kube.WatchGatewayService(wctx, kubernetes.NewForConfigOrDie(cp), g, func(a []string) { sets <- a }, func(err error) { errs <- err }); err != nil {
-			t.Errorf("WatchGatewayService: %v", err)
+		g := kube.ServiceRef{Namespace: ns, Name: "eastwest"}
+		if err := kube.WatchLoadBalancer(wctx, kubernetes.NewForConfigOrDie(cp), g, kube.GatewayPortName, func(a []string) { sets <- a }, func(err error) { errs <- err }); err != nil {
+			t.Errorf("WatchLoadBalancer: %v", err)
 		}
 	})
 	defer func() { stop(); wg.Wait() }()

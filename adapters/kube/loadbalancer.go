@@ -19,18 +19,23 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// GatewayPortName is the port of the east-west gateway's Service that
-// linked clusters dial when GatewayService.Port is empty and the Service
-// has several ports (deploy/base/gateway.yaml names it so).
-const GatewayPortName = "tls-eastwest"
+// GatewayPortName and FederationPortName are the ports of the east-west
+// gateway's and the federation stream's Services that linked clusters
+// dial, when a ServiceRef names no port and the Service has several
+// (deploy/base names them so).
+const (
+	GatewayPortName    = "tls-eastwest"
+	FederationPortName = "grpc-federation"
+)
 
-// GatewayService names the Service in front of this cluster's east-west
-// gateway and, optionally, its port (a name or a number).
-type GatewayService struct {
+// ServiceRef names a Service that other networks reach this cluster
+// through (the east-west gateway's, the federation stream's) and,
+// optionally, its port (a name or a number).
+type ServiceRef struct {
 	Namespace, Name, Port string
 }
 
-func (g GatewayService) String() string {
+func (g ServiceRef) String() string {
 	s := g.Namespace + "/" + g.Name
 	if g.Port != "" {
 		s += ":" + g.Port
@@ -38,31 +43,32 @@ func (g GatewayService) String() string {
 	return s
 }
 
-// ParseGatewayService reads NAMESPACE/NAME or NAMESPACE/NAME:PORT.
-func ParseGatewayService(s string) (GatewayService, error) {
+// ParseServiceRef reads NAMESPACE/NAME or NAMESPACE/NAME:PORT.
+func ParseServiceRef(s string) (ServiceRef, error) {
 	ref, port, _ := strings.Cut(s, ":")
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1035Label(name)) > 0 {
-		return GatewayService{}, fmt.Errorf("gateway service %q: want NAMESPACE/NAME[:PORT]", s)
+		return ServiceRef{}, fmt.Errorf("service %q: want NAMESPACE/NAME[:PORT]", s)
 	}
 	if strings.Contains(s, ":") && port == "" {
-		return GatewayService{}, fmt.Errorf("gateway service %q: empty port", s)
+		return ServiceRef{}, fmt.Errorf("service %q: empty port", s)
 	}
-	return GatewayService{Namespace: ns, Name: name, Port: port}, nil
+	return ServiceRef{Namespace: ns, Name: name, Port: port}, nil
 }
 
-// GatewayAddrs returns the host:port addresses at which other networks
-// reach svc: each load balancer ingress (its IP, else its hostname) and
-// each of spec.externalIPs, with the Service port that port names (a name
-// or a number; empty: the only port, else the one named GatewayPortName).
+// LoadBalancerAddrs returns the host:port addresses at which other
+// networks reach svc: each load balancer ingress (its IP, else its
+// hostname) and each of spec.externalIPs, with the Service port that port
+// names (a name or a number; empty: the only port, else the one named
+// defaultPort).
 // The list is sorted and without duplicates; it is empty while a load
 // balancer is still being provisioned. A Service without that port is an
 // error naming the field. NodePort addresses are not derived: which node
 // addresses other networks can route to is not in the Service, so such
 // setups name their addresses (causeway control --gateway-addr).
-func GatewayAddrs(svc *corev1.Service, port string) ([]string, error) {
+func LoadBalancerAddrs(svc *corev1.Service, port, defaultPort string) ([]string, error) {
 	where := "Service " + svc.Namespace + "/" + svc.Name
-	p, err := gatewayPort(svc.Spec.Ports, port)
+	p, err := servicePort(svc.Spec.Ports, port, defaultPort)
 	if err != nil {
 		return nil, fmt.Errorf("%s: spec.ports: %w", where, err)
 	}
@@ -83,12 +89,12 @@ func GatewayAddrs(svc *corev1.Service, port string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-func gatewayPort(ports []corev1.ServicePort, want string) (int32, error) {
+func servicePort(ports []corev1.ServicePort, want, defaultPort string) (int32, error) {
 	if want == "" {
 		if len(ports) == 1 {
 			return ports[0].Port, nil
 		}
-		want = GatewayPortName
+		want = defaultPort
 	}
 	for _, p := range ports {
 		if p.Name == want || strconv.Itoa(int(p.Port)) == want {
@@ -101,13 +107,13 @@ func gatewayPort(ports []corev1.ServicePort, want string) (int32, error) {
 	return 0, fmt.Errorf("no port named or numbered %q", want)
 }
 
-// WatchGatewayService follows g with an informer on that one Service and
-// calls set with its addresses (GatewayAddrs) whenever they change, and
-// with none when the Service is deleted. A Service that yields no address
+// WatchLoadBalancer follows g with an informer on that one Service and
+// calls set with its addresses (LoadBalancerAddrs, defaultPort when g names
+// no port) whenever they change, and with none when the Service is deleted. A Service that yields no address
 // (wrong port) calls onErr instead, and set is not called: the last good
 // addresses stay. It returns when ctx ends, or with an error if the
 // informer's cache never syncs. set and onErr run on one goroutine.
-func WatchGatewayService(ctx context.Context, client kubernetes.Interface, g GatewayService, set func([]string), onErr func(error)) error {
+func WatchLoadBalancer(ctx context.Context, client kubernetes.Interface, g ServiceRef, defaultPort string, set func([]string), onErr func(error)) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithNamespace(g.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -131,7 +137,7 @@ func WatchGatewayService(ctx context.Context, client kubernetes.Interface, g Gat
 		if !ok || svc.Name != g.Name {
 			return
 		}
-		addrs, err := GatewayAddrs(svc, g.Port)
+		addrs, err := LoadBalancerAddrs(svc, g.Port, defaultPort)
 		if err != nil {
 			onErr(err)
 			return
@@ -151,7 +157,7 @@ func WatchGatewayService(ctx context.Context, client kubernetes.Interface, g Gat
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("gateway service %s: cache did not sync", g)
+		return fmt.Errorf("Service %s: cache did not sync", g)
 	}
 	<-ctx.Done()
 	return nil
