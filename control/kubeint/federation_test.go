@@ -37,8 +37,8 @@ import (
 
 	"github.com/causeway-mesh/causeway/federation"
 	"github.com/causeway-mesh/causeway/identity/ca"
-	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/internal/kubetest"
+	"github.com/causeway-mesh/causeway/internal/loopback"
 	"github.com/causeway-mesh/causeway/spec"
 )
 
@@ -65,8 +65,8 @@ type plane struct {
 	// fedListen is --federation-listen (default 127.0.0.1:0); fedService,
 	// when set, is followed with --federation-service.
 	fedListen, fedService string
-	restURL   string
-	log       string
+	restURL               string
+	log                   string
 }
 
 // prepare installs deploy/crds and deploy/base's namespace, RBAC and
