@@ -36,9 +36,8 @@ type linkSpec struct {
 
 // readLayout finds the cluster subfolders of dir: those holding a Cluster
 // object (exactly one). ClusterLinks are read from the files directly in
-// dir and from every cluster subfolder. Links are fixed for the run:
-// linking is done once at start (see DESIGN.md §7 for link/unlink as
-// commands).
+// dir and from every cluster subfolder. The clusters are fixed for the run;
+// the links follow edits (followLinks reads the layout again).
 func readLayout(dir string) (layout, error) {
 	var lay layout
 	entries, err := os.ReadDir(dir)

@@ -22,6 +22,7 @@ func (f fixedImports) Apply(context.Context, string) error    { return nil }
 func (f fixedImports) SetLocal(*spec.Snapshot)                {}
 func (f fixedImports) Imports() spec.Input                    { return f.in }
 func (f fixedImports) Changes() <-chan struct{}               { return nil }
+func (f fixedImports) Remove(context.Context, string) error   { return nil }
 
 // TestLoadMulticlusterExample loads each cluster folder of
 // examples/multicluster as `causeway up` does: east exports bookstore-v2

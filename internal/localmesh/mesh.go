@@ -62,6 +62,7 @@ type Mesh struct {
 	// ports is shared by every cluster: they all bind 127.0.0.1.
 	ports    *portBook
 	clusters []*cluster
+	linkMu   sync.Mutex // links is replaced by followLinks, read by loads
 	links    []linkSpec
 
 	began time.Time
@@ -169,7 +170,11 @@ func (m *Mesh) run(ctx context.Context) error {
 		go func() { errs <- c.run(ctx) }()
 	}
 	if m.multi {
-		wg.Go(func() { m.linkAll(ctx) })
+		wg.Go(func() {
+			if made := m.linkAll(ctx); made != nil {
+				m.followLinks(ctx, made)
+			}
+		})
 	}
 	var runErr error
 	for range m.clusters {
