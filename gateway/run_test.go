@@ -116,6 +116,12 @@ func TestRunControlPlane(t *testing.T) {
 	if ex := exportedView(t, g); len(ex) != 1 {
 		t.Fatalf("gateway exports %v, want shop/books:80 only (shop/secret is not exported)", ex)
 	}
+	// The gateway ACKs a config after applying it, so the control plane
+	// may hear of it a moment after /config shows it.
+	eventually(t, "the control plane to have the gateway's ACK", func() bool {
+		st, ok := srv.Proxy("east-gateway")
+		return ok && st.InSync()
+	})
 	st, ok := srv.Proxy("east-gateway")
 	if !ok || st.Node.Identity != wid(eastTD, "causeway-system", "causeway-gateway") || len(st.Node.Services) != 0 || !st.InSync() {
 		t.Fatalf("control plane's view of the gateway = %+v (known %v), want it in sync with the gateway's SVID identity", st, ok)
