@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -100,6 +101,20 @@ func prepare(t *testing.T, ctx context.Context, cluster string, cfg *rest.Config
 			t.Fatalf("%s: %s: %v", cluster, d, err)
 		}
 	}
+	// causeway control starts as the ServiceAccount soon after, and exits if
+	// its first reads are refused.
+	rbacSettled(ctx, t, kubernetes.NewForConfigOrDie(cfg), controlPlaneSA,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"},
+		[]authorizationv1.ResourceAttributes{
+			{Verb: "create", Resource: "secrets", Namespace: "causeway-system"},
+			{Verb: "get", Resource: "secrets", Namespace: "causeway-system", Name: "causeway-ca"},
+			{Verb: "update", Resource: "secrets", Namespace: "causeway-system", Name: "causeway-ca"},
+			{Verb: "get", Resource: "secrets", Namespace: "causeway-system", Name: "causeway-federation"},
+			{Verb: "update", Resource: "secrets", Namespace: "causeway-system", Name: "causeway-federation"},
+			{Verb: "list", Resource: "services"},
+			{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices"},
+			{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "causeway-system", Name: "causeway-control-plane"},
+		})
 	kubeconfig := filepath.Join(dir, cluster+".kubeconfig")
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[cluster] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, CertificateAuthority: cfg.CAFile}
