@@ -160,8 +160,15 @@ func TestInflightPenaltySpreads(t *testing.T) {
 			for _, s := range b.Stats() {
 				lo, hi = min(lo, s.Inflight), max(hi, s.Inflight)
 			}
-			if hi-lo > 8 {
-				t.Fatalf("in-flight per endpoint ranges %d..%d, want within 8 (P2C with an in-flight penalty; uniform random would spread 20 or more)", lo, hi)
+			// The spread is random (P2C samples with the runtime's source).
+			// Simulated 1.5M times per size, it exceeded 8 in 1.9e-5 of runs
+			// with 8 endpoints and 1.1e-4 with 16 (a flake about every 7000
+			// runs), never passed 11, and its tail falls about five-fold per
+			// step: past 13 is about 3e-8. Uniform random picks would
+			// spread 27 (8 endpoints) and 34 (16) on average.
+			const maxSpread = 13
+			if hi-lo > maxSpread {
+				t.Fatalf("in-flight per endpoint ranges %d..%d, want within %d (P2C with an in-flight penalty; uniform random picks spread about 27 with 8 endpoints, 34 with 16)", lo, hi, maxSpread)
 			}
 			for _, p := range held {
 				p.Done(time.Millisecond, false)
