@@ -159,6 +159,9 @@
 // causeway_response_latency_seconds, causeway_retries_total,
 // causeway_retry_budget_exhausted_total, causeway_circuit_state,
 // causeway_tcp_*, causeway_udp_*, causeway_inbound_authorization_total,
+// causeway_inbound_peer_response_latency_seconds (callers of another trust
+// domain: a linked cluster's, whose own proxies this control plane does not
+// scrape),
 // causeway_transparent_connections_total,
 // causeway_config_updates_total), /config (the NodeConfig in force with its
 // version) and /tap (one JSON line per request, and per TCP flow when it

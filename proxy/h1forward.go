@@ -145,6 +145,9 @@ func (s *h1ServerConn) serveInbound(n int) (keep, fallback bool) {
 	}
 	uc, err := s.exchange(p.appFast, ib.appAddr, time.Time{}, xfcc, buf)
 	r := s.finish(uc, err, p.appFast, buf, series)
+	if ic.peerTD != "" {
+		p.m.peer.WithLabelValues(ib.name, ic.peerTD, r.class).Observe(r.elapsed.Seconds())
+	}
 	if p.tap.active() {
 		caller := ""
 		if !ic.caller.IsZero() {

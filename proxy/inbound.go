@@ -30,6 +30,9 @@ type inboundConn struct {
 	caller spiffeid.ID        // verified peer identity; zero for plaintext
 	xfcc   string             // X-Forwarded-Client-Cert value for the app, when caller is set
 	allow  prometheus.Counter // the caller's allow counter, set by allowed
+	// peerTD is the caller's trust domain when it is not this proxy's: a
+	// caller in a linked cluster (causeway_inbound_peer_*).
+	peerTD string
 }
 
 type inboundKey struct{}
@@ -183,7 +186,11 @@ func (p *Proxy) acceptMesh(c net.Conn) (*inboundConn, net.Conn, error) {
 			return nil, nil, err
 		}
 		_ = c.SetDeadline(time.Time{})
-		return &inboundConn{port: port, caller: caller, xfcc: xfccValue(own.ID, caller, leaf)}, meshConn{tc}, nil
+		ic := &inboundConn{port: port, caller: caller, xfcc: xfccValue(own.ID, caller, leaf)}
+		if td := caller.TrustDomain(); !caller.IsZero() && td != own.ID.TrustDomain() {
+			ic.peerTD = td.Name()
+		}
+		return ic, meshConn{tc}, nil
 	case b[0] == preambleMagic[0]:
 		if p.mtls != nil && p.state.Load().cfg.Mode != spec.ModePermissive {
 			return nil, nil, errors.New("plaintext caller refused: mTLS required in strict mode")
@@ -383,6 +390,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	elapsed := time.Since(start)
 	p.m.responses.WithLabelValues("inbound", ib.name, route, "app", p.m.status(status), gs, class).Inc()
 	p.m.latency.WithLabelValues("inbound", ib.name, "app", class).Observe(elapsed.Seconds())
+	if ic.peerTD != "" {
+		p.m.peer.WithLabelValues(ib.name, ic.peerTD, class).Observe(elapsed.Seconds())
+	}
 	if p.tap.active() {
 		caller := ""
 		if !ic.caller.IsZero() {

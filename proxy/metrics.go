@@ -22,6 +22,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec   // direction, service, route, backend
 	responses   *prometheus.CounterVec   // direction, service, route, backend, status_code, grpc_status, classification
 	latency     *prometheus.HistogramVec // direction, service, backend, classification
+	peer        *prometheus.HistogramVec // service, trust_domain, classification: inbound from linked clusters
 	retries     *prometheus.CounterVec   // service
 	exhausted   *prometheus.CounterVec   // service
 	authz       *prometheus.CounterVec   // caller, decision
@@ -55,6 +56,12 @@ func newMetrics() *metrics {
 		Name: "causeway_response_latency_seconds", Help: "Time from request to the end of the response.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"direction", "service", "backend", "classification"})
+	// Callers in linked clusters have no proxy this control plane
+	// scrapes, so the SMI API counts their requests here, at the callee.
+	m.peer = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "causeway_inbound_peer_response_latency_seconds", Help: "Inbound requests from callers of another trust domain (linked clusters), by that trust domain: time to the end of the response.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"service", "trust_domain", "classification"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "causeway_retries_total", Help: "Retries sent, by upstream service.",
 	}, []string{"service"})
@@ -88,7 +95,7 @@ func newMetrics() *metrics {
 	m.breakers = &breakerCollector{desc: prometheus.NewDesc("causeway_circuit_state",
 		"Circuit breaker state per upstream cluster port: 0 closed, 1 open, 2 half-open.", []string{"cluster"}, nil)}
 	m.picks = newPicksCollector()
-	m.reg.MustRegister(m.requests, m.responses, m.latency, m.retries, m.exhausted, m.authz,
+	m.reg.MustRegister(m.requests, m.responses, m.latency, m.peer, m.retries, m.exhausted, m.authz,
 		m.tcpOpen, m.tcpClose, m.tcpBytes, m.udpSession, m.udpBytes, m.configs, m.transparent, m.breakers, m.picks)
 	return m
 }

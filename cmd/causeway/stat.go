@@ -191,8 +191,9 @@ func (c *statClient) rows(res string, nss []string) ([]statRow, error) {
 			}
 		}
 	case "workloads":
-		// Callers of every service, as seen by the callers' sidecars
-		// (edges with direction "from").
+		// Callers of every service, as seen by the callers' sidecars, and
+		// linked clusters, as seen by the service's (edges with direction
+		// "from"; a cluster's has no namespace).
 		for _, ns := range nss {
 			l, err := c.list(path.Join("namespaces", url.PathEscape(ns), "services"))
 			if err != nil {
@@ -210,6 +211,9 @@ func (c *statClient) rows(res string, nss []string) ([]statRow, error) {
 					r := rowOf(e, ns, svc.Name)
 					er := e.Edge.Resource
 					r.Caller = strings.ToLower(er.Kind) + "/" + er.Namespace + "/" + er.Name
+					if er.Namespace == "" {
+						r.Caller = strings.ToLower(er.Kind) + "/" + er.Name
+					}
 					rows = append(rows, r)
 				}
 			}

@@ -7,15 +7,19 @@
 //  1. A MetricsSource reads every connected proxy's counters. HTTPSource
 //     scrapes each proxy's admin /metrics (address from its sync state) and
 //     keeps causeway_responses_total and causeway_response_latency_seconds,
-//     summed per (direction, service, backend).
+//     summed per (direction, service, backend), and
+//     causeway_inbound_peer_response_latency_seconds: requests from linked
+//     clusters' callers, whose proxies this control plane does not scrape,
+//     as the callee's proxy saw them (direction Peer).
 //  2. Aggregator.Refresh records a scrape; Run does so every interval. View
 //     subtracts the scrape about one Window (30s) back from the latest, so
 //     counts cover the window (a counter that went down means the proxy
 //     restarted: its current value is used).
 //  3. Query turns a View and the served snapshot into SMI's JSON:
 //     TrafficMetrics for namespaces and services (traffic received,
-//     observed at the callers' proxies), edges for services (from callers,
-//     to callees), and per-backend items for TrafficSplits. Latencies are
+//     observed at the callers' proxies, plus the Peer traffic from linked
+//     clusters), edges for services (from callers, from linked clusters as
+//     Cluster resources, to callees), and per-backend items for TrafficSplits. Latencies are
 //     p50/p90/p99 in ms, estimated from histogram buckets like Prometheus'
 //     histogram_quantile; success_count and failure_count as SMI defines,
 //     plus success_rate and requests_per_second.

@@ -22,11 +22,14 @@ import (
 const (
 	responsesTotal = "causeway_responses_total"
 	latencySeconds = "causeway_response_latency_seconds"
+	peerSeconds    = "causeway_inbound_peer_response_latency_seconds"
 )
 
 // FlowKey names traffic one proxy saw: its direction ("outbound" for calls
 // the proxy's workload made), the service addressed and the backend service
-// that answered (differs from Service under a TrafficSplit).
+// that answered (differs from Service under a TrafficSplit). Requests from
+// linked clusters' callers, counted at the callee, have Direction Peer,
+// the callee's Service, and the callers' trust domain as Backend.
 type FlowKey struct {
 	Direction string
 	Service   string
@@ -146,6 +149,21 @@ func ParseFlows(r io.Reader) (map[FlowKey]Flow, error) {
 		for _, m := range f.GetMetric() {
 			k, _ := flowKey(m)
 			fl := flows[k]
+			fl.Latency = addBuckets(fl.Latency, m.GetHistogram())
+			flows[k] = fl
+		}
+	}
+	if f := fams[peerSeconds]; f != nil {
+		for _, m := range f.GetMetric() {
+			_, l := flowKey(m)
+			k := FlowKey{Direction: Peer, Service: l["service"], Backend: l["trust_domain"]}
+			fl := flows[k]
+			n := float64(m.GetHistogram().GetSampleCount())
+			if l["classification"] == "success" {
+				fl.Success += n
+			} else {
+				fl.Failure += n
+			}
 			fl.Latency = addBuckets(fl.Latency, m.GetHistogram())
 			flows[k] = fl
 		}

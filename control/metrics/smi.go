@@ -108,13 +108,17 @@ func (q Query) Get(kind Kind, ns, name string) (any, error) {
 		if !slices.Contains(q.namespaces(), name) {
 			return nil, notFound("namespace " + name)
 		}
-		return q.item(ref(kind, "", name), q.sum(func(_ Scrape, k FlowKey) bool { return keyNS(k.Backend) == name }), nil, nil), nil
+		f := q.sum(func(_ Scrape, k FlowKey) bool { return keyNS(k.Backend) == name }).Add(
+			q.peers(func(k FlowKey) bool { return keyNS(k.Service) == name }))
+		return q.item(ref(kind, "", name), f, nil, nil), nil
 	case "services":
 		key := spec.Key{Namespace: ns, Name: name}
 		if q.Snapshot.Service(key) == nil {
 			return nil, notFound("service " + key.String())
 		}
-		return q.item(ref(kind, ns, name), q.sum(func(_ Scrape, k FlowKey) bool { return k.Backend == key.String() }), nil, nil), nil
+		f := q.sum(func(_ Scrape, k FlowKey) bool { return k.Backend == key.String() }).Add(
+			q.peers(func(k FlowKey) bool { return k.Service == key.String() }))
+		return q.item(ref(kind, ns, name), f, nil, nil), nil
 	case "trafficsplits":
 		i := slices.IndexFunc(q.Snapshot.Splits, func(s spec.Split) bool { return s.Key == spec.Key{Namespace: ns, Name: name} })
 		if i < 0 {
@@ -155,7 +159,9 @@ func (q Query) List(kind Kind, ns string) *TrafficMetricsList {
 
 // Edges is GET .../namespaces/{ns}/services/{name}/edges: one item per
 // workload that called the service (direction from, observed at the
-// caller's proxy) and one per service it called (direction to).
+// caller's proxy), one per linked cluster whose callers called it (direction
+// from, a Cluster resource, observed at the service's proxies), and one per
+// service it called (direction to).
 func (q Query) Edges(kind Kind, ns, name string) (*TrafficMetricsList, error) {
 	if kind.Resource != "services" {
 		return nil, ErrNotFound{"edges are served for services, not " + kind.Resource}
@@ -174,6 +180,11 @@ func (q Query) Edges(kind Kind, ns, name string) (*TrafficMetricsList, error) {
 	for _, n := range q.View.Nodes {
 		serves := slices.Contains(n.Node.Services, key)
 		for k, f := range n.Flows {
+			if k.Direction == Peer && k.Service == key.String() {
+				e := edge{smimetrics.From, corev1.ObjectReference{Kind: "Cluster", Name: q.clusterOf(k.Backend)}}
+				flows[e] = flows[e].Add(f)
+				continue
+			}
 			if k.Direction != Outbound {
 				continue
 			}
@@ -223,6 +234,35 @@ func (q Query) splitItems(kind Kind, sp spec.Split) []*TrafficMetrics {
 // callee's inbound series count the same requests again, so they are left
 // out rather than added.
 const Outbound = "outbound"
+
+// Peer is the direction of requests from linked clusters' callers, counted
+// at the callee's proxy: no proxy of this cluster saw them go out, so they
+// are added to the outbound counts, never counted twice.
+const Peer = "peer"
+
+// peers sums the Peer flows keep selects.
+func (q Query) peers(keep func(FlowKey) bool) Flow {
+	var total Flow
+	for _, n := range q.View.Nodes {
+		for k, f := range n.Flows {
+			if k.Direction == Peer && keep(k) {
+				total = total.Add(f)
+			}
+		}
+	}
+	return total
+}
+
+// clusterOf names the linked cluster of a trust domain, or the trust
+// domain itself when no link has it.
+func (q Query) clusterOf(td string) string {
+	for _, l := range q.Snapshot.Links {
+		if l.TrustDomain == td {
+			return l.Cluster
+		}
+	}
+	return td
+}
 
 func (q Query) sum(keep func(Scrape, FlowKey) bool) Flow {
 	var total Flow

@@ -1,6 +1,8 @@
 package localmesh
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +20,15 @@ var (
 	mcNotRunSouth = regexp.MustCompile(`ClusterLink west-south: warning: cluster "south" is not one of this folder's clusters`)
 )
 
-// TestUpFollowsClusterLinks: with `causeway up` running on
-// examples/multicluster, deleting the ClusterLink's file unlinks the
-// clusters (west loses its import of east's bookstore-v2), putting it back
-// links them again (the import returns), and a ClusterLink naming a
+// TestUpMulticlusterLive runs `causeway up` on examples/multicluster and
+// checks what the other end-to-end test does not: east's `causeway stat`
+// counts the requests of west's callers (counted at east's sidecars, since
+// no proxy of east saw them leave); deleting the ClusterLink's file unlinks
+// the clusters (west loses its import of east's bookstore-v2), putting it
+// back links them again (the import returns), and a ClusterLink naming a
 // cluster that is not running is reported while the link that exists
 // stays.
-func TestUpFollowsClusterLinks(t *testing.T) {
+func TestUpMulticlusterLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two clusters")
 	}
@@ -61,6 +65,56 @@ func TestUpFollowsClusterLinks(t *testing.T) {
 		}
 	}
 	importIs(true)
+
+	t.Run("east's stat counts west's callers", func(t *testing.T) {
+		type row struct {
+			Name        string  `json:"name"`
+			Requests    float64 `json:"requests"`
+			SuccessRate float64 `json:"successRate"`
+		}
+		for deadline := time.Now().Add(waitFor); ; time.Sleep(300 * time.Millisecond) {
+			out, err := exec.Command(bin, "stat", "--cluster", "east", "-n", "bookstore", "-o", "json").Output()
+			if err != nil {
+				t.Fatalf("causeway stat --cluster east: %v", err)
+			}
+			var rows []row
+			if err := json.Unmarshal(out, &rows); err != nil {
+				t.Fatalf("stat -o json: %v\n%s", err, out)
+			}
+			// bookstore-v2 has no caller in east: every request it
+			// served came from west's bookbuyer and bookthief.
+			if i := slices.IndexFunc(rows, func(r row) bool { return r.Name == "bookstore-v2" && r.Requests > 0 }); i >= 0 {
+				t.Logf("causeway stat --cluster east: bookstore-v2 %.0f requests from west, success rate %.2f", rows[i].Requests, rows[i].SuccessRate)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no requests at bookstore-v2 in causeway stat --cluster east within %s: %s", waitFor, out)
+			}
+		}
+		// The edge names the linked cluster.
+		resp, err := http.Get("http://" + rest["east"] + "/apis/metrics.smi-spec.io/v1alpha1/namespaces/bookstore/services/bookstore-v2/edges")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		type edgeItem struct {
+			Edge struct {
+				Direction string                      `json:"direction"`
+				Resource  struct{ Kind, Name string } `json:"resource"`
+			} `json:"edge"`
+		}
+		var edges struct {
+			Items []edgeItem `json:"items"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&edges); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(edges.Items, func(it edgeItem) bool {
+			return it.Edge.Direction == "from" && it.Edge.Resource.Kind == "Cluster" && it.Edge.Resource.Name == "west"
+		}) {
+			t.Fatalf("bookstore-v2's edges on east have no from-edge for cluster west: %+v", edges.Items)
+		}
+	})
 
 	link := filepath.Join(dir, "link.yaml")
 	data, err := os.ReadFile(link)
