@@ -194,11 +194,19 @@ func TestFederationSecret(t *testing.T) {
 	t.Run("node agent cannot follow another Secret", func(t *testing.T) {
 		// The CA's Secret, which the node agent may read: made here when
 		// no other test has made it yet, since a missing Secret reads as
-		// no links at all.
+		// no links at all; and then deleted again, so the tests that make
+		// the real one (TestRBAC) find what they would without this one.
 		admin := kubernetes.NewForConfigOrDie(cfg)
 		_, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "causeway-ca", Namespace: ns},
 			Data: map[string][]byte{"not-federation": []byte("{}")}}, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
+		switch {
+		case err == nil:
+			defer func() {
+				if err := admin.CoreV1().Secrets(ns).Delete(context.Background(), "causeway-ca", metav1.DeleteOptions{}); err != nil {
+					t.Errorf("delete the stand-in CA Secret: %v", err)
+				}
+			}()
+		case !apierrors.IsAlreadyExists(err):
 			t.Fatal(err)
 		}
 		other, _ := federation.NewSecretStore(agent.CoreV1(), ns, "causeway-ca")
