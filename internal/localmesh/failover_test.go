@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -152,18 +151,7 @@ func TestUpMulticlusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two clusters")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "causeway")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/causeway").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "multicluster")
-	copyTree(t, filepath.Join("..", "..", "examples", "multicluster"), dir)
-	for _, c := range []struct{ name, gw, admin string }{{"west", "15440", "15000"}, {"east", "15441", "15100"}} {
-		f := filepath.Join(dir, c.name, "00-cluster.yaml")
-		rewrite(t, f, "gatewayPort: "+c.gw, "gatewayPort: 0")
-		rewrite(t, f, "adminPort: "+c.admin, "adminPort: 0")
-	}
+	bin, dir := multiclusterExample(t)
 	if err := os.Remove(filepath.Join(dir, "west", "bookthief.yaml")); err != nil {
 		t.Fatal(err)
 	}

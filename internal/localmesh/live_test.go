@@ -32,20 +32,7 @@ func TestUpMulticlusterLive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two clusters")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "causeway")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/causeway").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "multicluster")
-	copyTree(t, filepath.Join("..", "..", "examples", "multicluster"), dir)
-	// Every fixed port freed, as in TestUpMulticluster; this test sends no
-	// traffic of its own, but its workloads' ports are the example's.
-	for _, c := range []struct{ name, gw, admin string }{{"west", "15440", "15000"}, {"east", "15441", "15100"}} {
-		f := filepath.Join(dir, c.name, "00-cluster.yaml")
-		rewrite(t, f, "gatewayPort: "+c.gw, "gatewayPort: 0")
-		rewrite(t, f, "adminPort: "+c.admin, "adminPort: 0")
-	}
+	bin, dir := multiclusterExample(t)
 	up := startUpProc(t, bin, dir)
 	_, next := up.WaitLine(t, 0, mcReady, 60*time.Second)
 	rest := map[string]string{}

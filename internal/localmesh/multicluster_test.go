@@ -164,21 +164,7 @@ func TestUpMulticluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs two clusters")
 	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "causeway")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/causeway").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "multicluster")
-	copyTree(t, filepath.Join("..", "..", "examples", "multicluster"), dir)
-	// Free ports for the APIs and gateways, so a `make run` left running
-	// does not collide with the test; the workloads' ports are the
-	// example's (the test dials bookbuyer's and bookthief's proxies).
-	for _, c := range []struct{ name, gw, admin string }{{"west", "15440", "15000"}, {"east", "15441", "15100"}} {
-		f := filepath.Join(dir, c.name, "00-cluster.yaml")
-		rewrite(t, f, "gatewayPort: "+c.gw, "gatewayPort: 0")
-		rewrite(t, f, "adminPort: "+c.admin, "adminPort: 0")
-	}
+	bin, dir := multiclusterExample(t)
 
 	began := time.Now()
 	up := startUpProc(t, bin, dir)
