@@ -35,8 +35,10 @@
 // peer no longer knows ("not linked") drops the link too.
 //
 // Enters: Options (cluster, trust domain, SVID, local bundle, gateway
-// addresses and ID), SetLocal(snapshot), Generate/Apply/Remove calls,
-// connections on Serve's listener. Leaves: Imports() (services named
+// addresses and ID), SetLocal(snapshot), SetGateways (new gateway addresses,
+// sent to peers at once) and SetAdvertise (addresses for new tokens), both
+// fed by `causeway control` from the load balancers' status,
+// Generate/Apply/Remove calls, connections on Serve's listener. Leaves: Imports() (services named
 // <name>-<cluster> with one endpoint per peer gateway, Ready when the link
 // is active and the gateway passed its last probe, Gateway and Remote set,
 // plus a spec.Link per peer), Changes() (1-buffered, fires when Imports
