@@ -193,5 +193,5 @@ func getNoFatal(c *http.Client, addr, path string) (int, string, error) {
 func httpClient(t *testing.T) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second} // a failure is an error or a hang, not a slow answer on a loaded machine
 }
