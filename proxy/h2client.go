@@ -232,6 +232,7 @@ func (p *h2Pool) connect(ctx context.Context, addr string) (*h2ClientConn, error
 	}
 	cc.cond.L = &cc.mu
 	cc.fr = http2.NewFramer(bc, bufio.NewReaderSize(raw, 32<<10))
+	cc.fr.SetMaxReadFrameSize(h2DefaultFrameSize) // as the server: we advertise no larger size
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fr.SetReuseFrames()

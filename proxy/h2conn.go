@@ -146,6 +146,10 @@ func (b *batchConn) Close() error {
 	return b.Conn.Close()
 }
 
+// h2DefaultFrameSize is SETTINGS_MAX_FRAME_SIZE's initial value; neither
+// side of ours advertises another, so it is the largest frame we accept.
+const h2DefaultFrameSize = 16384
+
 // growWindow adds a WINDOW_UPDATE's increment to a send window. A window
 // past 2^31-1 is a flow-control error (RFC 9113 §6.9.1); false says so and
 // leaves the window as it was.

@@ -10,9 +10,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -326,4 +329,170 @@ func TestBatchConnWriteStall(t *testing.T) {
 	if _, err := io.Copy(io.Discard, b); err != nil {
 		t.Fatalf("the peer should read what was sent and then EOF: %v", err)
 	}
+}
+
+// FuzzH2Server feeds the proxy's HTTP/2 server whatever frames follow the
+// client preface, with a handler that reads the request body and answers.
+// Whatever the bytes, the server must not panic, and must finish (every
+// stream's handler returned, the connection closed) once the client side
+// is closed.
+func FuzzH2Server(f *testing.F) {
+	for _, seed := range h2Seeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		a, b := net.Pipe()
+		p := &Proxy{errLog: log.New(io.Discard, "", 0)}
+		h := func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("X-Seen", r.URL.Path)
+			_, _ = io.WriteString(w, "ok")
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			p.serveHTTPFamily(b, nil, rawH2Key{}, nil, h)
+		}()
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			_, _ = io.Copy(io.Discard, a)
+		}()
+		// The server reads everything or closes the connection; a write
+		// that blocks means it did neither.
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			_, _ = a.Write(append([]byte(http2.ClientPreface), frames...))
+		}()
+		select {
+		case <-wrote:
+		case <-time.After(fuzzWait):
+			t.Fatalf("the server stopped reading without closing the connection:\n%s", allStacks())
+		}
+		a.Close()
+		select {
+		case <-served:
+		case <-time.After(fuzzWait):
+			t.Fatalf("the server did not finish within 30 s of the client closing:\n%s", allStacks())
+		}
+		<-drained
+		p.h2s.stopWorkers()
+	})
+}
+
+// h2Seeds are frame sequences a client sends: requests with and without
+// bodies, trailers, window updates, pings, resets, settings, GOAWAY.
+func h2Seeds(f *testing.F) [][]byte {
+	var seeds [][]byte
+	hdr := func(enc *hpack.Encoder, hb *bytes.Buffer, kv ...string) []byte {
+		hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			_ = enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return slices.Clone(hb.Bytes())
+	}
+	for _, script := range []func(fr *http2.Framer, h func(kv ...string) []byte){
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 16})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h(":method", "GET", ":scheme", "http", ":path", "/a", ":authority", "x"), EndStream: true, EndHeaders: true})
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h(":method", "POST", ":scheme", "http", ":path", "/b", ":authority", "x", "content-length", "5"), EndHeaders: true})
+			_ = fr.WriteData(1, false, []byte("he"))
+			_ = fr.WriteDataPadded(1, true, []byte("llo"), []byte{0, 0})
+			_ = fr.WriteWindowUpdate(0, 1000)
+			_ = fr.WritePing(false, [8]byte{1})
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: h(":method", "POST", ":scheme", "http", ":path", "/t", ":authority", "x", "te", "trailers"), EndHeaders: true})
+			_ = fr.WriteData(3, false, []byte("body"))
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: h("x-sum", "1"), EndStream: true, EndHeaders: true})
+			_ = fr.WriteRSTStream(3, http2.ErrCodeCancel)
+			_ = fr.WriteGoAway(3, http2.ErrCodeNo, nil)
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			block := h(":method", "GET", ":scheme", "http", ":path", "/c", ":authority", "x")
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: block[:2], EndStream: true})
+			_ = fr.WriteContinuation(5, true, block[2:])
+			_ = fr.WritePriority(5, http2.PriorityParam{StreamDep: 0, Weight: 10})
+			_ = fr.WriteWindowUpdate(5, 1<<31-1)
+		},
+	} {
+		var buf, hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		fr := http2.NewFramer(&buf, nil)
+		script(fr, func(kv ...string) []byte { return hdr(enc, &hb, kv...) })
+		seeds = append(seeds, buf.Bytes())
+	}
+	return seeds
+}
+
+func allStacks() []byte {
+	buf := make([]byte, 1<<20)
+	return buf[:runtime.Stack(buf, true)]
+}
+
+// fuzzWait bounds one input's run; a finished one takes microseconds.
+const fuzzWait = 30 * time.Second
+
+// TestH2ServerBounds: what a client can make the server hold is bounded by
+// what the server advertised, and a closed connection is not held on to.
+func TestH2ServerBounds(t *testing.T) {
+	t.Run("a frame longer than SETTINGS_MAX_FRAME_SIZE ends the connection", func(t *testing.T) {
+		r := serveRawH2(t, holdBody)
+		r.open(1)
+		// Only the 9-byte header: a Framer without the limit would
+		// allocate the 1 MiB it claims and wait for it.
+		hdr := []byte{0x10, 0x00, 0x00, byte(http2.FrameData), 0, 0, 0, 0, 1}
+		if _, err := r.c.Write(hdr); err != nil {
+			t.Fatal(err)
+		}
+		ga := r.until(func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+		if ga.ErrCode != http2.ErrCodeFrameSize {
+			t.Fatalf("GOAWAY %v, want FRAME_SIZE_ERROR", ga.ErrCode)
+		}
+	})
+	t.Run("a connection closed with a stream in flight is freed", func(t *testing.T) {
+		a, b := tcpPair(t)
+		p := &Proxy{errLog: log.New(io.Discard, "", 0)}
+		release := make(chan struct{})
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			p.serveHTTPFamily(b, nil, rawH2Key{}, nil, func(http.ResponseWriter, *http.Request) { <-release })
+		}()
+		defer p.h2s.stopWorkers()
+		r := &rawH2{t: t, c: a, p: p}
+		r.enc = hpack.NewEncoder(&r.hbuf)
+		if _, err := io.WriteString(a, http2.ClientPreface); err != nil {
+			t.Fatal(err)
+		}
+		r.fr = http2.NewFramer(a, bufio.NewReader(a))
+		r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		r.open(1)
+		r.sync() // the stream's handler is running
+		p.h2s.mu.Lock()
+		var sc *h2ServerConn
+		for c := range p.h2s.conns {
+			sc = c
+		}
+		p.h2s.mu.Unlock()
+		gone := weak.Make(sc)
+		sc = nil
+		a.Close()
+		// The handler ends after the reader did: its stream is the last
+		// one removed, which must not re-arm the 5-minute idle timer.
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+		<-served
+		for range 10 {
+			runtime.GC()
+			if gone.Value() == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("the closed connection is still reachable (an idle timer re-armed after close holds it)")
+	})
 }

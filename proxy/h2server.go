@@ -204,6 +204,11 @@ type h2ServerConn struct {
 func (sc *h2ServerConn) serve() {
 	defer close(sc.done)
 	sc.fr = http2.NewFramer(sc.conn, bufio.NewReaderSize(sc.raw, 16<<10))
+	// We advertise no SETTINGS_MAX_FRAME_SIZE, so the default (16 KiB)
+	// holds: a longer frame is a FRAME_SIZE_ERROR (RFC 9113 §4.2), found
+	// from its header, before the Framer allocates a buffer for the
+	// length it claims (up to 16 MiB otherwise).
+	sc.fr.SetMaxReadFrameSize(h2DefaultFrameSize)
 	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.fr.MaxHeaderListSize = h2SrvHeaderList
 	sc.fr.SetReuseFrames()
@@ -228,6 +233,9 @@ func (sc *h2ServerConn) serve() {
 				sc.resetStream(se.StreamID, se.Code)
 				err = nil
 			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				err = http2.ConnectionError(http2.ErrCodeFrameSize) // told to the client in GOAWAY
+			}
 			continue
 		}
 		err = sc.handle(f)
@@ -238,9 +246,12 @@ func (sc *h2ServerConn) serve() {
 		_ = sc.fr.WriteGoAway(sc.lastID(), http2.ErrCode(ce), nil)
 		sc.wmu.Unlock()
 	}
-	sc.idle.Stop()
 	sc.mu.Lock()
 	sc.closed = true
+	// Stopped under mu once closed is set, so a stream ending later does
+	// not re-arm it: an armed timer would keep the whole connection
+	// (buffers, framer) reachable for h2SrvIdleTimeout after it closed.
+	sc.idle.Stop()
 	streams := make([]*h2ServerStream, 0, len(sc.streams))
 	for _, s := range sc.streams {
 		streams = append(streams, s)
@@ -281,12 +292,13 @@ func (sc *h2ServerConn) goAway() {
 
 func (sc *h2ServerConn) closeIfIdle() {
 	sc.mu.Lock()
-	idle := len(sc.streams) == 0
+	closed, idle := sc.closed, len(sc.streams) == 0
+	if !closed && !idle {
+		sc.idle.Reset(h2SrvIdleTimeout) // under mu: see serve's Stop
+	}
 	sc.mu.Unlock()
-	if idle {
+	if !closed && idle {
 		sc.goAway()
-	} else {
-		sc.idle.Reset(h2SrvIdleTimeout)
 	}
 }
 

@@ -132,7 +132,7 @@ func (s *h2ServerStream) removeLocked() {
 	if len(sc.streams) == 0 {
 		if sc.goneAway {
 			go sc.raw.Close() // the last stream after GOAWAY: end the reader
-		} else if sc.idle != nil {
+		} else if sc.idle != nil && !sc.closed {
 			sc.idle.Reset(h2SrvIdleTimeout)
 		}
 	}

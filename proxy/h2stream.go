@@ -318,12 +318,22 @@ func (cc *h2ClientConn) readLoop() {
 				}
 				continue
 			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				cc.wmu.Lock()
+				_ = cc.fr.WriteGoAway(0, http2.ErrCodeFrameSize, nil)
+				cc.wmu.Unlock()
+			}
 			cc.close(fmt.Errorf("http2 to %s: read: %w", cc.addr, err))
 			return
 		}
 		if err := cc.handle(f); err != nil {
+			code := http2.ErrCodeProtocol
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				code = http2.ErrCode(ce) // FLOW_CONTROL_ERROR, say
+			}
 			cc.wmu.Lock()
-			_ = cc.fr.WriteGoAway(0, http2.ErrCodeProtocol, nil)
+			_ = cc.fr.WriteGoAway(0, code, nil)
 			cc.wmu.Unlock()
 			cc.close(fmt.Errorf("http2 to %s: %w", cc.addr, err))
 			return
