@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -495,4 +496,96 @@ func TestH2ServerBounds(t *testing.T) {
 		}
 		t.Fatal("the closed connection is still reachable (an idle timer re-armed after close holds it)")
 	})
+}
+
+// FuzzH2Client has the proxy's HTTP/2 client send one request (with a
+// body) to an upstream that answers with whatever frames follow its
+// SETTINGS, then hangs up. Whatever the bytes, the client must not panic,
+// and the request must end (an answer whose body reads to its end, or an
+// error) once the upstream is gone; its connections then close.
+func FuzzH2Client(f *testing.F) {
+	for _, seed := range h2ClientSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		pool := newH2Pool(func(context.Context, string, string) (net.Conn, error) {
+			a, b := net.Pipe()
+			wg.Go(func() { _, _ = io.Copy(io.Discard, b) }) // the client's preface, settings, request
+			wg.Go(func() {
+				defer b.Close()
+				var settings bytes.Buffer
+				_ = http2.NewFramer(&settings, nil).WriteSettings()
+				_, _ = b.Write(append(settings.Bytes(), frames...))
+			})
+			return a, nil
+		})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ctx, cancel := context.WithTimeout(context.Background(), fuzzWait)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://upstream/f", strings.NewReader("body"))
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("body")), nil }
+			resp, err := pool.roundTrip(req, time.Now().Add(fuzzWait))
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * fuzzWait):
+			t.Fatalf("the request did not end after the upstream hung up:\n%s", allStacks())
+		}
+		pool.closeIdle()
+	})
+}
+
+// h2ClientSeeds are upstream answers: headers and a body, trailers, a
+// reset, GOAWAY, window updates, a push promise, settings changes.
+func h2ClientSeeds() [][]byte {
+	var seeds [][]byte
+	for _, script := range []func(fr *http2.Framer, h func(kv ...string) []byte){
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteSettingsAck()
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h(":status", "200", "content-type", "text/plain"), EndHeaders: true})
+			_ = fr.WriteData(1, false, []byte("hel"))
+			_ = fr.WriteDataPadded(1, true, []byte("lo"), []byte{0, 0, 0})
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteWindowUpdate(0, 100000)
+			_ = fr.WriteWindowUpdate(1, 100000)
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h(":status", "200", "grpc-encoding", "identity"), EndHeaders: true})
+			_ = fr.WriteData(1, false, []byte{0, 0, 0, 0, 1, 7})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h("grpc-status", "0"), EndStream: true, EndHeaders: true})
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1}, http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h(":status", "100"), EndHeaders: true})
+			_ = fr.WriteRSTStream(1, http2.ErrCodeRefusedStream)
+			_ = fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		},
+		func(fr *http2.Framer, h func(kv ...string) []byte) {
+			_ = fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: h(":method", "GET", ":path", "/p"), EndHeaders: true})
+			block := h(":status", "204")
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:1], EndStream: true})
+			_ = fr.WriteContinuation(1, true, block[1:])
+			_ = fr.WritePing(false, [8]byte{9})
+		},
+	} {
+		var buf, hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		fr := http2.NewFramer(&buf, nil)
+		script(fr, func(kv ...string) []byte {
+			hb.Reset()
+			for i := 0; i+1 < len(kv); i += 2 {
+				_ = enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+			}
+			return slices.Clone(hb.Bytes())
+		})
+		seeds = append(seeds, buf.Bytes())
+	}
+	return seeds
 }
