@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	fedv1 "github.com/causeway-mesh/causeway/api/federation/v1"
 	"github.com/causeway-mesh/causeway/spec"
@@ -70,8 +72,14 @@ func acceptExports(m *fedv1.Exports, td spiffeid.TrustDomain) (*imported, []byte
 	for i, e := range m.Services {
 		f := "services[" + strconv.Itoa(i) + "]"
 		k := spec.Key{Namespace: e.Namespace, Name: e.Name}
-		if k.Namespace == "" || k.Name == "" {
-			return nil, nil, fmt.Errorf("exports %s: %s: namespace and name are required", m.Version, f)
+		// The peer's names become ours (<name>-<cluster>), in keys, SNI
+		// and other meshes' resources: they must be what Kubernetes
+		// allows a Namespace and a Service to be called.
+		if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
+			return nil, nil, fmt.Errorf("exports %s: %s.namespace %q: %s", m.Version, f, k.Namespace, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsDNS1035Label(k.Name); len(errs) > 0 {
+			return nil, nil, fmt.Errorf("exports %s: %s.name %q: %s", m.Version, f, k.Name, strings.Join(errs, "; "))
 		}
 		if seen[k] {
 			return nil, nil, fmt.Errorf("exports %s: %s: duplicate service %s", m.Version, f, k)
