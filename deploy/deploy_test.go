@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -18,7 +17,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -351,34 +349,6 @@ spec:
 // (SubjectAccessReview) what its ServiceAccount may do: everything the
 // watcher needs, and nothing beyond (no spec writes, no secret but the CA's, no other
 // Lease).
-// rbacSettled waits until the apiserver's authorizer allows user (in
-// groups) every access in allowed. The RBAC authorizer reads Roles and
-// bindings through an informer, so one just applied counts only once its
-// watch event arrives, which on a loaded machine can be after the test's
-// first request: a test that checks or uses access right after applying RBAC
-// waits here first. An access still denied after 30s fails the test.
-func rbacSettled(ctx context.Context, t *testing.T, kc kubernetes.Interface, user string, groups []string, allowed []authorizationv1.ResourceAttributes) {
-	t.Helper()
-	var denied []string
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		denied = denied[:0]
-		for _, a := range allowed {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups, ResourceAttributes: &a}}
-			got, err := kc.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-			if err != nil {
-				return false, err
-			}
-			if !got.Status.Allowed {
-				denied = append(denied, fmt.Sprintf("%s %s/%s %s/%s", a.Verb, a.Group, a.Resource, a.Namespace, a.Name))
-			}
-		}
-		return len(denied) == 0, nil
-	})
-	if err != nil {
-		t.Fatalf("RBAC for %s not in effect within 30s: %v; still denied: %v", user, err, denied)
-	}
-}
-
 func TestRBAC(t *testing.T) {
 	cfg := kubetest.Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -459,7 +429,7 @@ func TestRBAC(t *testing.T) {
 				Subresource: c.subresource, Namespace: c.ns, Name: c.named})
 		}
 	}
-	rbacSettled(ctx, t, kc, sa, []string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"}, allowed)
+	kubetest.RBACSettled(ctx, t, kc, sa, []string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"}, allowed)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

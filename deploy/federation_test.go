@@ -94,13 +94,13 @@ func TestFederationSecret(t *testing.T) {
 	agent := asServiceAccount(t, cfg, "causeway-node", "causeway-node-agent")
 	const ns, name = "causeway-system", "causeway-federation"
 	// Both act at once on what was just applied; wait until the authorizer
-	// has it (see rbacSettled).
+	// has it (see kubetest.RBACSettled).
 	admin := kubernetes.NewForConfigOrDie(cfg)
-	rbacSettled(ctx, t, admin, "system:serviceaccount:causeway-system:causeway-control-plane",
+	kubetest.RBACSettled(ctx, t, admin, "system:serviceaccount:causeway-system:causeway-control-plane",
 		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"},
 		[]authorizationv1.ResourceAttributes{{Verb: "create", Resource: "secrets", Namespace: ns},
 			{Verb: "get", Resource: "secrets", Namespace: ns, Name: name}, {Verb: "update", Resource: "secrets", Namespace: ns, Name: name}})
-	rbacSettled(ctx, t, admin, "system:serviceaccount:causeway-node:causeway-node-agent",
+	kubetest.RBACSettled(ctx, t, admin, "system:serviceaccount:causeway-node:causeway-node-agent",
 		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-node", "system:authenticated"},
 		[]authorizationv1.ResourceAttributes{{Verb: "get", Resource: "secrets", Namespace: ns, Name: name}})
 	writer, err := federation.NewSecretStore(control.CoreV1(), ns, name)

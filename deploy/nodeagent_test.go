@@ -219,7 +219,7 @@ func TestNodeAgentRBAC(t *testing.T) {
 			allowed = append(allowed, authorizationv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: resource, Subresource: sub, Namespace: c.ns, Name: c.named})
 		}
 	}
-	rbacSettled(ctx, t, kc, sa, []string{"system:serviceaccounts", "system:serviceaccounts:causeway-node", "system:authenticated"}, allowed)
+	kubetest.RBACSettled(ctx, t, kc, sa, []string{"system:serviceaccounts", "system:serviceaccounts:causeway-node", "system:authenticated"}, allowed)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			resource, sub, _ := strings.Cut(c.resource, "/")

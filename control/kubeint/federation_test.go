@@ -103,7 +103,7 @@ func prepare(t *testing.T, ctx context.Context, cluster string, cfg *rest.Config
 	}
 	// causeway control starts as the ServiceAccount soon after, and exits if
 	// its first reads are refused.
-	rbacSettled(ctx, t, kubernetes.NewForConfigOrDie(cfg), controlPlaneSA,
+	kubetest.RBACSettled(ctx, t, kubernetes.NewForConfigOrDie(cfg), controlPlaneSA,
 		[]string{"system:serviceaccounts", "system:serviceaccounts:causeway-system", "system:authenticated"},
 		[]authorizationv1.ResourceAttributes{
 			{Verb: "create", Resource: "secrets", Namespace: "causeway-system"},
