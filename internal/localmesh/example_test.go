@@ -1,11 +1,14 @@
 package localmesh
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // binary is the causeway binary the end-to-end tests run, built once per
@@ -58,4 +61,35 @@ func multiclusterExample(t *testing.T) (bin, dir string) {
 		rewrite(t, f, "adminPort: "+c.admin, "adminPort: 0")
 	}
 	return bin, dir
+}
+
+// statRow is one row of `causeway stat -o json`.
+type statRow struct {
+	Name        string  `json:"name"`
+	Requests    float64 `json:"requests"`
+	SuccessRate float64 `json:"successRate"`
+	P99ms       float64 `json:"p99ms"`
+}
+
+// waitStat polls `causeway stat --cluster cluster -n bookstore` until the
+// service name shows requests, and returns its row; none within `within`
+// fails the test.
+func waitStat(t *testing.T, bin, cluster, name string, within time.Duration) statRow {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(300 * time.Millisecond) {
+		out, err := exec.Command(bin, "stat", "--cluster", cluster, "-n", "bookstore", "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("causeway stat --cluster %s: %v", cluster, err)
+		}
+		var rows []statRow
+		if err := json.Unmarshal(out, &rows); err != nil {
+			t.Fatalf("stat -o json: %v\n%s", err, out)
+		}
+		if i := slices.IndexFunc(rows, func(r statRow) bool { return r.Name == name && r.Requests > 0 }); i >= 0 {
+			return rows[i]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no requests at %s in causeway stat --cluster %s within %s: %s", name, cluster, within, out)
+		}
+	}
 }

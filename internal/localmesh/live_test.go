@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -54,30 +53,10 @@ func TestUpMulticlusterLive(t *testing.T) {
 	importIs(true)
 
 	t.Run("east's stat counts west's callers", func(t *testing.T) {
-		type row struct {
-			Name        string  `json:"name"`
-			Requests    float64 `json:"requests"`
-			SuccessRate float64 `json:"successRate"`
-		}
-		for deadline := time.Now().Add(waitFor); ; time.Sleep(300 * time.Millisecond) {
-			out, err := exec.Command(bin, "stat", "--cluster", "east", "-n", "bookstore", "-o", "json").Output()
-			if err != nil {
-				t.Fatalf("causeway stat --cluster east: %v", err)
-			}
-			var rows []row
-			if err := json.Unmarshal(out, &rows); err != nil {
-				t.Fatalf("stat -o json: %v\n%s", err, out)
-			}
-			// bookstore-v2 has no caller in east: every request it
-			// served came from west's bookbuyer and bookthief.
-			if i := slices.IndexFunc(rows, func(r row) bool { return r.Name == "bookstore-v2" && r.Requests > 0 }); i >= 0 {
-				t.Logf("causeway stat --cluster east: bookstore-v2 %.0f requests from west, success rate %.2f", rows[i].Requests, rows[i].SuccessRate)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no requests at bookstore-v2 in causeway stat --cluster east within %s: %s", waitFor, out)
-			}
-		}
+		// bookstore-v2 has no caller in east: every request it served
+		// came from west's bookbuyer and bookthief.
+		r := waitStat(t, bin, "east", "bookstore-v2", waitFor)
+		t.Logf("causeway stat --cluster east: bookstore-v2 %.0f requests from west, success rate %.2f", r.Requests, r.SuccessRate)
 		// The edge names the linked cluster.
 		resp, err := http.Get("http://" + rest["east"] + "/apis/metrics.smi-spec.io/v1alpha1/namespaces/bookstore/services/bookstore-v2/edges")
 		if err != nil {

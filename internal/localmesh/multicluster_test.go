@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -275,30 +274,8 @@ func TestUpMulticluster(t *testing.T) {
 	t.Run("causeway stat --cluster west shows the import's traffic", func(t *testing.T) {
 		// The SMI metrics come from the callers' sidecars: west's stat
 		// shows west's calls to east, under the import's name.
-		type row struct {
-			Name     string  `json:"name"`
-			Requests float64 `json:"requests"`
-			P99ms    float64 `json:"p99ms"`
-		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			out, err := exec.Command(bin, "stat", "--cluster", "west", "-n", "bookstore", "-o", "json").Output()
-			if err != nil {
-				t.Fatalf("causeway stat --cluster west: %v", err)
-			}
-			var rows []row
-			if err := json.Unmarshal(out, &rows); err != nil {
-				t.Fatalf("stat -o json: %v\n%s", err, out)
-			}
-			if i := slices.IndexFunc(rows, func(r row) bool { return r.Name == "bookstore-v2-east" && r.Requests > 0 }); i >= 0 {
-				t.Logf("causeway stat --cluster west: bookstore-v2-east %.0f requests, p99 %.1fms", rows[i].Requests, rows[i].P99ms)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no traffic at bookstore-v2-east in causeway stat --cluster west: %s", out)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		r := waitStat(t, bin, "west", "bookstore-v2-east", 15*time.Second)
+		t.Logf("causeway stat --cluster west: bookstore-v2-east %.0f requests, p99 %.1fms", r.Requests, r.P99ms)
 	})
 
 	split := filepath.Join(dir, "west", "traffic-split.yaml")
