@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -120,12 +119,10 @@ func WatchLoadBalancer(ctx context.Context, client kubernetes.Interface, g Servi
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", g.Name).String()
 		}))
 	inf := factory.Core().V1().Services().Informer()
-	var mu sync.Mutex // informer handlers run on one goroutine; mu guards last for the first call
+	// The informer calls its handlers on one goroutine: last needs no lock.
 	var last []string
 	seen := false
 	update := func(addrs []string) {
-		mu.Lock()
-		defer mu.Unlock()
 		if seen && slices.Equal(addrs, last) {
 			return
 		}

@@ -242,15 +242,7 @@ const Peer = "peer"
 
 // peers sums the Peer flows keep selects.
 func (q Query) peers(keep func(FlowKey) bool) Flow {
-	var total Flow
-	for _, n := range q.View.Nodes {
-		for k, f := range n.Flows {
-			if k.Direction == Peer && keep(k) {
-				total = total.Add(f)
-			}
-		}
-	}
-	return total
+	return q.sumOf(Peer, func(_ Scrape, k FlowKey) bool { return keep(k) })
 }
 
 // clusterOf names the linked cluster of a trust domain, or the trust
@@ -264,11 +256,14 @@ func (q Query) clusterOf(td string) string {
 	return td
 }
 
-func (q Query) sum(keep func(Scrape, FlowKey) bool) Flow {
+func (q Query) sum(keep func(Scrape, FlowKey) bool) Flow { return q.sumOf(Outbound, keep) }
+
+// sumOf sums the flows of one direction that keep selects.
+func (q Query) sumOf(dir string, keep func(Scrape, FlowKey) bool) Flow {
 	var total Flow
 	for _, n := range q.View.Nodes {
 		for k, f := range n.Flows {
-			if k.Direction == Outbound && keep(n, k) {
+			if k.Direction == dir && keep(n, k) {
 				total = total.Add(f)
 			}
 		}
