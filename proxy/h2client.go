@@ -407,7 +407,7 @@ func (cc *h2ClientConn) roundTrip(req *http.Request, deadline time.Time) (*http.
 		stopAll(stop, timer)
 	}
 	if hasBody {
-		go s.writeBody()
+		go s.writeBody(req.Body)
 	}
 
 	cc.mu.Lock()

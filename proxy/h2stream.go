@@ -221,12 +221,14 @@ func (cc *h2ClientConn) credit(id uint32, stream, conn int) {
 	cc.writeErr(err)
 }
 
-// writeBody copies the request body into DATA frames within the peer's
-// windows, then ends the stream (with trailers if the request has any). It
-// runs on its own goroutine and owns req.Body.
-func (s *h2Stream) writeBody() {
+// writeBody copies body (the request's, as it was when the stream
+// started) into DATA frames within the peer's windows, then ends the stream
+// (with trailers if the request has any). It runs on its own goroutine and
+// owns body. It is handed body rather than reading req.Body: after an
+// unprocessed attempt the pool gives the request a fresh body for the next
+// one while this goroutine may still be running.
+func (s *h2Stream) writeBody(body io.ReadCloser) {
 	cc := s.cc
-	body := s.req.Body
 	defer body.Close()
 	buf := bodyBufs.Get().(*[bodyBufSize]byte)
 	defer bodyBufs.Put(buf)
